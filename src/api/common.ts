@@ -1,0 +1,131 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create, fromJson, getOption, isFieldSet, toJson, type DescMessage, type JsonValue as PbJson, type MessageShape } from "@bufbuild/protobuf";
+import { ValueSchema, timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
+import { required } from "../../gen/events/v1/options_pb.js";
+import { ContentSchema, EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
+import type { EventLog } from "../core/log.js";
+import type { JsonValue, StoredEvent, StreamId, StreamKind } from "../core/types.js";
+import { ValidationError, messageFromJson, type FieldError } from "./json.js";
+
+/** Projects are named by the caller (`x-project-id`); this one is used when a dialect has no such notion. */
+export const DEFAULT_PROJECT = "default";
+
+/** What a call carries besides its message, whatever the transport. */
+export interface CallContext {
+  /** The project the caller named (X-Project-ID, Project-ID, ?project_id=, or RPC header x-project-id). */
+  project?: string;
+  signal: AbortSignal;
+}
+
+export interface ApiDeps {
+  log: EventLog;
+  now: () => Date;
+}
+
+export function invalid(errors: FieldError[]): ConnectError {
+  const v = new ValidationError(errors);
+  return new ConnectError(v.message, Code.InvalidArgument, undefined, undefined, v);
+}
+
+export function invalidField(loc: (string | number)[], msg: string, type = "value_error", input?: unknown): ConnectError {
+  return invalid([{ loc, msg, type, ...(input === undefined ? {} : { input }) }]);
+}
+
+/**
+ * The `(events.v1.required)` rule for messages that arrive over RPC (JSON bodies are checked when
+ * they are parsed): message fields must be set, strings and lists must not be empty.
+ */
+export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, loc: (string | number)[] = ["body"]): void {
+  const errors: FieldError[] = [];
+  for (const field of schema.fields) {
+    if (!getOption(field, required)) continue;
+    if (isFieldSet(msg, field)) continue;
+    if (field.fieldKind === "list") errors.push({ loc: [...loc, field.name], msg: "List should have at least 1 item after validation, not 0", type: "too_short" });
+    else errors.push({ loc: [...loc, field.name], msg: "Field required", type: "missing" });
+  }
+  if (errors.length > 0) throw invalid(errors);
+}
+
+/** Parses a JSON body into a message and applies checkRequired (see json.ts for the JSON rules). */
+export function parseRequest<Desc extends DescMessage>(schema: Desc, body: unknown): MessageShape<Desc> {
+  const msg = messageFromJson(schema, body);
+  checkRequired(schema, msg);
+  return msg;
+}
+
+export function valueToJson(v: Value | undefined): JsonValue {
+  return v ? (toJson(ValueSchema, v) as JsonValue) : null;
+}
+
+export function jsonToValue(v: JsonValue): Value {
+  return fromJson(ValueSchema, v as PbJson);
+}
+
+export function rfc3339(d: Date): string {
+  return d.toISOString();
+}
+
+const KINDS: Record<StreamKind, PbStreamKind> = {
+  topic: PbStreamKind.TOPIC,
+  execution: PbStreamKind.EXECUTION,
+  task: PbStreamKind.TASK,
+};
+
+export function pbKind(kind: StreamKind): PbStreamKind {
+  return KINDS[kind];
+}
+
+export function kindFromPb(kind: PbStreamKind): StreamKind | undefined {
+  return (Object.keys(KINDS) as StreamKind[]).find((k) => KINDS[k] === kind);
+}
+
+/** The shared events.v1.Event view of a stored event. */
+export function toEventMessage(e: StoredEvent, stream: StreamId): Event {
+  const x = e.extra ?? {};
+  const str = (k: string): string | undefined => (typeof x[k] === "string" ? (x[k] as string) : undefined);
+  const msg = create(EventSchema, {
+    id: e.id,
+    stream: { kind: pbKind(stream.kind), key: stream.key },
+    sequence: BigInt(e.seq),
+    eventType: e.eventType,
+    data: jsonToValue(e.data),
+    metadata: e.metadata,
+    createdAt: timestampFromDate(e.createdAt),
+    idempotencyKey: e.idempotencyKey,
+    executionId: str("execution_id"),
+    rootExecutionId: str("root_execution_id"),
+    attemptNumber: typeof x["attempt_number"] === "number" ? x["attempt_number"] : undefined,
+    waitGroupInstanceId: str("wait_group_instance_id"),
+    timestamp: str("timestamp"),
+  });
+  if (e.expireAt) msg.expireAt = timestampFromDate(e.expireAt);
+  if (x["content"] !== undefined) msg.content = fromJson(ContentSchema, x["content"] as PbJson);
+  return msg;
+}
+
+/** Sequences arrive as int64 (bigint); the core works with numbers, exact up to 2^53. */
+export function seqFromPb(v: bigint | undefined, loc: (string | number)[]): number {
+  if (v === undefined) return 0;
+  if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidField(loc, `must be between 0 and ${Number.MAX_SAFE_INTEGER}`, "value_error", String(v));
+  return Number(v);
+}
+
+/** Page size: default 100, 1..1000. */
+export function pageLimit(limit: number | undefined, loc: (string | number)[]): number {
+  if (limit === undefined || limit === 0) return 100;
+  if (limit < 1 || limit > 1000) throw invalidField(loc, "Input should be between 1 and 1000", "value_error", limit);
+  return limit;
+}
+
+/** Follows a stream, applying an optional event_type filter. */
+export async function* follow(deps: ApiDeps, stream: StreamId, after: number, signal: AbortSignal, types?: readonly string[]): AsyncGenerator<StoredEvent[]> {
+  const only = types && types.length > 0 ? new Set(types) : undefined;
+  for await (const batch of deps.log.subscribe(stream, after, signal)) {
+    const out = only ? batch.filter((e) => only.has(e.eventType)) : batch;
+    if (out.length > 0) yield out;
+  }
+}
+
+export async function* mapBatches<T>(source: AsyncIterable<StoredEvent[]>, map: (e: StoredEvent) => T): AsyncGenerator<T[]> {
+  for await (const batch of source) yield batch.map(map);
+}

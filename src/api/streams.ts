@@ -1,0 +1,172 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  ListEventsRequestSchema,
+  ListEventsResponseSchema,
+  PublishRequestSchema,
+  PublishResponseSchema,
+  PublishStreamRequestSchema,
+  PublishStreamResponseSchema,
+  SubscribeRequestSchema,
+  SubscribeResponseSchema,
+  type EventInput,
+  type ListEventsRequest,
+  type ListEventsResponse,
+  type PublishRequest,
+  type PublishResponse,
+  type PublishStreamRequest,
+  type PublishStreamResponse,
+  type StreamRef,
+  type SubscribeRequest,
+  type SubscribeResponse,
+} from "../../gen/events/v1/events_pb.js";
+import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
+import { checkRequired, DEFAULT_PROJECT, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+
+/** Publishes one PublishStream call may have in flight before it stops reading requests. */
+export const PUBLISH_STREAM_WINDOW = 256;
+
+/** The shared streams service: any stream of the caller's project, by (kind, key). */
+export function streamsApi(deps: ApiDeps) {
+  function streamOf(ctx: CallContext, ref: StreamRef | undefined): StreamId {
+    const kind = ref ? kindFromPb(ref.kind) : undefined;
+    if (!ref || !kind) throw invalidField(["stream", "kind"], "stream kind must be TOPIC, EXECUTION or TASK", "value_error");
+    if (!ref.key) throw invalidField(["stream", "key"], "stream key must not be empty", "missing");
+    return { project: ctx.project ?? DEFAULT_PROJECT, kind, key: ref.key };
+  }
+
+  function drafts(events: readonly EventInput[]): EventDraft[] {
+    return events.map((e) => {
+      const d: EventDraft = { eventType: e.eventType, data: valueToJson(e.data), metadata: e.metadata ?? {} };
+      if (e.idempotencyKey !== undefined) d.idempotencyKey = e.idempotencyKey;
+      return d;
+    });
+  }
+
+  function published(stored: StoredEvent[]) {
+    return {
+      sequences: stored.map((e) => BigInt(e.seq)),
+      ids: stored.map((e) => e.id),
+      createdAt: timestampFromDate(stored[0]?.createdAt ?? deps.now()),
+    };
+  }
+
+  /** Validates and enqueues one publish; the returned promise settles when it is stored. */
+  function startPublish(req: PublishRequest | PublishStreamRequest, ctx: CallContext): Promise<StoredEvent[]> {
+    const stream = streamOf(ctx, req.stream);
+    if (req.events.length === 0) throw invalidField(["events"], "at least one event is required", "missing");
+    return deps.log.publish(stream, drafts(req.events));
+  }
+
+  return {
+    async publish(req: PublishRequest, ctx: CallContext): Promise<PublishResponse> {
+      checkRequired(PublishRequestSchema, req, []);
+      return create(PublishResponseSchema, published(await startPublish(req, ctx)));
+    },
+
+    /**
+     * Reads publishes as they come and hands each to the log at once, so one call keeps many in
+     * flight (group commit batches them) while the log's per-stream queue keeps their send order.
+     * Acks are written in send order. At most PUBLISH_STREAM_WINDOW publishes are outstanding:
+     * past that the call stops reading, and HTTP/2 flow control pushes back on the producer.
+     */
+    async *publishStream(reqs: AsyncIterable<PublishStreamRequest>, ctx: CallContext): AsyncGenerator<PublishStreamResponse> {
+      const inflight: { requestId: bigint; result: Promise<StoredEvent[]> }[] = [];
+      let reading = true;
+      let readError: unknown;
+      let wakeWriter: (() => void) | undefined;
+      let wakeReader: (() => void) | undefined;
+      const signalWriter = (): void => {
+        const w = wakeWriter;
+        wakeWriter = undefined;
+        w?.();
+      };
+      // The reader runs beside the writer: acks flow while requests keep coming.
+      const reader = (async () => {
+        try {
+          for await (const req of reqs) {
+            let result: Promise<StoredEvent[]>;
+            try {
+              checkRequired(PublishStreamRequestSchema, req, []);
+              result = startPublish(req, ctx);
+            } catch (err) {
+              result = Promise.reject(err);
+            }
+            result.catch(() => {}); // acked in order by the writer; never an unhandled rejection
+            inflight.push({ requestId: req.requestId, result });
+            signalWriter();
+            if (inflight.length >= PUBLISH_STREAM_WINDOW) await new Promise<void>((r) => (wakeReader = r));
+          }
+        } catch (err) {
+          readError = err;
+        } finally {
+          reading = false;
+          signalWriter();
+        }
+      })();
+      for (;;) {
+        const head = inflight[0];
+        if (head) {
+          const ack = await ackFor(head.requestId, head.result);
+          inflight.shift();
+          const r = wakeReader;
+          wakeReader = undefined;
+          r?.();
+          yield ack;
+        } else if (reading) {
+          await new Promise<void>((r) => (wakeWriter = r));
+        } else {
+          break;
+        }
+      }
+      await reader;
+      if (readError !== undefined) throw readError;
+    },
+
+    /** Validates and positions the subscription, then returns the live batches (one response per batch). */
+    async subscribe(req: SubscribeRequest, ctx: CallContext): Promise<AsyncIterable<SubscribeResponse>> {
+      checkRequired(SubscribeRequestSchema, req, []);
+      const stream = streamOf(ctx, req.stream);
+      const after = seqFromPb(req.afterSequence, ["after_sequence"]);
+      return (async function* () {
+        for await (const batch of follow(deps, stream, after, ctx.signal, req.eventTypes)) {
+          yield create(SubscribeResponseSchema, { events: batch.map((e) => toEventMessage(e, stream)) });
+        }
+      })();
+    },
+
+    async listEvents(req: ListEventsRequest, ctx: CallContext): Promise<ListEventsResponse> {
+      checkRequired(ListEventsRequestSchema, req, []);
+      const stream = streamOf(ctx, req.stream);
+      const page = await deps.log.list(stream, seqFromPb(req.afterSequence, ["after_sequence"]), pageLimit(req.limit, ["limit"]));
+      return create(ListEventsResponseSchema, {
+        events: page.events.map((e) => toEventMessage(e, stream)),
+        nextAfterSequence: BigInt(page.next),
+        hasMore: page.hasMore,
+      });
+    },
+  };
+}
+
+export type StreamsApi = ReturnType<typeof streamsApi>;
+
+async function ackFor(requestId: bigint, result: Promise<StoredEvent[]>): Promise<PublishStreamResponse> {
+  try {
+    const stored = await result;
+    return create(PublishStreamResponseSchema, {
+      requestId,
+      sequences: stored.map((e) => BigInt(e.seq)),
+      ids: stored.map((e) => e.id),
+      createdAt: timestampFromDate(stored[0]!.createdAt),
+    });
+  } catch (err) {
+    const e = ConnectError.from(err);
+    return create(PublishStreamResponseSchema, { requestId, error: { code: codeName(e.code), message: e.rawMessage } });
+  }
+}
+
+/** Connect's wire name of a code: Code.InvalidArgument -> "invalid_argument". */
+export function codeName(code: Code): string {
+  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase());
+}

@@ -1,0 +1,276 @@
+import { randomUUID } from "node:crypto";
+import type { Store } from "../store/port.js";
+import { Hub } from "./hub.js";
+import { ready } from "./ordering.js";
+import { streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
+
+export interface EventLogOptions {
+  /** How long a reader waits at a hole (a sequence taken but not stored) before skipping it. */
+  holeTimeoutMs: number;
+  /** Events read from the store per round; at least the largest publish. */
+  readBatch: number;
+  /** Most events coalesced into one store write by group commit. */
+  maxCommitEvents: number;
+  /** A subscriber with nothing to do re-reads after this long even without a wake-up. */
+  idleRecheckMs: number;
+  now?: () => number;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export const DEFAULT_LOG_OPTIONS: EventLogOptions = {
+  holeTimeoutMs: 2000,
+  readBatch: 1000,
+  maxCommitEvents: 5000,
+  idleRecheckMs: 5000,
+};
+
+export interface PublishOptions {
+  /**
+   * Sliding expiry: every event of the stream, old and new, is kept until at least this instant
+   * (Kubiya: an execution's events live one hour past its last event).
+   */
+  extendExpiryTo?: Date;
+}
+
+export interface Stats {
+  published: number;
+  commits: number;
+  holesSkipped: number;
+  subscribers: number;
+}
+
+interface Pending {
+  drafts: readonly EventDraft[];
+  opts: PublishOptions | undefined;
+  resolve: (events: StoredEvent[]) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Queue {
+  stream: StreamId;
+  pending: Pending[];
+  running: boolean;
+}
+
+export interface Page {
+  events: StoredEvent[];
+  /** Cursor for the next page. */
+  next: number;
+  hasMore: boolean;
+}
+
+/**
+ * The ordered event log: publish (sequencing, group commit) and read/subscribe (in order, exactly
+ * once) over any Store. Knows nothing of HTTP or of a particular database.
+ */
+export class EventLog {
+  readonly stats: Stats = { published: 0, commits: 0, holesSkipped: 0, subscribers: 0 };
+  readonly #store: Store;
+  readonly #opts: EventLogOptions;
+  readonly #hub = new Hub();
+  readonly #queues = new Map<string, Queue>();
+  /** Streams with live subscribers here, for the store's cross-instance watcher. */
+  readonly #followed = new Map<string, { id: StreamId; count: number }>();
+  readonly #stopWatching: () => Promise<void>;
+  readonly #now: () => number;
+
+  constructor(store: Store, opts: Partial<EventLogOptions> = {}) {
+    this.#store = store;
+    this.#opts = { ...DEFAULT_LOG_OPTIONS, ...opts };
+    this.#now = this.#opts.now ?? Date.now;
+    this.#stopWatching = store.watchAppends(
+      (name) => this.#hub.notify(name),
+      () => [...this.#followed.values()].map((f) => f.id),
+    );
+  }
+
+  get store(): Store {
+    return this.#store;
+  }
+
+  async close(): Promise<void> {
+    await this.#stopWatching();
+  }
+
+  /**
+   * Appends the drafts to the stream, in order, as one atomic batch. Resolves with the stored
+   * events once the store has them. Concurrent publishes to one stream that arrive in the same
+   * tick (or while a write is in flight) share one sequence reservation and one store write.
+   */
+  publish(stream: StreamId, drafts: readonly EventDraft[], opts?: PublishOptions): Promise<StoredEvent[]> {
+    if (drafts.length === 0) return Promise.resolve([]);
+    const name = streamName(stream);
+    let q = this.#queues.get(name);
+    if (!q) {
+      q = { stream, pending: [], running: false };
+      this.#queues.set(name, q);
+    }
+    const queue = q;
+    return new Promise<StoredEvent[]>((resolve, reject) => {
+      queue.pending.push({ drafts, opts, resolve, reject });
+      if (!queue.running) {
+        queue.running = true;
+        setImmediate(() => void this.#drain(name, queue));
+      }
+    });
+  }
+
+  async #drain(name: string, q: Queue): Promise<void> {
+    while (q.pending.length > 0) {
+      let count = 0;
+      let take = 0;
+      while (take < q.pending.length && (take === 0 || count + q.pending[take]!.drafts.length <= this.#opts.maxCommitEvents)) {
+        count += q.pending[take]!.drafts.length;
+        take++;
+      }
+      await this.#commit(q.stream, name, q.pending.splice(0, take), count);
+    }
+    q.running = false;
+    if (q.pending.length === 0) this.#queues.delete(name);
+  }
+
+  async #commit(stream: StreamId, name: string, batch: Pending[], count: number): Promise<void> {
+    let last: number;
+    try {
+      last = await this.#store.reserve(stream, count);
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const first = last - count + 1;
+    const createdAt = new Date(this.#now());
+    let seq = first;
+    let extendTo: Date | undefined;
+    const results: StoredEvent[][] = [];
+    const all: StoredEvent[] = [];
+    for (const p of batch) {
+      const batchEnd = p.drafts.length > 1 ? seq + p.drafts.length - 1 : undefined;
+      const events = p.drafts.map((d) => {
+        const e: StoredEvent = {
+          id: randomUUID(),
+          stream: name,
+          seq: seq++,
+          eventType: d.eventType,
+          data: d.data,
+          metadata: d.metadata ?? {},
+          createdAt,
+        };
+        if (d.expireAt) e.expireAt = d.expireAt;
+        if (d.idempotencyKey !== undefined) e.idempotencyKey = d.idempotencyKey;
+        if (d.extra) e.extra = d.extra;
+        if (batchEnd !== undefined) e.batchEnd = batchEnd;
+        return e;
+      });
+      const to = p.opts?.extendExpiryTo;
+      if (to && (!extendTo || to > extendTo)) extendTo = to;
+      results.push(events);
+      all.push(...events);
+    }
+    try {
+      // Older events are kept alive first, so none expires before the new ones are visible.
+      if (extendTo) await this.#store.extendExpiry(stream, extendTo);
+      await this.#store.append(all);
+    } catch (err) {
+      // The sequences are taken: leave placeholders so readers need not wait for them.
+      try {
+        await this.#store.voidRange(stream, first, last, createdAt);
+      } catch (voidErr) {
+        this.#opts.log?.("could not void the sequences of a failed publish; readers will skip them after the hole timeout", {
+          stream: name,
+          first,
+          last,
+          err: String(voidErr),
+        });
+      }
+      this.#hub.notify(name);
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    this.stats.commits++;
+    this.stats.published += count;
+    this.#hub.notify(name);
+    batch.forEach((p, k) => p.resolve(results[k]!));
+  }
+
+  /** One page of events after `after`, in order, applying the same ordering rules as subscribe(). */
+  async list(stream: StreamId, after: number, limit: number): Promise<Page> {
+    const events: StoredEvent[] = [];
+    let cursor = after;
+    for (;;) {
+      const want = Math.max(limit - events.length, 1);
+      const readLimit = Math.max(want + 1, this.#opts.readBatch);
+      const docs = await this.#store.read(stream, cursor, readLimit);
+      const r = ready(docs, cursor, this.#now(), this.#opts.holeTimeoutMs, docs.length === readLimit);
+      this.stats.holesSkipped += r.holesSkipped;
+      for (const e of r.events) {
+        if (events.length === limit) return { events, next: events[events.length - 1]!.seq, hasMore: true };
+        events.push(e);
+      }
+      const progressed = r.next > cursor;
+      cursor = r.next;
+      if (!progressed || r.blockedUntil !== undefined || docs.length < readLimit) {
+        const hasMore = r.blockedUntil !== undefined || docs.some((d) => d.seq > cursor);
+        return { events, next: cursor, hasMore };
+      }
+    }
+  }
+
+  /**
+   * Follows a stream from `after`: yields batches of events in sequence order, each event exactly
+   * once, then waits for new ones until `signal` aborts.
+   */
+  async *subscribe(stream: StreamId, after: number, signal: AbortSignal): AsyncGenerator<StoredEvent[]> {
+    const name = streamName(stream);
+    this.#follow(name, stream, +1);
+    try {
+      let cursor = after;
+      let chaseDelay = 0;
+      let chaseStarted = 0;
+      while (!signal.aborted) {
+        const ticket = this.#hub.ticket(name);
+        const docs = await this.#store.read(stream, cursor, this.#opts.readBatch);
+        const now = this.#now();
+        const r = ready(docs, cursor, now, this.#opts.holeTimeoutMs, docs.length === this.#opts.readBatch);
+        this.stats.holesSkipped += r.holesSkipped;
+        if (r.next > cursor) {
+          ticket.cancel();
+          cursor = r.next;
+          chaseDelay = 0;
+          if (r.events.length > 0) yield r.events;
+          continue;
+        }
+        let waitMs = this.#opts.idleRecheckMs;
+        if (r.blockedUntil !== undefined) {
+          // A hole: its insert may land any moment (possibly from another instance).
+          chaseDelay = Math.min(chaseDelay === 0 ? 5 : chaseDelay * 2, 250);
+          waitMs = Math.max(1, Math.min(chaseDelay, r.blockedUntil - now));
+        } else if (chaseDelay > 0 && now - chaseStarted < this.#opts.holeTimeoutMs) {
+          // Woken for sequences that are taken but not stored yet: look again soon.
+          chaseDelay = Math.min(chaseDelay * 2, 250);
+          waitMs = chaseDelay;
+        } else {
+          chaseDelay = 0;
+        }
+        const notified = await ticket.wait(waitMs, signal);
+        if (notified && chaseDelay === 0 && r.blockedUntil === undefined && (await this.#store.head(stream)) > cursor) {
+          // The head moved but nothing was readable: another writer is between reserve and append.
+          chaseDelay = 5;
+          chaseStarted = this.#now();
+        }
+      }
+    } finally {
+      this.#follow(name, stream, -1);
+    }
+  }
+
+  #follow(name: string, id: StreamId, delta: 1 | -1): void {
+    this.stats.subscribers += delta;
+    const f = this.#followed.get(name);
+    if (delta > 0) {
+      if (f) f.count++;
+      else this.#followed.set(name, { id, count: 1 });
+    } else if (f && --f.count === 0) {
+      this.#followed.delete(name);
+    }
+  }
+}

@@ -1,0 +1,63 @@
+/** Domain types shared by every layer below the API. No transport or storage details here. */
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+export const STREAM_KINDS = ["topic", "execution", "task"] as const;
+export type StreamKind = (typeof STREAM_KINDS)[number];
+
+/** One ordered log: `(project, kind, key)`, e.g. project "acme", kind "topic", key "orders". */
+export interface StreamId {
+  readonly project: string;
+  readonly kind: StreamKind;
+  readonly key: string;
+}
+
+/**
+ * The store's name for a stream. Each part is URI-encoded so that the separator cannot occur
+ * inside a part: distinct streams never share a name.
+ */
+export function streamName(s: StreamId): string {
+  return `${encodeURIComponent(s.project)}/${s.kind}/${encodeURIComponent(s.key)}`;
+}
+
+/** What a publisher supplies for one event. */
+export interface EventDraft {
+  eventType: string;
+  data: JsonValue;
+  metadata?: JsonObject;
+  idempotencyKey?: string;
+  /** Dialect fields (execution_id, attempt_number, content, ...), kept and served back as given. */
+  extra?: JsonObject;
+  expireAt?: Date;
+}
+
+/** An event as stored: a draft plus its identity and position. */
+export interface StoredEvent {
+  id: string;
+  /** streamName() of its stream. */
+  stream: string;
+  /** 1, 2, 3, ... per stream: gapless and never reused. */
+  seq: number;
+  eventType: string;
+  data: JsonValue;
+  metadata: JsonObject;
+  createdAt: Date;
+  expireAt?: Date;
+  idempotencyKey?: string;
+  extra?: JsonObject;
+  /**
+   * Set on the events of a publish of several events: the last sequence of that publish. Readers
+   * deliver such a group only once all of it is stored, so a batch becomes visible all at once.
+   */
+  batchEnd?: number;
+  /** A placeholder for a sequence whose publish failed after taking it: readers skip it. */
+  void?: true;
+}
+
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreUnavailableError";
+  }
+}

@@ -1,0 +1,128 @@
+import net from "node:net";
+import http from "node:http";
+import http2 from "node:http2";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { pino, type Logger } from "pino";
+import type { Config } from "../config.js";
+import { EventLog } from "../core/log.js";
+import type { Store } from "../store/port.js";
+import { MemoryStore } from "../store/memory/index.js";
+import { MongoStore } from "../store/mongo/index.js";
+import { polosApi } from "../api/polos.js";
+import { kubiyaApi } from "../api/kubiya.js";
+import { streamsApi } from "../api/streams.js";
+import { createGateway, sendJson } from "./gateway.js";
+import { registerHealth, registerReflection } from "./grpc.js";
+import { registerRpc, SERVICES } from "./rpc.js";
+import type { Req, Res } from "./sse.js";
+
+export interface App {
+  /** The port actually bound (useful with PORT=0). */
+  port: number;
+  host: string;
+  url: string;
+  log: EventLog;
+  store: Store;
+  close(): Promise<void>;
+}
+
+export interface AppOptions {
+  /** Use this store instead of the one the config names. */
+  store?: Store;
+  logger?: Logger;
+}
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export function createStore(cfg: Config, logger: Logger): Store {
+  if (!cfg.mongodbUri) return new MemoryStore();
+  return new MongoStore({
+    uri: cfg.mongodbUri,
+    ...(cfg.mongodbDb ? { dbName: cfg.mongodbDb } : {}),
+    writeConcern: cfg.writeConcern,
+    watch: cfg.watchMode,
+    pollIntervalMs: cfg.pollIntervalMs,
+    log: (msg, fields) => logger.info(fields ?? {}, msg),
+  });
+}
+
+/** Starts the service: one listener for HTTP/1.1 and h2c (gRPC, gRPC-Web, Connect, JSON paths, SSE). */
+export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App> {
+  const logger = opts.logger ?? pino({ level: cfg.logLevel });
+  const store = opts.store ?? createStore(cfg, logger);
+  await store.init();
+  if (!store.durable) logger.warn("using the in-memory store: events are NOT durable and are lost on restart (set MONGODB_URI for MongoDB)");
+  else logger.info({ store: store.kind }, "store ready");
+
+  const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
+  const deps = { log, now: () => new Date() };
+  const polos = polosApi(deps);
+  const kubiya = kubiyaApi(deps);
+  const streams = streamsApi(deps);
+
+  const gateway = createGateway({ polos, kubiya, maxBodyBytes: cfg.maxBodyBytes, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
+  const handler = connectNodeAdapter({
+    routes(router) {
+      registerRpc(router, { streams, polos, kubiya });
+      registerHealth(router, SERVICES, async () => {
+        try {
+          await store.ping();
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      registerReflection(router, SERVICES);
+    },
+    readMaxBytes: cfg.maxBodyBytes * 4,
+    fallback(req: Req, res: Res) {
+      if (gateway(req, res)) return;
+      sendJson(res, 404, { error: `no route for ${req.method} ${req.url}` });
+    },
+  });
+
+  const h1 = http.createServer(handler);
+  const h2 = http2.createServer({}, handler);
+  const sockets = new Set<net.Socket>();
+  // One port for both: an HTTP/2 client opens with the connection preface (h2c prior knowledge,
+  // as gRPC clients do); anything else is HTTP/1.1.
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.once("data", (first: Buffer) => {
+      socket.pause();
+      socket.unshift(first);
+      const isH2 = first.length >= HTTP2_PREFACE.length ? first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE) : HTTP2_PREFACE.subarray(0, first.length).equals(first);
+      (isH2 ? h2 : h1).emit("connection", socket);
+      socket.resume();
+    });
+    socket.on("error", () => socket.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(cfg.port, cfg.host, () => resolve());
+  });
+  const address = server.address() as net.AddressInfo;
+  const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  logger.info({ url, store: store.kind }, "listening (HTTP/1.1 + h2c: gRPC, gRPC-Web, Connect, JSON, SSE)");
+
+  let closing: Promise<void> | undefined;
+  return {
+    port: address.port,
+    host: address.address,
+    url,
+    log,
+    store,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          for (const s of sockets) s.destroy();
+        });
+        await log.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

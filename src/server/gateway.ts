@@ -1,0 +1,299 @@
+/**
+ * The documented JSON paths: one table maps each platform's path onto the same src/api functions
+ * the RPCs call, and each route's dialect decides how errors look.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { ListEventsRequestSchema, ListEventsResponseSchema, PublishEventRequestSchema, PublishEventResponseSchema, StreamEventsRequestSchema, EventResponseSchema } from "../../gen/polos/v1/polos_pb.js";
+import { PublishExecutionEventResponseSchema, StreamExecutionEventsRequestSchema, StreamingEventRequestSchema, ExecutionEventSchema } from "../../gen/kubiya/v1/kubiya_pb.js";
+import type { CallContext } from "../api/common.js";
+import { parseRequest } from "../api/common.js";
+import { messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
+import type { KubiyaApi } from "../api/kubiya.js";
+import type { PolosApi } from "../api/polos.js";
+import { StoreUnavailableError } from "../core/types.js";
+import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
+
+/** How a route reports errors: Polos's `{error}` with 400/404/..., or FastAPI's `{detail}` with 422 for bad input. */
+type Dialect = "polos" | "fastapi";
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly fieldErrors?: FieldError[],
+  ) {
+    super(message);
+  }
+}
+
+interface RouteRequest {
+  params: Record<string, string>;
+  query: URLSearchParams;
+  headers: Req["headers"];
+  ctx: CallContext;
+  abort: AbortController;
+  /** The parsed JSON body (read and size-checked before the handler runs, for POST/PUT). */
+  body: unknown;
+}
+
+type RouteResult = { status: number; json: unknown } | { sse: AsyncIterable<SseMessage[]>; hello?: SseMessage; keepalive: string };
+
+interface Route {
+  method: "GET" | "POST" | "PUT";
+  path: string;
+  dialect: Dialect;
+  handle(r: RouteRequest): Promise<RouteResult>;
+}
+
+export interface GatewayDeps {
+  polos: PolosApi;
+  kubiya: KubiyaApi;
+  maxBodyBytes: number;
+  sseKeepaliveMs: number;
+  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, status = 200): RouteResult {
+  return { status, json: messageToJson(schema, msg) };
+}
+
+/** Query parameters plus path parameters, as a JSON object for parseRequest. */
+function queryInput(schema: DescMessage, r: RouteRequest, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { ...queryToJson(schema, r.query), ...extra };
+}
+
+function lastEventId(r: RouteRequest): number | undefined {
+  const h = r.headers["last-event-id"];
+  const v = Array.isArray(h) ? h[0] : h;
+  if (v === undefined || v === "") return undefined;
+  if (!/^\d+$/.test(v)) throw new HttpError(400, "Last-Event-ID must be a sequence number");
+  return Number(v);
+}
+
+export function routes(d: GatewayDeps): Route[] {
+  return [
+    {
+      method: "POST",
+      path: "/api/v1/events/publish",
+      dialect: "polos",
+      async handle(r) {
+        const req = parseRequest(PublishEventRequestSchema, r.body);
+        return json(PublishEventResponseSchema, await d.polos.publishEvents(req, r.ctx));
+      },
+    },
+    {
+      method: "GET",
+      path: "/api/v1/events",
+      dialect: "polos",
+      async handle(r) {
+        const req = parseRequest(ListEventsRequestSchema, queryInput(ListEventsRequestSchema, r));
+        return json(ListEventsResponseSchema, await d.polos.listEvents(req, r.ctx));
+      },
+    },
+    {
+      method: "GET",
+      path: "/api/v1/events/stream",
+      dialect: "polos",
+      async handle(r) {
+        const resume = lastEventId(r);
+        const extra = resume !== undefined && !r.query.has("last_sequence_id") ? { last_sequence_id: resume } : {};
+        const req = parseRequest(StreamEventsRequestSchema, queryInput(StreamEventsRequestSchema, r, extra));
+        const source = await d.polos.streamEvents(req, r.ctx);
+        return {
+          sse: mapSse(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(EventResponseSchema, e)) })),
+          keepalive: "data: keepalive\n\n",
+        };
+      },
+    },
+    {
+      method: "POST",
+      path: "/api/v1/executions/{execution_id}/events",
+      dialect: "fastapi",
+      async handle(r) {
+        const body = typeof r.body === "object" && r.body !== null && !Array.isArray(r.body) ? { ...r.body, execution_id: r.params["execution_id"] } : r.body;
+        const req = parseRequest(StreamingEventRequestSchema, body);
+        return json(PublishExecutionEventResponseSchema, await d.kubiya.publishExecutionEvent(req, r.ctx), 202);
+      },
+    },
+    {
+      method: "GET",
+      path: "/api/v1/executions/{execution_id}/stream",
+      dialect: "fastapi",
+      async handle(r) {
+        const resume = lastEventId(r);
+        const executionId = r.params["execution_id"]!;
+        const extra: Record<string, unknown> = { execution_id: executionId };
+        if (resume !== undefined) extra["last_event_id"] = resume;
+        const req = parseRequest(StreamExecutionEventsRequestSchema, queryInput(StreamExecutionEventsRequestSchema, r, extra));
+        const source = await d.kubiya.streamExecutionEvents(req, r.ctx);
+        return {
+          hello: { event: "connected", data: JSON.stringify({ execution_id: executionId, status: "connected" }) },
+          sse: mapSse(source, (e) => ({ event: e.event?.eventType ?? "", id: String(e.sequence), data: JSON.stringify(e.event ? messageToJson(ExecutionEventSchema, e.event) : {}) })),
+          keepalive: ": keepalive\n\n",
+        };
+      },
+    },
+  ];
+}
+
+async function* mapSse<T>(source: AsyncIterable<T[]>, map: (x: T) => SseMessage): AsyncGenerator<SseMessage[]> {
+  for await (const batch of source) yield batch.map(map);
+}
+
+interface CompiledRoute extends Route {
+  regex: RegExp;
+  names: string[];
+}
+
+function compile(route: Route): CompiledRoute {
+  const names: string[] = [];
+  const pattern = route.path.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{(\w+)\}/g, (_m, name: string) => {
+    names.push(name);
+    return "([^/]+)";
+  });
+  return { ...route, regex: new RegExp(`^${pattern}/?$`), names };
+}
+
+function statusOf(code: Code): number {
+  switch (code) {
+    case Code.InvalidArgument:
+    case Code.FailedPrecondition:
+    case Code.OutOfRange:
+      return 400;
+    case Code.Unauthenticated:
+      return 401;
+    case Code.PermissionDenied:
+      return 403;
+    case Code.NotFound:
+      return 404;
+    case Code.AlreadyExists:
+    case Code.Aborted:
+      return 409;
+    case Code.ResourceExhausted:
+      return 429;
+    case Code.Unavailable:
+      return 503;
+    case Code.DeadlineExceeded:
+      return 504;
+    case Code.Unimplemented:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+/** The error body and status for a route's dialect. */
+export function errorReply(dialect: Dialect, err: unknown): { status: number; json: unknown } {
+  let status: number;
+  let message: string;
+  let fields: FieldError[] | undefined;
+  if (err instanceof HttpError) {
+    status = err.status;
+    message = err.message;
+    fields = err.fieldErrors;
+  } else if (err instanceof ValidationError) {
+    status = 400;
+    message = err.message;
+    fields = err.errors;
+  } else if (err instanceof StoreUnavailableError) {
+    status = 503;
+    message = "the event store is unavailable; retry later";
+  } else {
+    const ce = ConnectError.from(err);
+    status = statusOf(ce.code);
+    message = ce.code === Code.Internal || ce.code === Code.Unknown ? "internal error" : ce.rawMessage;
+    if (ce.cause instanceof ValidationError) fields = ce.cause.errors;
+  }
+  if (dialect === "fastapi") {
+    // FastAPI: request validation errors are 422 with pydantic's detail list.
+    if (fields && (status === 400 || status === 422)) return { status: 422, json: { detail: fields } };
+    return { status, json: { detail: message } };
+  }
+  return { status, json: fields ? { error: message, details: fields } : { error: message } };
+}
+
+/** Returns the request handler for the documented paths, or undefined for other paths. */
+export function createGateway(d: GatewayDeps): (req: Req, res: Res) => boolean {
+  const table = routes(d).map(compile);
+  return (req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    let pathMatched: CompiledRoute | undefined;
+    for (const route of table) {
+      const m = route.regex.exec(url.pathname);
+      if (!m) continue;
+      pathMatched = route;
+      if (route.method !== req.method) continue;
+      const params: Record<string, string> = {};
+      route.names.forEach((n, i) => (params[n] = decodeURIComponent(m[i + 1]!)));
+      void serve(route, params, url, req, res, d);
+      return true;
+    }
+    if (pathMatched) {
+      const allowed = table.filter((r) => r.regex.test(url.pathname)).map((r) => r.method);
+      sendJson(res, 405, errorReply(pathMatched.dialect, new HttpError(405, `method ${req.method} not allowed`)).json, { allow: allowed.join(", ") });
+      return true;
+    }
+    return false;
+  };
+}
+
+async function serve(route: CompiledRoute, params: Record<string, string>, url: URL, req: Req, res: Res, d: GatewayDeps): Promise<void> {
+  const abort = new AbortController();
+  try {
+    const body = route.method === "GET" ? undefined : await readJson(req, d.maxBodyBytes, route.dialect);
+    const project = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") ?? undefined : undefined);
+    const ctx: CallContext = { signal: abort.signal, ...(project ? { project } : {}) };
+    const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });
+    if ("sse" in result) {
+      await streamSse(req, res, abort, result.sse, { keepalive: result.keepalive, keepaliveMs: d.sseKeepaliveMs, ...(result.hello ? { hello: result.hello } : {}) });
+    } else {
+      sendJson(res, result.status, result.json);
+    }
+  } catch (err) {
+    abort.abort();
+    const reply = errorReply(route.dialect, err);
+    if (reply.status >= 500) d.log.error({ err, path: url.pathname }, "request failed");
+    if (res.headersSent) {
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    sendJson(res, reply.status, reply.json);
+  }
+}
+
+function headerValue(req: Req, name: string): string | undefined {
+  const v = req.headers[name];
+  const s = Array.isArray(v) ? v[0] : v;
+  return s === undefined || s === "" ? undefined : s;
+}
+
+export function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...headers });
+  res.end(text);
+}
+
+/** Reads the whole body (at most maxBytes) and parses it as JSON; dialect-shaped errors otherwise. */
+async function readJson(req: Req, maxBytes: number, dialect: Dialect): Promise<unknown> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(chunks));
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    const pos = /position (\d+)/.exec(msg);
+    if (dialect === "fastapi") {
+      throw new HttpError(422, "JSON decode error", [{ loc: ["body", pos ? Number(pos[1]) : 0], msg: "JSON decode error", type: "json_invalid", input: {} }]);
+    }
+    throw new HttpError(400, `request body is not valid JSON: ${msg}`);
+  }
+}

@@ -1,0 +1,116 @@
+import { create, toBinary, type DescFile, type DescMessage, type DescEnum, type DescService } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Health, HealthCheckResponse_ServingStatus as Status, HealthCheckResponseSchema } from "../../gen/grpc/health/v1/health_pb.js";
+import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+
+/** grpc.health.v1: SERVING while `healthy()` resolves true. Watch re-checks every `watchIntervalMs`. */
+export function registerHealth(router: ConnectRouter, services: readonly DescService[], healthy: () => Promise<boolean>, watchIntervalMs = 5000): void {
+  const known = new Set(["", ...services.map((s) => s.typeName)]);
+  const status = async (service: string): Promise<Status> => {
+    if (!known.has(service)) return Status.SERVICE_UNKNOWN;
+    return (await healthy()) ? Status.SERVING : Status.NOT_SERVING;
+  };
+  router.service(Health, {
+    async check(req) {
+      const s = await status(req.service);
+      if (s === Status.SERVICE_UNKNOWN) {
+        throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+      }
+      return create(HealthCheckResponseSchema, { status: s });
+    },
+    async *watch(req, ctx) {
+      let last: Status | undefined;
+      while (!ctx.signal.aborted) {
+        const s = await status(req.service);
+        if (s !== last) yield create(HealthCheckResponseSchema, { status: s });
+        last = s;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, watchIntervalMs);
+          ctx.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+        });
+      }
+    },
+  });
+}
+
+/**
+ * gRPC server reflection (v1 and v1alpha, which grpcurl and buf curl use), answered from the
+ * descriptors embedded in the generated code.
+ */
+export function registerReflection(router: ConnectRouter, services: readonly DescService[]): void {
+  const files = new Map<string, DescFile>();
+  const bySymbol = new Map<string, DescFile>();
+  const addFile = (f: DescFile): void => {
+    if (files.has(f.name + ".proto")) return;
+    files.set(f.name + ".proto", f);
+    f.dependencies.forEach(addFile);
+    const addMessage = (m: DescMessage): void => {
+      bySymbol.set(m.typeName, f);
+      m.nestedMessages.forEach(addMessage);
+      m.nestedEnums.forEach((e: DescEnum) => bySymbol.set(e.typeName, f));
+    };
+    f.messages.forEach(addMessage);
+    f.enums.forEach((e) => bySymbol.set(e.typeName, f));
+    for (const s of f.services) {
+      bySymbol.set(s.typeName, f);
+      for (const m of s.methods) bySymbol.set(`${s.typeName}.${m.name}`, f);
+    }
+  };
+  const listed = [...services, v1.ServerReflection, v1alpha.ServerReflection];
+  listed.forEach((s) => addFile(s.file));
+
+  /** The file and everything it imports, dependencies first. */
+  const withDeps = (f: DescFile): Uint8Array[] => {
+    const seen = new Set<DescFile>();
+    const out: Uint8Array[] = [];
+    const visit = (x: DescFile): void => {
+      if (seen.has(x)) return;
+      seen.add(x);
+      x.dependencies.forEach(visit);
+      out.push(toBinary(FileDescriptorProtoSchema, x.proto));
+    };
+    visit(f);
+    return out;
+  };
+
+  type Req = v1.ServerReflectionRequest | v1alpha.ServerReflectionRequest;
+  const answer = (req: Req): Record<string, unknown> => {
+    const r = req.messageRequest;
+    const notFound = (what: string) => ({ case: "errorResponse", value: { errorCode: 5, errorMessage: `${what} not found` } });
+    switch (r.case) {
+      case "listServices":
+        return { case: "listServicesResponse", value: { service: listed.map((s) => ({ name: s.typeName })) } };
+      case "fileByFilename": {
+        const f = files.get(r.value);
+        return f ? { case: "fileDescriptorResponse", value: { fileDescriptorProto: withDeps(f) } } : notFound(`file ${r.value}`);
+      }
+      case "fileContainingSymbol": {
+        const f = bySymbol.get(r.value.replace(/^\./, ""));
+        return f ? { case: "fileDescriptorResponse", value: { fileDescriptorProto: withDeps(f) } } : notFound(`symbol ${r.value}`);
+      }
+      case "fileContainingExtension":
+        return notFound(`extension ${r.value.containingType}/${r.value.extensionNumber}`);
+      case "allExtensionNumbersOfType":
+        return { case: "allExtensionNumbersResponse", value: { baseTypeName: r.value, extensionNumber: [] } };
+      default:
+        return { case: "errorResponse", value: { errorCode: 3, errorMessage: "empty request" } };
+    }
+  };
+
+  router.service(v1.ServerReflection, {
+    async *serverReflectionInfo(reqs) {
+      for await (const req of reqs) {
+        yield create(v1.ServerReflectionResponseSchema, { validHost: req.host, originalRequest: req, messageResponse: answer(req) as never });
+      }
+    },
+  });
+  router.service(v1alpha.ServerReflection, {
+    async *serverReflectionInfo(reqs) {
+      for await (const req of reqs) {
+        yield create(v1alpha.ServerReflectionResponseSchema, { validHost: req.host, originalRequest: req, messageResponse: answer(req) as never });
+      }
+    },
+  });
+}

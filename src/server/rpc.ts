@@ -1,0 +1,77 @@
+/** The Connect services (gRPC, gRPC-Web and Connect protocol): thin adapters onto src/api. */
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import { StreamService } from "../../gen/events/v1/events_pb.js";
+import { ExecutionEventsService } from "../../gen/kubiya/v1/kubiya_pb.js";
+import { EventsService } from "../../gen/polos/v1/polos_pb.js";
+import { SailhouseService } from "../../gen/sailhouse/v1/sailhouse_pb.js";
+import { TaskEventsService } from "../../gen/terminaluse/v1/terminaluse_pb.js";
+import type { CallContext } from "../api/common.js";
+import { ValidationError } from "../api/json.js";
+import type { KubiyaApi } from "../api/kubiya.js";
+import type { PolosApi } from "../api/polos.js";
+import type { StreamsApi } from "../api/streams.js";
+import { StoreUnavailableError } from "../core/types.js";
+
+export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService];
+
+export function callContext(ctx: HandlerContext): CallContext {
+  const project = ctx.requestHeader.get("x-project-id") || ctx.requestHeader.get("project-id") || undefined;
+  return { signal: ctx.signal, ...(project ? { project } : {}) };
+}
+
+/** Maps core errors onto Connect codes. */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof StoreUnavailableError) return new ConnectError("the event store is unavailable; retry later", Code.Unavailable, undefined, undefined, err);
+  if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+async function unary<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    throw toConnectError(err);
+  }
+}
+
+async function* streaming<T>(open: () => Promise<AsyncIterable<T>>): AsyncGenerator<T> {
+  try {
+    yield* await open();
+  } catch (err) {
+    throw toConnectError(err);
+  }
+}
+
+async function* flatten<T>(batches: AsyncIterable<T[]>): AsyncGenerator<T> {
+  for await (const b of batches) yield* b;
+}
+
+export interface RpcDeps {
+  streams: StreamsApi;
+  polos: PolosApi;
+  kubiya: KubiyaApi;
+}
+
+export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
+  router.service(StreamService, {
+    publish: (req, ctx) => unary(() => d.streams.publish(req, callContext(ctx))),
+    publishStream: (reqs, ctx) => streaming(async () => d.streams.publishStream(reqs, callContext(ctx))),
+    subscribe: (req, ctx) => streaming(() => d.streams.subscribe(req, callContext(ctx))),
+    listEvents: (req, ctx) => unary(() => d.streams.listEvents(req, callContext(ctx))),
+  });
+  router.service(EventsService, {
+    publishEvents: (req, ctx) => unary(() => d.polos.publishEvents(req, callContext(ctx))),
+    listEvents: (req, ctx) => unary(() => d.polos.listEvents(req, callContext(ctx))),
+    streamEvents: (req, ctx) => streaming(async () => flatten(await d.polos.streamEvents(req, callContext(ctx)))),
+  });
+  router.service(ExecutionEventsService, {
+    publishExecutionEvent: (req, ctx) => unary(() => d.kubiya.publishExecutionEvent(req, callContext(ctx))),
+    streamExecutionEvents: (req, ctx) => streaming(async () => flatten(await d.kubiya.streamExecutionEvents(req, callContext(ctx)))),
+  });
+  // Sailhouse and TerminalUse: contract published now; their methods answer `unimplemented` until
+  // their behaviour lands (issue 4).
+  router.service(SailhouseService, {});
+  router.service(TaskEventsService, {});
+}

@@ -1,0 +1,77 @@
+import type { ServerResponse } from "node:http";
+import type { connectNodeAdapter } from "@connectrpc/connect-node";
+
+type NodeHandler = ReturnType<typeof connectNodeAdapter>;
+/** The request and response types connect-node hands to its fallback (HTTP/1.1 or HTTP/2). */
+export type Req = Parameters<NodeHandler>[0];
+export type Res = Parameters<NodeHandler>[1];
+
+/** One server-sent event. Lines of `event`/`id` are kept to one line; `data` may span several. */
+export interface SseMessage {
+  event?: string;
+  id?: string | number;
+  data: string;
+}
+
+export function formatSse(m: SseMessage): string {
+  let out = "";
+  if (m.event !== undefined) out += `event: ${m.event.replace(/[\r\n]+/g, " ")}\n`;
+  if (m.id !== undefined) out += `id: ${String(m.id).replace(/[\r\n]+/g, " ")}\n`;
+  for (const line of m.data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
+  return out + "\n";
+}
+
+export interface SseOptions {
+  /** Sent first, once the stream is open. */
+  hello?: SseMessage;
+  /** What to write when the stream has been idle for keepaliveMs (a comment line or an event). */
+  keepalive: string;
+  keepaliveMs: number;
+}
+
+/**
+ * Streams `source` as text/event-stream. Each batch is written with one write. The source is
+ * stopped (via `abort`) when the client goes away; write back-pressure pauses the source.
+ */
+export async function streamSse(req: Req, res: Res, abort: AbortController, source: AsyncIterable<SseMessage[]>, opts: SseOptions): Promise<void> {
+  res.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+    ...(req.httpVersionMajor === 1 ? { connection: "keep-alive" } : {}),
+  });
+  const onClose = (): void => abort.abort();
+  req.on("close", onClose);
+  res.on("close", onClose);
+  let last = Date.now();
+  const write = (chunk: string): Promise<void> => {
+    last = Date.now();
+    return new Promise((resolve) => {
+      if ((res as ServerResponse).write(chunk)) resolve();
+      else {
+        const done = (): void => {
+          res.off("drain", done);
+          res.off("close", done);
+          resolve();
+        };
+        res.on("drain", done);
+        res.on("close", done);
+      }
+    });
+  };
+  const timer = setInterval(() => {
+    if (Date.now() - last >= opts.keepaliveMs) void write(opts.keepalive);
+  }, Math.max(50, Math.floor(opts.keepaliveMs / 3)));
+  try {
+    // Flush the headers (and the greeting) at once so clients see the stream is open.
+    await write(opts.hello ? formatSse(opts.hello) : ": connected\n\n");
+    for await (const batch of source) {
+      if (abort.signal.aborted) break;
+      await write(batch.map(formatSse).join(""));
+    }
+  } finally {
+    clearInterval(timer);
+    req.off("close", onClose);
+    if (!res.writableEnded) res.end();
+  }
+}

@@ -1,0 +1,113 @@
+import { streamName, type StoredEvent, type StreamId } from "../../core/types.js";
+import type { Store } from "../port.js";
+
+interface MemStream {
+  head: number;
+  events: Map<number, StoredEvent>;
+}
+
+/**
+ * The embedded store: everything in this process's memory, lost on restart. Same contract as the
+ * MongoDB adapter (sequences are reserved and appended in separate steps, so readers meet the same
+ * transient holes), which keeps the core honest when it runs on either.
+ */
+export class MemoryStore implements Store {
+  readonly kind = "memory";
+  readonly durable = false;
+  readonly #streams = new Map<string, MemStream>();
+  readonly #executions = new Map<string, string>();
+
+  async init(): Promise<void> {}
+  async close(): Promise<void> {}
+  async ping(): Promise<void> {}
+
+  #stream(name: string): MemStream {
+    let s = this.#streams.get(name);
+    if (!s) {
+      s = { head: 0, events: new Map() };
+      this.#streams.set(name, s);
+    }
+    return s;
+  }
+
+  async reserve(stream: StreamId, count: number): Promise<number> {
+    const s = this.#stream(streamName(stream));
+    s.head += count;
+    return s.head;
+  }
+
+  async head(stream: StreamId): Promise<number> {
+    return this.#streams.get(streamName(stream))?.head ?? 0;
+  }
+
+  async append(events: readonly StoredEvent[]): Promise<void> {
+    // Check everything first so that a rejected call stores nothing.
+    for (const e of events) {
+      const s = this.#streams.get(e.stream);
+      if (!s || e.seq > s.head || e.seq < 1) throw new Error(`sequence ${e.seq} of ${e.stream} was not reserved`);
+      if (s.events.has(e.seq)) throw new Error(`duplicate sequence ${e.seq} in ${e.stream}`);
+    }
+    for (const e of events) this.#stream(e.stream).events.set(e.seq, structuredClone(e));
+  }
+
+  async voidRange(stream: StreamId, from: number, to: number, at: Date): Promise<void> {
+    const name = streamName(stream);
+    const s = this.#stream(name);
+    for (let seq = from; seq <= to; seq++) {
+      s.events.set(seq, { id: `void:${name}:${seq}`, stream: name, seq, eventType: "", data: null, metadata: {}, createdAt: at, void: true });
+    }
+  }
+
+  async read(stream: StreamId, after: number, limit: number): Promise<StoredEvent[]> {
+    const s = this.#streams.get(streamName(stream));
+    const out: StoredEvent[] = [];
+    if (!s) return out;
+    for (let seq = Math.max(after, 0) + 1; seq <= s.head && out.length < limit; seq++) {
+      const e = s.events.get(seq);
+      if (e) out.push(structuredClone(e));
+    }
+    return out;
+  }
+
+  async readBefore(stream: StreamId, before: number, limit: number): Promise<StoredEvent[]> {
+    const s = this.#streams.get(streamName(stream));
+    const out: StoredEvent[] = [];
+    if (!s) return out;
+    for (let seq = Math.min(before - 1, s.head); seq >= 1 && out.length < limit; seq--) {
+      const e = s.events.get(seq);
+      if (e) out.push(structuredClone(e));
+    }
+    return out;
+  }
+
+  async cursorAt(stream: StreamId, at: Date): Promise<number> {
+    const s = this.#streams.get(streamName(stream));
+    if (!s) return 0;
+    let best = 0;
+    for (const e of s.events.values()) if (e.createdAt <= at && e.seq > best) best = e.seq;
+    return best;
+  }
+
+  async extendExpiry(stream: StreamId, expireAt: Date): Promise<void> {
+    const s = this.#streams.get(streamName(stream));
+    if (!s) return;
+    for (const e of s.events.values()) {
+      if (e.expireAt && e.expireAt < expireAt) e.expireAt = expireAt;
+    }
+  }
+
+  async bindExecution(executionId: string, project: string): Promise<string> {
+    const bound = this.#executions.get(executionId);
+    if (bound !== undefined) return bound;
+    this.#executions.set(executionId, project);
+    return project;
+  }
+
+  async executionProject(executionId: string): Promise<string | undefined> {
+    return this.#executions.get(executionId);
+  }
+
+  watchAppends(): () => Promise<void> {
+    return async () => {};
+  }
+}
