@@ -47,9 +47,9 @@ export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: Messa
 }
 
 /** Parses a JSON body into a message and applies checkRequired (see json.ts for the JSON rules). */
-export function parseRequest<Desc extends DescMessage>(schema: Desc, body: unknown): MessageShape<Desc> {
-  const msg = messageFromJson(schema, body);
-  checkRequired(schema, msg);
+export function parseRequest<Desc extends DescMessage>(schema: Desc, body: unknown, loc: (string | number)[] = ["body"]): MessageShape<Desc> {
+  const msg = messageFromJson(schema, body, loc);
+  checkRequired(schema, msg, loc);
   return msg;
 }
 

@@ -66,7 +66,9 @@ function checkMessage(schema: DescMessage, input: unknown, loc: (string | number
   const out: Record<string, PbJson> = {};
   for (const field of schema.fields) {
     const value = input[field.name];
-    if (value === undefined || value === null) {
+    // null means "absent", except where the field holds any JSON value (google.protobuf.Value).
+    const isAnyValue = field.fieldKind === "message" && wktKind(field.message) === "value";
+    if (value === undefined || (value === null && !isAnyValue)) {
       if (getOption(field, required)) errors.push({ loc: [...loc, field.name], msg: "Field required", type: "missing", input });
       continue;
     }

@@ -12,6 +12,7 @@ import { polosApi } from "../api/polos.js";
 import { kubiyaApi } from "../api/kubiya.js";
 import { streamsApi } from "../api/streams.js";
 import { createGateway, sendJson } from "./gateway.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { registerHealth, registerReflection } from "./grpc.js";
 import { registerRpc, SERVICES } from "./rpc.js";
 import type { Req, Res } from "./sse.js";
@@ -30,6 +31,8 @@ export interface AppOptions {
   /** Use this store instead of the one the config names. */
   store?: Store;
   logger?: Logger;
+  /** The clock (ms since the epoch); tests move it to check expiry. */
+  now?: () => number;
 }
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -54,8 +57,9 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   if (!store.durable) logger.warn("using the in-memory store: events are NOT durable and are lost on restart (set MONGODB_URI for MongoDB)");
   else logger.info({ store: store.kind }, "store ready");
 
-  const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
-  const deps = { log, now: () => new Date() };
+  const now = opts.now ?? Date.now;
+  const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, now, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
+  const deps = { log, now: () => new Date(now()) };
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
   const streams = streamsApi(deps);
@@ -72,7 +76,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
           return false;
         }
       });
-      registerReflection(router, SERVICES);
+      registerReflection(router, [...SERVICES, Health]);
     },
     readMaxBytes: cfg.maxBodyBytes * 4,
     fallback(req: Req, res: Res) {
@@ -93,8 +97,13 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       socket.pause();
       socket.unshift(first);
       const isH2 = first.length >= HTTP2_PREFACE.length ? first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE) : HTTP2_PREFACE.subarray(0, first.length).equals(first);
-      (isH2 ? h2 : h1).emit("connection", socket);
-      socket.resume();
+      // The HTTP/2 session reads the socket's handle itself and takes the buffered (unshifted)
+      // bytes first; resuming the socket here would steal its data. HTTP/1.1 reads via the stream.
+      if (isH2) h2.emit("connection", socket);
+      else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
     });
     socket.on("error", () => socket.destroy());
   });

@@ -58,9 +58,9 @@ function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, s
   return { status, json: messageToJson(schema, msg) };
 }
 
-/** Query parameters plus path parameters, as a JSON object for parseRequest. */
-function queryInput(schema: DescMessage, r: RouteRequest, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { ...queryToJson(schema, r.query), ...extra };
+/** Builds a GET route's request from its query parameters plus path parameters; errors are located in "query". */
+function fromQuery<Desc extends DescMessage>(schema: Desc, r: RouteRequest, extra: Record<string, unknown> = {}): MessageShape<Desc> {
+  return parseRequest(schema, { ...queryToJson(schema, r.query), ...extra }, ["query"]);
 }
 
 function lastEventId(r: RouteRequest): number | undefined {
@@ -87,7 +87,7 @@ export function routes(d: GatewayDeps): Route[] {
       path: "/api/v1/events",
       dialect: "polos",
       async handle(r) {
-        const req = parseRequest(ListEventsRequestSchema, queryInput(ListEventsRequestSchema, r));
+        const req = fromQuery(ListEventsRequestSchema, r);
         return json(ListEventsResponseSchema, await d.polos.listEvents(req, r.ctx));
       },
     },
@@ -98,7 +98,7 @@ export function routes(d: GatewayDeps): Route[] {
       async handle(r) {
         const resume = lastEventId(r);
         const extra = resume !== undefined && !r.query.has("last_sequence_id") ? { last_sequence_id: resume } : {};
-        const req = parseRequest(StreamEventsRequestSchema, queryInput(StreamEventsRequestSchema, r, extra));
+        const req = fromQuery(StreamEventsRequestSchema, r, extra);
         const source = await d.polos.streamEvents(req, r.ctx);
         return {
           sse: mapSse(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(EventResponseSchema, e)) })),
@@ -125,7 +125,7 @@ export function routes(d: GatewayDeps): Route[] {
         const executionId = r.params["execution_id"]!;
         const extra: Record<string, unknown> = { execution_id: executionId };
         if (resume !== undefined) extra["last_event_id"] = resume;
-        const req = parseRequest(StreamExecutionEventsRequestSchema, queryInput(StreamExecutionEventsRequestSchema, r, extra));
+        const req = fromQuery(StreamExecutionEventsRequestSchema, r, extra);
         const source = await d.kubiya.streamExecutionEvents(req, r.ctx);
         return {
           hello: { event: "connected", data: JSON.stringify({ execution_id: executionId, status: "connected" }) },

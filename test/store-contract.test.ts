@@ -1,0 +1,127 @@
+/** The store port's contract, run against every adapter. */
+import { afterAll, describe, expect, it } from "vitest";
+import { streamName, type StoredEvent, type StreamId } from "../src/core/types.js";
+import type { Store } from "../src/store/port.js";
+import { storeFactories } from "./support/stores.js";
+
+let n = 0;
+const fresh = (kind: StreamId["kind"] = "topic"): StreamId => ({ project: "p/1", kind, key: `s/${++n}` });
+
+function event(stream: StreamId, seq: number, extra: Partial<StoredEvent> = {}): StoredEvent {
+  return {
+    id: `${streamName(stream)}#${seq}`,
+    stream: streamName(stream),
+    seq,
+    eventType: "t",
+    data: { seq, nested: { deep: [1, "two", null, { $dollar: "ok", "dot.ted": true }] } },
+    metadata: { m: seq },
+    createdAt: new Date(1_700_000_000_000 + seq),
+    ...extra,
+  };
+}
+
+for (const factory of storeFactories) {
+  describe(`store contract: ${factory.name}`, () => {
+    let store: Store;
+    afterAll(async () => {
+      await store?.close();
+      await factory.teardown();
+    });
+
+    it("initialises (indexes are idempotent) and answers ping", async () => {
+      store = await factory.make();
+      await store.init();
+      await store.ping();
+    });
+
+    it("reserves gapless ranges per stream, one call per batch", async () => {
+      const a = fresh();
+      const b = fresh();
+      expect(await store.head(a)).toBe(0);
+      expect(await store.reserve(a, 3)).toBe(3);
+      expect(await store.reserve(a, 1)).toBe(4);
+      expect(await store.reserve(b, 2)).toBe(2);
+      expect(await store.head(a)).toBe(4);
+      expect(await store.head(b)).toBe(2);
+    });
+
+    it("hands out distinct sequences under 50 concurrent reservations", async () => {
+      const s = fresh();
+      const lasts = await Promise.all(Array.from({ length: 50 }, (_, i) => store.reserve(s, (i % 3) + 1)));
+      const taken = lasts.flatMap((last, i) => Array.from({ length: (i % 3) + 1 }, (_, k) => last - k));
+      expect(new Set(taken).size).toBe(taken.length);
+      expect(Math.max(...taken)).toBe(taken.length);
+      expect(Math.min(...taken)).toBe(1);
+    });
+
+    it("appends and reads back values exactly, in sequence order", async () => {
+      const s = fresh();
+      await store.reserve(s, 3);
+      const evs = [event(s, 1), event(s, 2, { batchEnd: 3, idempotencyKey: "k2", extra: { execution_id: "x" } }), event(s, 3, { batchEnd: 3, expireAt: new Date(1_800_000_000_000) })];
+      // Out of order on purpose: a later sequence may land first.
+      await store.append([evs[2]!]);
+      await store.append([evs[0]!, evs[1]!]);
+      const got = await store.read(s, 0, 10);
+      expect(got).toEqual(evs);
+      expect(await store.read(s, 1, 1)).toEqual([evs[1]]);
+      expect(await store.read(s, 3, 10)).toEqual([]);
+      expect(await store.readBefore(s, 3, 10)).toEqual([evs[1], evs[0]]);
+    });
+
+    it("rejects a second event at a taken sequence and keeps the first", async () => {
+      const s = fresh();
+      await store.reserve(s, 1);
+      await store.append([event(s, 1)]);
+      await expect(store.append([event(s, 1, { id: "other", data: "dup" })])).rejects.toThrow();
+      expect((await store.read(s, 0, 10)).map((e) => e.data)).toEqual([event(s, 1).data]);
+    });
+
+    it("turns a failed publish's range into void placeholders", async () => {
+      const s = fresh();
+      await store.reserve(s, 4);
+      await store.append([event(s, 1), event(s, 2)]);
+      await store.voidRange(s, 2, 3, new Date(1_700_000_000_100));
+      const got = await store.read(s, 0, 10);
+      expect(got.map((e) => [e.seq, e.void ?? false])).toEqual([
+        [1, false],
+        [2, true],
+        [3, true],
+      ]);
+    });
+
+    it("extends expiry of a stream's events (sliding TTL) but never shortens it", async () => {
+      const s = fresh("execution");
+      await store.reserve(s, 2);
+      await store.append([event(s, 1, { expireAt: new Date(1_000) }), event(s, 2, { expireAt: new Date(5_000) })]);
+      await store.extendExpiry(s, new Date(3_000));
+      expect((await store.read(s, 0, 10)).map((e) => e.expireAt?.getTime())).toEqual([3_000, 5_000]);
+    });
+
+    it("finds the cursor for an instant", async () => {
+      const s = fresh();
+      await store.reserve(s, 3);
+      await store.append([event(s, 1), event(s, 2), event(s, 3)]);
+      expect(await store.cursorAt(s, new Date(1_700_000_000_000 + 2))).toBe(2);
+      expect(await store.cursorAt(s, new Date(0))).toBe(0);
+    });
+
+    it("binds an execution to the first project that names it", async () => {
+      expect(await store.executionProject("ex-contract")).toBeUndefined();
+      expect(await store.bindExecution("ex-contract", "a")).toBe("a");
+      expect(await store.bindExecution("ex-contract", "b")).toBe("a");
+      expect(await store.executionProject("ex-contract")).toBe("a");
+    });
+
+    it("keeps streams of different projects and kinds apart", async () => {
+      const a: StreamId = { project: "p", kind: "topic", key: "same" };
+      const b: StreamId = { project: "q", kind: "topic", key: "same" };
+      const c: StreamId = { project: "p", kind: "task", key: "same" };
+      for (const s of [a, b, c]) await store.reserve(s, 1);
+      await store.append([event(a, 1, { data: "a" })]);
+      await store.append([event(b, 1, { data: "b" })]);
+      expect((await store.read(a, 0, 10)).map((e) => e.data)).toEqual(["a"]);
+      expect((await store.read(b, 0, 10)).map((e) => e.data)).toEqual(["b"]);
+      expect(await store.read(c, 0, 10)).toEqual([]);
+    });
+  });
+}
