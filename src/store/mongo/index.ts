@@ -35,6 +35,8 @@ interface EventDoc {
   created_at: Date;
   expire_at?: Date;
   idempotency_key?: string;
+  /** `stream` + "\n" + `idempotency_key`, present only with a key: the unique sparse index's field. */
+  idempotency_scope?: string;
   batch_end?: Long | number;
   void?: true;
 }
@@ -60,7 +62,10 @@ function toDoc(e: StoredEvent): EventDoc {
     created_at: e.createdAt,
   };
   if (e.expireAt) doc.expire_at = e.expireAt;
-  if (e.idempotencyKey !== undefined) doc.idempotency_key = e.idempotencyKey;
+  if (e.idempotencyKey !== undefined) {
+    doc.idempotency_key = e.idempotencyKey;
+    doc.idempotency_scope = `${e.stream}\n${e.idempotencyKey}`;
+  }
   if (e.batchEnd !== undefined) doc.batch_end = Long.fromNumber(e.batchEnd);
   if (e.void) doc.void = true;
   return doc;
@@ -91,7 +96,7 @@ function fromDoc(d: EventDoc): StoredEvent {
  * - `counters` `{_id: stream, seq: Long}`: one findOneAndUpdate `$inc` per publish batch hands out
  *   a range of sequences.
  * - `events`: unique `{stream, seq}`; TTL index on `expire_at` (expireAfterSeconds 0: each event
- *   carries its own expiry); unique partial `{stream, idempotency_key}`.
+ *   carries its own expiry); unique sparse `idempotency_scope` (one key per stream).
  * - `executions` `{_id: execution_id, project}`.
  *
  * Every driver error that means "the database cannot be reached" becomes StoreUnavailableError.
@@ -126,10 +131,10 @@ export class MongoStore implements Store {
     this.#executions = this.#db.collection<ExecutionDoc>("executions");
     await this.#events.createIndex({ stream: 1, seq: 1 }, { unique: true, name: "stream_seq" });
     await this.#events.createIndex({ expire_at: 1 }, { expireAfterSeconds: 0, name: "expire_at_ttl" });
-    await this.#events.createIndex(
-      { stream: 1, idempotency_key: 1 },
-      { unique: true, name: "stream_idempotency_key", partialFilterExpression: { idempotency_key: { $exists: true } } },
-    );
+    // One idempotency key per stream. A unique *sparse* index on a field that exists only when the
+    // event has a key: the same guarantee as a partial index on {stream, idempotency_key}, and it
+    // also holds on wire-compatible servers that ignore partialFilterExpression.
+    await this.#events.createIndex({ idempotency_scope: 1 }, { unique: true, sparse: true, name: "idempotency_scope" });
     await this.#events.createIndex({ stream: 1, created_at: 1 }, { name: "stream_created_at" });
     await this.#counters.createIndex({ kind: 1, key: 1 }, { name: "kind_key" });
   }
@@ -178,7 +183,7 @@ export class MongoStore implements Store {
       // Existing events of the range become void first, then the missing sequences are filled.
       await this.#events.updateMany(
         { stream: name, seq: { $gte: Long.fromNumber(from), $lte: Long.fromNumber(to) } },
-        { $set: { void: true, payload: "{}", event_type: "" }, $unset: { idempotency_key: "", batch_end: "" } },
+        { $set: { void: true, payload: "{}", event_type: "" }, $unset: { idempotency_key: "", idempotency_scope: "", batch_end: "" } },
       );
       const placeholders: EventDoc[] = [];
       for (let seq = from; seq <= to; seq++) {
