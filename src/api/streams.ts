@@ -44,14 +44,6 @@ export function streamsApi(deps: ApiDeps) {
     });
   }
 
-  function published(stored: StoredEvent[]) {
-    return {
-      sequences: stored.map((e) => BigInt(e.seq)),
-      ids: stored.map((e) => e.id),
-      createdAt: timestampFromDate(stored[0]?.createdAt ?? deps.now()),
-    };
-  }
-
   /** Validates and enqueues one publish; the returned promise settles when it is stored. */
   function startPublish(req: PublishRequest | PublishStreamRequest, ctx: CallContext): Promise<StoredEvent[]> {
     const stream = streamOf(ctx, req.stream);
@@ -151,15 +143,18 @@ export function streamsApi(deps: ApiDeps) {
 
 export type StreamsApi = ReturnType<typeof streamsApi>;
 
+/** The fields PublishResponse and PublishStreamResponse share, for a non-empty publish. */
+function published(stored: StoredEvent[]) {
+  return {
+    sequences: stored.map((e) => BigInt(e.seq)),
+    ids: stored.map((e) => e.id),
+    createdAt: timestampFromDate(stored[0]!.createdAt),
+  };
+}
+
 async function ackFor(requestId: bigint, result: Promise<StoredEvent[]>): Promise<PublishStreamResponse> {
   try {
-    const stored = await result;
-    return create(PublishStreamResponseSchema, {
-      requestId,
-      sequences: stored.map((e) => BigInt(e.seq)),
-      ids: stored.map((e) => e.id),
-      createdAt: timestampFromDate(stored[0]!.createdAt),
-    });
+    return create(PublishStreamResponseSchema, { requestId, ...published(await result) });
   } catch (err) {
     const e = ConnectError.from(err);
     return create(PublishStreamResponseSchema, { requestId, error: { code: codeName(e.code), message: e.rawMessage } });
