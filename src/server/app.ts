@@ -12,6 +12,8 @@ import { polosApi } from "../api/polos.js";
 import { kubiyaApi } from "../api/kubiya.js";
 import { streamsApi } from "../api/streams.js";
 import { createGateway, sendJson } from "./gateway.js";
+import { kubiyaRoutes } from "./routes/kubiya.js";
+import { polosRoutes } from "./routes/polos.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { registerHealth, registerReflection } from "./grpc.js";
 import { registerRpc, SERVICES } from "./rpc.js";
@@ -64,7 +66,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const kubiya = kubiyaApi(deps);
   const streams = streamsApi(deps);
 
-  const gateway = createGateway({ polos, kubiya, maxBodyBytes: cfg.maxBodyBytes, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
+  const gateway = createGateway([...polosRoutes(polos), ...kubiyaRoutes(kubiya)], { maxBodyBytes: cfg.maxBodyBytes, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
   const handler = connectNodeAdapter({
     routes(router) {
       registerRpc(router, { streams, polos, kubiya });

@@ -1,21 +1,21 @@
 /**
- * The documented JSON paths: one table maps each platform's path onto the same src/api functions
- * the RPCs call, and each route's dialect decides how errors look.
+ * The documented JSON paths. Each dialect's table (src/server/routes/) maps that platform's paths
+ * onto the same src/api functions the RPCs call; this module matches requests against the tables,
+ * reads bodies, writes JSON or SSE, and shapes errors as the route's dialect does.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import { ListEventsRequestSchema, ListEventsResponseSchema, PublishEventRequestSchema, PublishEventResponseSchema, StreamEventsRequestSchema, EventResponseSchema } from "../../gen/polos/v1/polos_pb.js";
-import { PublishExecutionEventResponseSchema, StreamExecutionEventsRequestSchema, StreamingEventRequestSchema, ExecutionEventSchema } from "../../gen/kubiya/v1/kubiya_pb.js";
 import type { CallContext } from "../api/common.js";
 import { parseRequest } from "../api/common.js";
 import { messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
-import type { KubiyaApi } from "../api/kubiya.js";
-import type { PolosApi } from "../api/polos.js";
 import { StoreUnavailableError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 
-/** How a route reports errors: Polos's `{error}` with 400/404/..., or FastAPI's `{detail}` with 422 for bad input. */
-type Dialect = "polos" | "fastapi";
+/**
+ * How a route reports errors: `{"error": message}` with 400/404/... (Polos, Sailhouse), or
+ * FastAPI's `{"detail": ...}` with 422 for bad input (Kubiya, TerminalUse).
+ */
+export type Dialect = "error" | "fastapi";
 
 export class HttpError extends Error {
   constructor(
@@ -27,7 +27,7 @@ export class HttpError extends Error {
   }
 }
 
-interface RouteRequest {
+export interface RouteRequest {
   params: Record<string, string>;
   query: URLSearchParams;
   headers: Req["headers"];
@@ -37,33 +37,32 @@ interface RouteRequest {
   body: unknown;
 }
 
-type RouteResult = { status: number; json: unknown } | { sse: AsyncIterable<SseMessage[]>; hello?: SseMessage; keepalive: string };
+/** A JSON reply (no body when `json` is undefined, e.g. 204), or an SSE stream. */
+export type RouteResult = { status: number; json?: unknown } | { sse: AsyncIterable<SseMessage[]>; hello?: SseMessage; keepalive: string };
 
-interface Route {
-  method: "GET" | "POST" | "PUT";
+export interface Route {
+  method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   dialect: Dialect;
   handle(r: RouteRequest): Promise<RouteResult>;
 }
 
-export interface GatewayDeps {
-  polos: PolosApi;
-  kubiya: KubiyaApi;
+export interface GatewayOptions {
   maxBodyBytes: number;
   sseKeepaliveMs: number;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
-function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, status = 200): RouteResult {
+export function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, status = 200): RouteResult {
   return { status, json: messageToJson(schema, msg) };
 }
 
 /** Builds a GET route's request from its query parameters plus path parameters; errors are located in "query". */
-function fromQuery<Desc extends DescMessage>(schema: Desc, r: RouteRequest, extra: Record<string, unknown> = {}): MessageShape<Desc> {
+export function fromQuery<Desc extends DescMessage>(schema: Desc, r: RouteRequest, extra: Record<string, unknown> = {}): MessageShape<Desc> {
   return parseRequest(schema, { ...queryToJson(schema, r.query), ...extra }, ["query"]);
 }
 
-function lastEventId(r: RouteRequest): number | undefined {
+export function lastEventId(r: RouteRequest): number | undefined {
   const h = r.headers["last-event-id"];
   const v = Array.isArray(h) ? h[0] : h;
   if (v === undefined || v === "") return undefined;
@@ -71,73 +70,7 @@ function lastEventId(r: RouteRequest): number | undefined {
   return Number(v);
 }
 
-export function routes(d: GatewayDeps): Route[] {
-  return [
-    {
-      method: "POST",
-      path: "/api/v1/events/publish",
-      dialect: "polos",
-      async handle(r) {
-        const req = parseRequest(PublishEventRequestSchema, r.body);
-        return json(PublishEventResponseSchema, await d.polos.publishEvents(req, r.ctx));
-      },
-    },
-    {
-      method: "GET",
-      path: "/api/v1/events",
-      dialect: "polos",
-      async handle(r) {
-        const req = fromQuery(ListEventsRequestSchema, r);
-        return json(ListEventsResponseSchema, await d.polos.listEvents(req, r.ctx));
-      },
-    },
-    {
-      method: "GET",
-      path: "/api/v1/events/stream",
-      dialect: "polos",
-      async handle(r) {
-        const resume = lastEventId(r);
-        const extra = resume !== undefined && !r.query.has("last_sequence_id") ? { last_sequence_id: resume } : {};
-        const req = fromQuery(StreamEventsRequestSchema, r, extra);
-        const source = await d.polos.streamEvents(req, r.ctx);
-        return {
-          sse: mapSse(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(EventResponseSchema, e)) })),
-          keepalive: "data: keepalive\n\n",
-        };
-      },
-    },
-    {
-      method: "POST",
-      path: "/api/v1/executions/{execution_id}/events",
-      dialect: "fastapi",
-      async handle(r) {
-        const body = typeof r.body === "object" && r.body !== null && !Array.isArray(r.body) ? { ...r.body, execution_id: r.params["execution_id"] } : r.body;
-        const req = parseRequest(StreamingEventRequestSchema, body);
-        return json(PublishExecutionEventResponseSchema, await d.kubiya.publishExecutionEvent(req, r.ctx), 202);
-      },
-    },
-    {
-      method: "GET",
-      path: "/api/v1/executions/{execution_id}/stream",
-      dialect: "fastapi",
-      async handle(r) {
-        const resume = lastEventId(r);
-        const executionId = r.params["execution_id"]!;
-        const extra: Record<string, unknown> = { execution_id: executionId };
-        if (resume !== undefined) extra["last_event_id"] = resume;
-        const req = fromQuery(StreamExecutionEventsRequestSchema, r, extra);
-        const source = await d.kubiya.streamExecutionEvents(req, r.ctx);
-        return {
-          hello: { event: "connected", data: JSON.stringify({ execution_id: executionId, status: "connected" }) },
-          sse: mapSse(source, (e) => ({ event: e.event?.eventType ?? "", id: String(e.sequence), data: JSON.stringify(e.event ? messageToJson(ExecutionEventSchema, e.event) : {}) })),
-          keepalive: ": keepalive\n\n",
-        };
-      },
-    },
-  ];
-}
-
-async function* mapSse<T>(source: AsyncIterable<T[]>, map: (x: T) => SseMessage): AsyncGenerator<SseMessage[]> {
+export async function* mapSse<T>(source: AsyncIterable<T[]>, map: (x: T) => SseMessage): AsyncGenerator<SseMessage[]> {
   for await (const batch of source) yield batch.map(map);
 }
 
@@ -214,8 +147,8 @@ export function errorReply(dialect: Dialect, err: unknown): { status: number; js
 }
 
 /** Returns the request handler for the documented paths, or undefined for other paths. */
-export function createGateway(d: GatewayDeps): (req: Req, res: Res) => boolean {
-  const table = routes(d).map(compile);
+export function createGateway(routes: readonly Route[], d: GatewayOptions): (req: Req, res: Res) => boolean {
+  const table = routes.map(compile);
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     let pathMatched: CompiledRoute | undefined;
@@ -238,10 +171,10 @@ export function createGateway(d: GatewayDeps): (req: Req, res: Res) => boolean {
   };
 }
 
-async function serve(route: CompiledRoute, params: Record<string, string>, url: URL, req: Req, res: Res, d: GatewayDeps): Promise<void> {
+async function serve(route: CompiledRoute, params: Record<string, string>, url: URL, req: Req, res: Res, d: GatewayOptions): Promise<void> {
   const abort = new AbortController();
   try {
-    const body = route.method === "GET" ? undefined : await readJson(req, d.maxBodyBytes, route.dialect);
+    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, d.maxBodyBytes, route.dialect);
     const project = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") ?? undefined : undefined);
     const ctx: CallContext = { signal: abort.signal, ...(project ? { project } : {}) };
     const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });
@@ -269,6 +202,11 @@ function headerValue(req: Req, name: string): string | undefined {
 }
 
 export function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (body === undefined) {
+    res.writeHead(status, headers);
+    res.end();
+    return;
+  }
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...headers });
   res.end(text);
@@ -286,6 +224,8 @@ async function readJson(req: Req, maxBytes: number, dialect: Dialect): Promise<u
     chunks.push(chunk);
   }
   const text = new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(chunks));
+  // No body at all (e.g. Sailhouse's ack is a bare POST): the route decides whether it needs one.
+  if (text.trim() === "") return undefined;
   try {
     return JSON.parse(text);
   } catch (err) {

@@ -1,0 +1,38 @@
+import { ExecutionEventSchema, PublishExecutionEventResponseSchema, StreamExecutionEventsRequestSchema, StreamingEventRequestSchema } from "../../../gen/kubiya/v1/kubiya_pb.js";
+import { parseRequest } from "../../api/common.js";
+import { messageToJson } from "../../api/json.js";
+import type { KubiyaApi } from "../../api/kubiya.js";
+import { fromQuery, json, lastEventId, mapSse, type Route } from "../gateway.js";
+
+/** Kubiya's paths (`/api/v1/executions/{execution_id}/...`). */
+export function kubiyaRoutes(kubiya: KubiyaApi): Route[] {
+  return [
+    {
+      method: "POST",
+      path: "/api/v1/executions/{execution_id}/events",
+      dialect: "fastapi",
+      async handle(r) {
+        const body = typeof r.body === "object" && r.body !== null && !Array.isArray(r.body) ? { ...r.body, execution_id: r.params["execution_id"] } : r.body;
+        const req = parseRequest(StreamingEventRequestSchema, body);
+        return json(PublishExecutionEventResponseSchema, await kubiya.publishExecutionEvent(req, r.ctx), 202);
+      },
+    },
+    {
+      method: "GET",
+      path: "/api/v1/executions/{execution_id}/stream",
+      dialect: "fastapi",
+      async handle(r) {
+        const resume = lastEventId(r);
+        const executionId = r.params["execution_id"]!;
+        const extra: Record<string, unknown> = { execution_id: executionId };
+        if (resume !== undefined) extra["last_event_id"] = resume;
+        const source = await kubiya.streamExecutionEvents(fromQuery(StreamExecutionEventsRequestSchema, r, extra), r.ctx);
+        return {
+          hello: { event: "connected", data: JSON.stringify({ execution_id: executionId, status: "connected" }) },
+          sse: mapSse(source, (e) => ({ event: e.event?.eventType ?? "", id: String(e.sequence), data: JSON.stringify(e.event ? messageToJson(ExecutionEventSchema, e.event) : {}) })),
+          keepalive: ": keepalive\n\n",
+        };
+      },
+    },
+  ];
+}

@@ -1,0 +1,42 @@
+import { EventResponseSchema, ListEventsRequestSchema, ListEventsResponseSchema, PublishEventRequestSchema, PublishEventResponseSchema, StreamEventsRequestSchema } from "../../../gen/polos/v1/polos_pb.js";
+import { parseRequest } from "../../api/common.js";
+import { messageToJson } from "../../api/json.js";
+import type { PolosApi } from "../../api/polos.js";
+import { fromQuery, json, lastEventId, mapSse, type Route } from "../gateway.js";
+
+/** Polos's paths (`/api/v1/events/...`). */
+export function polosRoutes(polos: PolosApi): Route[] {
+  return [
+    {
+      method: "POST",
+      path: "/api/v1/events/publish",
+      dialect: "error",
+      async handle(r) {
+        const req = parseRequest(PublishEventRequestSchema, r.body);
+        return json(PublishEventResponseSchema, await polos.publishEvents(req, r.ctx));
+      },
+    },
+    {
+      method: "GET",
+      path: "/api/v1/events",
+      dialect: "error",
+      async handle(r) {
+        return json(ListEventsResponseSchema, await polos.listEvents(fromQuery(ListEventsRequestSchema, r), r.ctx));
+      },
+    },
+    {
+      method: "GET",
+      path: "/api/v1/events/stream",
+      dialect: "error",
+      async handle(r) {
+        const resume = lastEventId(r);
+        const extra = resume !== undefined && !r.query.has("last_sequence_id") ? { last_sequence_id: resume } : {};
+        const source = await polos.streamEvents(fromQuery(StreamEventsRequestSchema, r, extra), r.ctx);
+        return {
+          sse: mapSse(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(EventResponseSchema, e)) })),
+          keepalive: "data: keepalive\n\n",
+        };
+      },
+    },
+  ];
+}
