@@ -10,7 +10,6 @@ import { ExecutionEventsService } from "../gen/kubiya/v1/kubiya_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { SailhouseService } from "../gen/sailhouse/v1/sailhouse_pb.js";
 import type { App } from "../src/server/app.js";
 import { client, getJson, postJson, SseReader, startTestServer, type Protocol } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
@@ -269,8 +268,6 @@ for (const factory of storeFactories) {
         await expect(kubiya.publishExecutionEvent({ executionId: key, eventType: "x" })).rejects.toMatchObject({ code: Code.InvalidArgument });
         expect((await streams.listEvents({ stream: { kind: StreamKind.TOPIC, key } })).events).toEqual([]);
         expect((await streams.listEvents({ stream: { kind: StreamKind.EXECUTION, key } })).events).toEqual([]);
-        const sailhouse = client(SailhouseService, app, protocol);
-        await expect(sailhouse.sendEvent({ topicSlug: key, data: {} })).rejects.toMatchObject({ code: Code.Unimplemented });
       });
     });
 

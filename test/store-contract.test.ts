@@ -84,7 +84,7 @@ for (const factory of storeFactories) {
       const s = fresh();
       await store.reserve(s, 4);
       await store.append([event(s, 1), event(s, 2)]);
-      await store.voidRange(s, 2, 3, new Date(1_700_000_000_100));
+      await store.voidRange(s, 2, 3, new Date(1_700_000_000_100), [event(s, 2).id, event(s, 3).id]);
       const got = await store.read(s, 0, 10);
       expect(got.map((e) => [e.seq, e.void ?? false])).toEqual([
         [1, false],

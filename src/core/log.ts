@@ -147,7 +147,7 @@ export class EventLog {
       const batchEnd = p.drafts.length > 1 ? seq + p.drafts.length - 1 : undefined;
       const events = p.drafts.map((d) => {
         const e: StoredEvent = {
-          id: randomUUID(),
+          id: d.id ?? randomUUID(),
           stream: name,
           seq: seq++,
           eventType: d.eventType,
@@ -173,7 +173,7 @@ export class EventLog {
     } catch (err) {
       // The sequences are taken: leave placeholders so readers need not wait for them.
       try {
-        await this.#store.voidRange(stream, first, last, createdAt);
+        await this.#store.voidRange(stream, first, last, createdAt, all.map((e) => e.id));
       } catch (voidErr) {
         this.#opts.log?.("could not void the sequences of a failed publish; readers will skip them after the hole timeout", {
           stream: name,

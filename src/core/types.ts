@@ -23,6 +23,8 @@ export function streamName(s: StreamId): string {
 
 /** What a publisher supplies for one event. */
 export interface EventDraft {
+  /** The event's id when the caller fixed it in advance (Sailhouse's scheduled events); else a new UUID. */
+  id?: string;
   eventType: string;
   data: JsonValue;
   metadata?: JsonObject;

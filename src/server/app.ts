@@ -11,9 +11,15 @@ import { MongoStore } from "../store/mongo/index.js";
 import { polosApi } from "../api/polos.js";
 import { kubiyaApi } from "../api/kubiya.js";
 import { streamsApi } from "../api/streams.js";
+import { sailhouseApi } from "../api/sailhouse.js";
+import { SailhouseWorker } from "../api/sailhouse-worker.js";
+import type { SailhouseStore } from "../store/sailhouse.js";
+import { MemorySailhouseStore } from "../store/memory/sailhouse.js";
+import { MongoSailhouseStore } from "../store/mongo/sailhouse.js";
 import { createGateway, sendJson } from "./gateway.js";
 import { kubiyaRoutes } from "./routes/kubiya.js";
 import { polosRoutes } from "./routes/polos.js";
+import { sailhouseRoutes } from "./routes/sailhouse.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { registerHealth, registerReflection } from "./grpc.js";
 import { registerRpc, SERVICES } from "./rpc.js";
@@ -35,6 +41,8 @@ export interface AppOptions {
   logger?: Logger;
   /** The clock (ms since the epoch); tests move it to check expiry. */
   now?: () => number;
+  /** How often the Sailhouse worker runs (scheduled sends, wait groups, push). */
+  workerIntervalMs?: number;
 }
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -65,11 +73,15 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
   const streams = streamsApi(deps);
+  const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.db) : new MemorySailhouseStore();
+  await sailhouseStore.init();
+  const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore });
+  const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger });
 
-  const gateway = createGateway([...polosRoutes(polos), ...kubiyaRoutes(kubiya)], { maxBodyBytes: cfg.maxBodyBytes, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
+  const gateway = createGateway([...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse)], { maxBodyBytes: cfg.maxBodyBytes, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
   const handler = connectNodeAdapter({
     routes(router) {
-      registerRpc(router, { streams, polos, kubiya });
+      registerRpc(router, { streams, polos, kubiya, sailhouse });
       registerHealth(router, SERVICES, async () => {
         try {
           await store.ping();
@@ -115,6 +127,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   });
   const address = server.address() as net.AddressInfo;
   const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  worker.start();
   logger.info({ url, store: store.kind }, "listening (HTTP/1.1 + h2c: gRPC, gRPC-Web, Connect, JSON, SSE)");
 
   let closing: Promise<void> | undefined;
@@ -130,6 +143,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
           server.close(() => resolve());
           for (const s of sockets) s.destroy();
         });
+        await worker.stop();
         await log.close();
         await store.close();
       })();

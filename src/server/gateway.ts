@@ -44,6 +44,8 @@ export interface Route {
   method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   dialect: Dialect;
+  /** Overrides the gateway's body size limit for this route. */
+  maxBodyBytes?: number;
   handle(r: RouteRequest): Promise<RouteResult>;
 }
 
@@ -174,7 +176,7 @@ export function createGateway(routes: readonly Route[], d: GatewayOptions): (req
 async function serve(route: CompiledRoute, params: Record<string, string>, url: URL, req: Req, res: Res, d: GatewayOptions): Promise<void> {
   const abort = new AbortController();
   try {
-    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, d.maxBodyBytes, route.dialect);
+    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, route.maxBodyBytes ?? d.maxBodyBytes, route.dialect);
     const project = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") ?? undefined : undefined);
     const ctx: CallContext = { signal: abort.signal, ...(project ? { project } : {}) };
     const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });

@@ -10,6 +10,7 @@ import type { CallContext } from "../api/common.js";
 import { ValidationError } from "../api/json.js";
 import type { KubiyaApi } from "../api/kubiya.js";
 import type { PolosApi } from "../api/polos.js";
+import type { SailhouseApi } from "../api/sailhouse.js";
 import type { StreamsApi } from "../api/streams.js";
 import { StoreUnavailableError } from "../core/types.js";
 
@@ -52,6 +53,7 @@ export interface RpcDeps {
   streams: StreamsApi;
   polos: PolosApi;
   kubiya: KubiyaApi;
+  sailhouse: SailhouseApi;
 }
 
 export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
@@ -70,8 +72,16 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
     publishExecutionEvent: (req, ctx) => unary(() => d.kubiya.publishExecutionEvent(req, callContext(ctx))),
     streamExecutionEvents: (req, ctx) => streaming(async () => flatten(await d.kubiya.streamExecutionEvents(req, callContext(ctx)))),
   });
-  // Sailhouse and TerminalUse: contract published now; their methods answer `unimplemented` until
-  // their behaviour lands (issue 4).
-  router.service(SailhouseService, {});
+  router.service(SailhouseService, {
+    sendEvent: (req, ctx) => unary(() => d.sailhouse.sendEvent(req, callContext(ctx))),
+    putSubscription: (req, ctx) => unary(() => d.sailhouse.putSubscription(req, callContext(ctx))),
+    pullEvent: (req, ctx) => unary(() => d.sailhouse.pullEvent(req, callContext(ctx))),
+    streamSubscription: (req, ctx) => streaming(() => d.sailhouse.streamSubscription(req, callContext(ctx))),
+    ackEvent: (req, ctx) => unary(async () => (await d.sailhouse.ackEvent(req, callContext(ctx)), {})),
+    nackEvent: (req, ctx) => unary(async () => (await d.sailhouse.nackEvent(req, callContext(ctx)), {})),
+    listSubscriptionEvents: (req, ctx) => unary(() => d.sailhouse.listSubscriptionEvents(req, callContext(ctx))),
+    createWaitGroupInstance: (req, ctx) => unary(() => d.sailhouse.createWaitGroupInstance(req, callContext(ctx))),
+    startWaitGroupInstance: (req, ctx) => unary(async () => (await d.sailhouse.startWaitGroupInstance(req, callContext(ctx)), {})),
+  });
   router.service(TaskEventsService, {});
 }

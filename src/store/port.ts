@@ -32,10 +32,11 @@ export interface Store {
    */
   append(events: readonly StoredEvent[]): Promise<void>;
   /**
-   * Turns the sequences [from, to] of the stream into placeholders: stored events there become
-   * void, missing ones are written as void. Used when a publish fails after reserve().
+   * Turns the sequences [from, to] of the stream into placeholders: the publisher's own events
+   * there (`ids`) become void, missing sequences are written as void. Used when a publish fails
+   * after reserve().
    */
-  voidRange(stream: StreamId, from: number, to: number, at: Date): Promise<void>;
+  voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void>;
   /** Events (void ones included) with seq > after, ascending, at most `limit`. */
   read(stream: StreamId, after: number, limit: number): Promise<StoredEvent[]>;
   /** Events (void ones included) with seq < before, descending, at most `limit`. */

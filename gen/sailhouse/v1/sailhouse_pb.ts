@@ -5,6 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_events_v1_options } from "../../events/v1/options_pb.js";
+import type { Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -12,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sailhouse/v1/sailhouse.proto.
  */
 export const file_sailhouse_v1_sailhouse: GenFile = /*@__PURE__*/
-  fileDesc("ChxzYWlsaG91c2UvdjEvc2FpbGhvdXNlLnByb3RvEgxzYWlsaG91c2UudjEi5gEKEFNlbmRFdmVudFJlcXVlc3QSGAoKdG9waWNfc2x1ZxgBIAEoCUIEyPMYARIrCgRkYXRhGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIEyPMYARIpCghtZXRhZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoHc2VuZF9hdBgEIAEoCUgAiAEBEiMKFndhaXRfZ3JvdXBfaW5zdGFuY2VfaWQYBSABKAlIAYgBAUIKCghfc2VuZF9hdEIZChdfd2FpdF9ncm91cF9pbnN0YW5jZV9pZCIfChFTZW5kRXZlbnRSZXNwb25zZRIKCgJpZBgBIAEoCTJgChBTYWlsaG91c2VTZXJ2aWNlEkwKCVNlbmRFdmVudBIeLnNhaWxob3VzZS52MS5TZW5kRXZlbnRSZXF1ZXN0Gh8uc2FpbGhvdXNlLnYxLlNlbmRFdmVudFJlc3BvbnNlYgZwcm90bzM", [file_events_v1_options, file_google_protobuf_struct]);
+  fileDesc("ChxzYWlsaG91c2UvdjEvc2FpbGhvdXNlLnByb3RvEgxzYWlsaG91c2UudjEi5gEKEFNlbmRFdmVudFJlcXVlc3QSGAoKdG9waWNfc2x1ZxgBIAEoCUIEyPMYARIrCgRkYXRhGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIEyPMYARIpCghtZXRhZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoHc2VuZF9hdBgEIAEoCUgAiAEBEiMKFndhaXRfZ3JvdXBfaW5zdGFuY2VfaWQYBSABKAlIAYgBAUIKCghfc2VuZF9hdEIZChdfd2FpdF9ncm91cF9pbnN0YW5jZV9pZCIfChFTZW5kRXZlbnRSZXNwb25zZRIKCgJpZBgBIAEoCSKJAgoWUHV0U3Vic2NyaXB0aW9uUmVxdWVzdBIYCgp0b3BpY19zbHVnGAEgASgJQgTI8xgBEh8KEXN1YnNjcmlwdGlvbl9zbHVnGAIgASgJQgTI8xgBEhIKBHR5cGUYAyABKAlCBMjzGAESFQoIZW5kcG9pbnQYBCABKAlIAIgBARImCgZmaWx0ZXIYBSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSFwoKcmF0ZV9saW1pdBgGIAEoCUgBiAEBEhoKDWRlZHVwbGljYXRpb24YByABKAlIAogBAUILCglfZW5kcG9pbnRCDQoLX3JhdGVfbGltaXRCEAoOX2RlZHVwbGljYXRpb24iOgoXUHV0U3Vic2NyaXB0aW9uUmVzcG9uc2USDwoHb3V0Y29tZRgBIAEoCRIOCgZzZWNyZXQYAiABKAkiTAoPU3Vic2NyaXB0aW9uUmVmEhgKCnRvcGljX3NsdWcYASABKAlCBMjzGAESHwoRc3Vic2NyaXB0aW9uX3NsdWcYAiABKAlCBMjzGAEiXQoIRXZlbnRSZWYSGAoKdG9waWNfc2x1ZxgBIAEoCUIEyPMYARIfChFzdWJzY3JpcHRpb25fc2x1ZxgCIAEoCUIEyPMYARIWCghldmVudF9pZBgDIAEoCUIEyPMYASLGAQoRU3Vic2NyaXB0aW9uRXZlbnQSCgoCaWQYASABKAkSEAoIdG9waWNfaWQYAiABKAkSJQoEZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXRpbWVzdGFtcBgFIAEoCRIbCg5xdWVyeWFibGVWYWx1ZRgGIAEoCUgAiAEBQhEKD19xdWVyeWFibGVWYWx1ZSJSChFQdWxsRXZlbnRSZXNwb25zZRINCgVmb3VuZBgBIAEoCBIuCgVldmVudBgCIAEoCzIfLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25FdmVudCISChBBY2tFdmVudFJlc3BvbnNlIvIBCh1MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVxdWVzdBIYCgp0b3BpY19zbHVnGAEgASgJQgTI8xgBEh8KEXN1YnNjcmlwdGlvbl9zbHVnGAIgASgJQgTI8xgBEhIKBWxpbWl0GAMgASgFSACIAQESEwoGb2Zmc2V0GAQgASgFSAGIAQESGAoLdGltZV93aW5kb3cYBSABKAlIAogBARIbCg5xdWVyeWFibGVfcGF0aBgGIAEoCUgDiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0Qg4KDF90aW1lX3dpbmRvd0IRCg9fcXVlcnlhYmxlX3BhdGgicAoeTGlzdFN1YnNjcmlwdGlvbkV2ZW50c1Jlc3BvbnNlEi8KBmV2ZW50cxgBIAMoCzIfLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25FdmVudBIOCgZvZmZzZXQYAiABKAUSDQoFbGltaXQYAyABKAUiTwoeQ3JlYXRlV2FpdEdyb3VwSW5zdGFuY2VSZXF1ZXN0EhMKBXRvcGljGAEgASgJQgTI8xgBEhAKA3R0bBgCIAEoCUgAiAEBQgYKBF90dGwiQQofQ3JlYXRlV2FpdEdyb3VwSW5zdGFuY2VSZXNwb25zZRIeChZ3YWl0X2dyb3VwX2luc3RhbmNlX2lkGAEgASgJIkUKHVN0YXJ0V2FpdEdyb3VwSW5zdGFuY2VSZXF1ZXN0EiQKFndhaXRfZ3JvdXBfaW5zdGFuY2VfaWQYASABKAlCBMjzGAEiIAoeU3RhcnRXYWl0R3JvdXBJbnN0YW5jZVJlc3BvbnNlMtAGChBTYWlsaG91c2VTZXJ2aWNlEkwKCVNlbmRFdmVudBIeLnNhaWxob3VzZS52MS5TZW5kRXZlbnRSZXF1ZXN0Gh8uc2FpbGhvdXNlLnYxLlNlbmRFdmVudFJlc3BvbnNlEl4KD1B1dFN1YnNjcmlwdGlvbhIkLnNhaWxob3VzZS52MS5QdXRTdWJzY3JpcHRpb25SZXF1ZXN0GiUuc2FpbGhvdXNlLnYxLlB1dFN1YnNjcmlwdGlvblJlc3BvbnNlEksKCVB1bGxFdmVudBIdLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25SZWYaHy5zYWlsaG91c2UudjEuUHVsbEV2ZW50UmVzcG9uc2USVgoSU3RyZWFtU3Vic2NyaXB0aW9uEh0uc2FpbGhvdXNlLnYxLlN1YnNjcmlwdGlvblJlZhofLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25FdmVudDABEkIKCEFja0V2ZW50EhYuc2FpbGhvdXNlLnYxLkV2ZW50UmVmGh4uc2FpbGhvdXNlLnYxLkFja0V2ZW50UmVzcG9uc2USQwoJTmFja0V2ZW50EhYuc2FpbGhvdXNlLnYxLkV2ZW50UmVmGh4uc2FpbGhvdXNlLnYxLkFja0V2ZW50UmVzcG9uc2UScwoWTGlzdFN1YnNjcmlwdGlvbkV2ZW50cxIrLnNhaWxob3VzZS52MS5MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVxdWVzdBosLnNhaWxob3VzZS52MS5MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVzcG9uc2USdgoXQ3JlYXRlV2FpdEdyb3VwSW5zdGFuY2USLC5zYWlsaG91c2UudjEuQ3JlYXRlV2FpdEdyb3VwSW5zdGFuY2VSZXF1ZXN0Gi0uc2FpbGhvdXNlLnYxLkNyZWF0ZVdhaXRHcm91cEluc3RhbmNlUmVzcG9uc2UScwoWU3RhcnRXYWl0R3JvdXBJbnN0YW5jZRIrLnNhaWxob3VzZS52MS5TdGFydFdhaXRHcm91cEluc3RhbmNlUmVxdWVzdBosLnNhaWxob3VzZS52MS5TdGFydFdhaXRHcm91cEluc3RhbmNlUmVzcG9uc2ViBnByb3RvMw", [file_events_v1_options, file_google_protobuf_struct]);
 
 /**
  * @generated from message sailhouse.v1.SendEventRequest
@@ -73,7 +74,369 @@ export const SendEventResponseSchema: GenMessage<SendEventResponse> = /*@__PURE_
   messageDesc(file_sailhouse_v1_sailhouse, 1);
 
 /**
- * Sailhouse's event API (`/topics/{topic_slug}/events`).
+ * @generated from message sailhouse.v1.PutSubscriptionRequest
+ */
+export type PutSubscriptionRequest = Message<"sailhouse.v1.PutSubscriptionRequest"> & {
+  /**
+   * @generated from field: string topic_slug = 1;
+   */
+  topicSlug: string;
+
+  /**
+   * @generated from field: string subscription_slug = 2;
+   */
+  subscriptionSlug: string;
+
+  /**
+   * "pull" or "push".
+   *
+   * @generated from field: string type = 3;
+   */
+  type: string;
+
+  /**
+   * Push subscriptions: the URL events are POSTed to.
+   *
+   * @generated from field: optional string endpoint = 4;
+   */
+  endpoint?: string | undefined;
+
+  /**
+   * true/null (every event) or {"filters": [{"path", "condition", "value"}], "operator": "and"|"or"}.
+   *
+   * @generated from field: google.protobuf.Value filter = 5;
+   */
+  filter?: Value | undefined;
+
+  /**
+   * Push subscriptions: at most N deliveries per s/m/h, e.g. "10/s".
+   *
+   * @generated from field: optional string rate_limit = 6;
+   */
+  rateLimit?: string | undefined;
+
+  /**
+   * Push subscriptions: skip an event whose data equals one delivered within this window, e.g. "5m".
+   *
+   * @generated from field: optional string deduplication = 7;
+   */
+  deduplication?: string | undefined;
+};
+
+/**
+ * Describes the message sailhouse.v1.PutSubscriptionRequest.
+ * Use `create(PutSubscriptionRequestSchema)` to create a new message.
+ */
+export const PutSubscriptionRequestSchema: GenMessage<PutSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 2);
+
+/**
+ * @generated from message sailhouse.v1.PutSubscriptionResponse
+ */
+export type PutSubscriptionResponse = Message<"sailhouse.v1.PutSubscriptionResponse"> & {
+  /**
+   * "created", "updated" or "none".
+   *
+   * @generated from field: string outcome = 1;
+   */
+  outcome: string;
+
+  /**
+   * Push subscriptions: the secret that signs deliveries (Sailhouse-Signature).
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message sailhouse.v1.PutSubscriptionResponse.
+ * Use `create(PutSubscriptionResponseSchema)` to create a new message.
+ */
+export const PutSubscriptionResponseSchema: GenMessage<PutSubscriptionResponse> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 3);
+
+/**
+ * @generated from message sailhouse.v1.SubscriptionRef
+ */
+export type SubscriptionRef = Message<"sailhouse.v1.SubscriptionRef"> & {
+  /**
+   * @generated from field: string topic_slug = 1;
+   */
+  topicSlug: string;
+
+  /**
+   * @generated from field: string subscription_slug = 2;
+   */
+  subscriptionSlug: string;
+};
+
+/**
+ * Describes the message sailhouse.v1.SubscriptionRef.
+ * Use `create(SubscriptionRefSchema)` to create a new message.
+ */
+export const SubscriptionRefSchema: GenMessage<SubscriptionRef> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 4);
+
+/**
+ * @generated from message sailhouse.v1.EventRef
+ */
+export type EventRef = Message<"sailhouse.v1.EventRef"> & {
+  /**
+   * @generated from field: string topic_slug = 1;
+   */
+  topicSlug: string;
+
+  /**
+   * @generated from field: string subscription_slug = 2;
+   */
+  subscriptionSlug: string;
+
+  /**
+   * @generated from field: string event_id = 3;
+   */
+  eventId: string;
+};
+
+/**
+ * Describes the message sailhouse.v1.EventRef.
+ * Use `create(EventRefSchema)` to create a new message.
+ */
+export const EventRefSchema: GenMessage<EventRef> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 5);
+
+/**
+ * @generated from message sailhouse.v1.SubscriptionEvent
+ */
+export type SubscriptionEvent = Message<"sailhouse.v1.SubscriptionEvent"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string topic_id = 2;
+   */
+  topicId: string;
+
+  /**
+   * @generated from field: google.protobuf.Struct data = 3;
+   */
+  data?: JsonObject | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Struct metadata = 4;
+   */
+  metadata?: JsonObject | undefined;
+
+  /**
+   * RFC 3339: when the event was appended to the topic.
+   *
+   * @generated from field: string timestamp = 5;
+   */
+  timestamp: string;
+
+  /**
+   * The value at ListSubscriptionEvents' queryable_path, as text.
+   *
+   * @generated from field: optional string queryableValue = 6;
+   */
+  queryableValue?: string | undefined;
+};
+
+/**
+ * Describes the message sailhouse.v1.SubscriptionEvent.
+ * Use `create(SubscriptionEventSchema)` to create a new message.
+ */
+export const SubscriptionEventSchema: GenMessage<SubscriptionEvent> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 6);
+
+/**
+ * @generated from message sailhouse.v1.PullEventResponse
+ */
+export type PullEventResponse = Message<"sailhouse.v1.PullEventResponse"> & {
+  /**
+   * @generated from field: bool found = 1;
+   */
+  found: boolean;
+
+  /**
+   * @generated from field: sailhouse.v1.SubscriptionEvent event = 2;
+   */
+  event?: SubscriptionEvent | undefined;
+};
+
+/**
+ * Describes the message sailhouse.v1.PullEventResponse.
+ * Use `create(PullEventResponseSchema)` to create a new message.
+ */
+export const PullEventResponseSchema: GenMessage<PullEventResponse> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 7);
+
+/**
+ * @generated from message sailhouse.v1.AckEventResponse
+ */
+export type AckEventResponse = Message<"sailhouse.v1.AckEventResponse"> & {
+};
+
+/**
+ * Describes the message sailhouse.v1.AckEventResponse.
+ * Use `create(AckEventResponseSchema)` to create a new message.
+ */
+export const AckEventResponseSchema: GenMessage<AckEventResponse> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 8);
+
+/**
+ * @generated from message sailhouse.v1.ListSubscriptionEventsRequest
+ */
+export type ListSubscriptionEventsRequest = Message<"sailhouse.v1.ListSubscriptionEventsRequest"> & {
+  /**
+   * @generated from field: string topic_slug = 1;
+   */
+  topicSlug: string;
+
+  /**
+   * @generated from field: string subscription_slug = 2;
+   */
+  subscriptionSlug: string;
+
+  /**
+   * 1..1000, default 100.
+   *
+   * @generated from field: optional int32 limit = 3;
+   */
+  limit?: number | undefined;
+
+  /**
+   * @generated from field: optional int32 offset = 4;
+   */
+  offset?: number | undefined;
+
+  /**
+   * Only events of the last N s/m/h, e.g. "10m".
+   *
+   * @generated from field: optional string time_window = 5;
+   */
+  timeWindow?: string | undefined;
+
+  /**
+   * Dot path into `data` whose value is returned as queryableValue.
+   *
+   * @generated from field: optional string queryable_path = 6;
+   */
+  queryablePath?: string | undefined;
+};
+
+/**
+ * Describes the message sailhouse.v1.ListSubscriptionEventsRequest.
+ * Use `create(ListSubscriptionEventsRequestSchema)` to create a new message.
+ */
+export const ListSubscriptionEventsRequestSchema: GenMessage<ListSubscriptionEventsRequest> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 9);
+
+/**
+ * @generated from message sailhouse.v1.ListSubscriptionEventsResponse
+ */
+export type ListSubscriptionEventsResponse = Message<"sailhouse.v1.ListSubscriptionEventsResponse"> & {
+  /**
+   * @generated from field: repeated sailhouse.v1.SubscriptionEvent events = 1;
+   */
+  events: SubscriptionEvent[];
+
+  /**
+   * @generated from field: int32 offset = 2;
+   */
+  offset: number;
+
+  /**
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message sailhouse.v1.ListSubscriptionEventsResponse.
+ * Use `create(ListSubscriptionEventsResponseSchema)` to create a new message.
+ */
+export const ListSubscriptionEventsResponseSchema: GenMessage<ListSubscriptionEventsResponse> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 10);
+
+/**
+ * @generated from message sailhouse.v1.CreateWaitGroupInstanceRequest
+ */
+export type CreateWaitGroupInstanceRequest = Message<"sailhouse.v1.CreateWaitGroupInstanceRequest"> & {
+  /**
+   * Where the completion event is published.
+   *
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * How long the group may stay open, e.g. "10m" (default 24h).
+   *
+   * @generated from field: optional string ttl = 2;
+   */
+  ttl?: string | undefined;
+};
+
+/**
+ * Describes the message sailhouse.v1.CreateWaitGroupInstanceRequest.
+ * Use `create(CreateWaitGroupInstanceRequestSchema)` to create a new message.
+ */
+export const CreateWaitGroupInstanceRequestSchema: GenMessage<CreateWaitGroupInstanceRequest> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 11);
+
+/**
+ * @generated from message sailhouse.v1.CreateWaitGroupInstanceResponse
+ */
+export type CreateWaitGroupInstanceResponse = Message<"sailhouse.v1.CreateWaitGroupInstanceResponse"> & {
+  /**
+   * @generated from field: string wait_group_instance_id = 1;
+   */
+  waitGroupInstanceId: string;
+};
+
+/**
+ * Describes the message sailhouse.v1.CreateWaitGroupInstanceResponse.
+ * Use `create(CreateWaitGroupInstanceResponseSchema)` to create a new message.
+ */
+export const CreateWaitGroupInstanceResponseSchema: GenMessage<CreateWaitGroupInstanceResponse> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 12);
+
+/**
+ * @generated from message sailhouse.v1.StartWaitGroupInstanceRequest
+ */
+export type StartWaitGroupInstanceRequest = Message<"sailhouse.v1.StartWaitGroupInstanceRequest"> & {
+  /**
+   * @generated from field: string wait_group_instance_id = 1;
+   */
+  waitGroupInstanceId: string;
+};
+
+/**
+ * Describes the message sailhouse.v1.StartWaitGroupInstanceRequest.
+ * Use `create(StartWaitGroupInstanceRequestSchema)` to create a new message.
+ */
+export const StartWaitGroupInstanceRequestSchema: GenMessage<StartWaitGroupInstanceRequest> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 13);
+
+/**
+ * @generated from message sailhouse.v1.StartWaitGroupInstanceResponse
+ */
+export type StartWaitGroupInstanceResponse = Message<"sailhouse.v1.StartWaitGroupInstanceResponse"> & {
+};
+
+/**
+ * Describes the message sailhouse.v1.StartWaitGroupInstanceResponse.
+ * Use `create(StartWaitGroupInstanceResponseSchema)` to create a new message.
+ */
+export const StartWaitGroupInstanceResponseSchema: GenMessage<StartWaitGroupInstanceResponse> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 14);
+
+/**
+ * Sailhouse's API (`/topics/...`, `/waitgroups/...`). Messages mirror Sailhouse's JSON; the
+ * project comes from the caller's credentials or the `x-project-id` header.
  *
  * @generated from service sailhouse.v1.SailhouseService
  */
@@ -87,6 +450,87 @@ export const SailhouseService: GenService<{
     methodKind: "unary";
     input: typeof SendEventRequestSchema;
     output: typeof SendEventResponseSchema;
+  },
+  /**
+   * PUT /topics/{topic_slug}/subscriptions/{subscription_slug} (also under /api/v1)
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.PutSubscription
+   */
+  putSubscription: {
+    methodKind: "unary";
+    input: typeof PutSubscriptionRequestSchema;
+    output: typeof PutSubscriptionResponseSchema;
+  },
+  /**
+   * GET /topics/{topic_slug}/subscriptions/{subscription_slug}/events/pull: one event, locked for
+   * 30 s; `found` is false when none is due (204 on the JSON path).
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.PullEvent
+   */
+  pullEvent: {
+    methodKind: "unary";
+    input: typeof SubscriptionRefSchema;
+    output: typeof PullEventResponseSchema;
+  },
+  /**
+   * Server-streaming pull: each due event is locked and sent as it becomes due; ack with AckEvent.
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.StreamSubscription
+   */
+  streamSubscription: {
+    methodKind: "server_streaming";
+    input: typeof SubscriptionRefSchema;
+    output: typeof SubscriptionEventSchema;
+  },
+  /**
+   * POST /topics/{topic_slug}/subscriptions/{subscription_slug}/events/{event_id}
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.AckEvent
+   */
+  ackEvent: {
+    methodKind: "unary";
+    input: typeof EventRefSchema;
+    output: typeof AckEventResponseSchema;
+  },
+  /**
+   * POST /topics/{topic_slug}/subscriptions/{subscription_slug}/events/{event_id}/nack
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.NackEvent
+   */
+  nackEvent: {
+    methodKind: "unary";
+    input: typeof EventRefSchema;
+    output: typeof AckEventResponseSchema;
+  },
+  /**
+   * GET /topics/{topic_slug}/subscriptions/{subscription_slug}/events
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.ListSubscriptionEvents
+   */
+  listSubscriptionEvents: {
+    methodKind: "unary";
+    input: typeof ListSubscriptionEventsRequestSchema;
+    output: typeof ListSubscriptionEventsResponseSchema;
+  },
+  /**
+   * POST /waitgroups/instances
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.CreateWaitGroupInstance
+   */
+  createWaitGroupInstance: {
+    methodKind: "unary";
+    input: typeof CreateWaitGroupInstanceRequestSchema;
+    output: typeof CreateWaitGroupInstanceResponseSchema;
+  },
+  /**
+   * PUT /waitgroups/instances/{wait_group_instance_id}/events
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.StartWaitGroupInstance
+   */
+  startWaitGroupInstance: {
+    methodKind: "unary";
+    input: typeof StartWaitGroupInstanceRequestSchema;
+    output: typeof StartWaitGroupInstanceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sailhouse_v1_sailhouse, 0);

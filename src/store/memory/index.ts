@@ -50,10 +50,12 @@ export class MemoryStore implements Store {
     for (const e of events) this.#stream(e.stream).events.set(e.seq, structuredClone(e));
   }
 
-  async voidRange(stream: StreamId, from: number, to: number, at: Date): Promise<void> {
+  async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
     const name = streamName(stream);
     const s = this.#stream(name);
     for (let seq = from; seq <= to; seq++) {
+      const existing = s.events.get(seq);
+      if (existing && !ids.includes(existing.id)) continue;
       s.events.set(seq, { id: `void:${name}:${seq}`, stream: name, seq, eventType: "", data: null, metadata: {}, createdAt: at, void: true });
     }
   }

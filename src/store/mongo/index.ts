@@ -48,7 +48,7 @@ interface ExecutionDoc {
 
 const DUPLICATE_KEY = 11000;
 
-function num(v: Long | number): number {
+export function num(v: Long | number): number {
   return typeof v === "number" ? v : v.toNumber();
 }
 
@@ -177,12 +177,12 @@ export class MongoStore implements Store {
     await this.#guard(() => this.#events.insertMany(events.map(toDoc), { ordered: true }));
   }
 
-  async voidRange(stream: StreamId, from: number, to: number, at: Date): Promise<void> {
+  async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
     const name = streamName(stream);
     await this.#guard(async () => {
       // Existing events of the range become void first, then the missing sequences are filled.
       await this.#events.updateMany(
-        { stream: name, seq: { $gte: Long.fromNumber(from), $lte: Long.fromNumber(to) } },
+        { stream: name, seq: { $gte: Long.fromNumber(from), $lte: Long.fromNumber(to) }, _id: { $in: [...ids] } },
         { $set: { void: true, payload: "{}", event_type: "" }, $unset: { idempotency_key: "", idempotency_scope: "", batch_end: "" } },
       );
       const placeholders: EventDoc[] = [];
@@ -192,7 +192,7 @@ export class MongoStore implements Store {
       try {
         await this.#events.insertMany(placeholders, { ordered: false });
       } catch (err) {
-        if (!isOnlyDuplicates(err)) throw err;
+        if (!isDuplicateKey(err)) throw err;
       }
     });
   }
@@ -335,7 +335,8 @@ class AppendWatcher {
   }
 }
 
-function isOnlyDuplicates(err: unknown): boolean {
+/** True when every write error of `err` is a duplicate key (E11000). */
+export function isDuplicateKey(err: unknown): boolean {
   if (!(err instanceof MongoServerError)) return false;
   const writeErrors = (err as MongoServerError & { writeErrors?: { code: number }[] }).writeErrors;
   if (Array.isArray(writeErrors) && writeErrors.length > 0) return writeErrors.every((w) => w.code === DUPLICATE_KEY);

@@ -1,0 +1,418 @@
+import { createHmac, randomBytes, randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  CreateWaitGroupInstanceRequestSchema,
+  CreateWaitGroupInstanceResponseSchema,
+  ListSubscriptionEventsRequestSchema,
+  ListSubscriptionEventsResponseSchema,
+  PullEventResponseSchema,
+  PutSubscriptionRequestSchema,
+  PutSubscriptionResponseSchema,
+  SendEventRequestSchema,
+  SendEventResponseSchema,
+  StartWaitGroupInstanceRequestSchema,
+  SubscriptionEventSchema,
+  SubscriptionRefSchema,
+  EventRefSchema,
+  type CreateWaitGroupInstanceRequest,
+  type CreateWaitGroupInstanceResponse,
+  type EventRef,
+  type ListSubscriptionEventsRequest,
+  type ListSubscriptionEventsResponse,
+  type PullEventResponse,
+  type PutSubscriptionRequest,
+  type PutSubscriptionResponse,
+  type SendEventRequest,
+  type SendEventResponse,
+  type StartWaitGroupInstanceRequest,
+  type SubscriptionEvent,
+  type SubscriptionRef,
+} from "../../gen/sailhouse/v1/sailhouse_pb.js";
+import type { JsonObject, JsonValue, StoredEvent, StreamId } from "../core/types.js";
+import type { Delivery, SailhouseStore, Subscription } from "../store/sailhouse.js";
+import { checkRequired, DEFAULT_PROJECT, invalidField, pageLimit, rfc3339, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+
+/** How long a pulled event stays locked before it is due again (Sailhouse: 30 s). */
+export const PULL_LOCK_MS = 30_000;
+/** Wait groups without a ttl expire after a day, so none stays open for ever. */
+export const DEFAULT_WAIT_GROUP_TTL_MS = 24 * 60 * 60 * 1000;
+/** The largest event Sailhouse accepts (the JSON body of a send). */
+export const MAX_EVENT_BYTES = 4 * 1024 * 1024;
+
+const FILTER_CONDITIONS = ["equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", "greater_than", "less_than", "exists", "not_exists"] as const;
+
+/** "30s", "5m", "2h", "1d" → milliseconds; undefined when malformed. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!m) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
+  return Number(m[1]) * unit;
+}
+
+/** The value at a dot path of `data` (undefined when absent). */
+function at(data: JsonValue, path: string): JsonValue | undefined {
+  let cur: JsonValue | undefined = data;
+  for (const part of path.split(".")) {
+    if (cur === null || typeof cur !== "object") return undefined;
+    cur = Array.isArray(cur) ? cur[Number(part)] : cur[part];
+  }
+  return cur;
+}
+
+/** Checks a subscription filter's shape; throws invalid_argument naming the problem. */
+export function checkFilter(filter: JsonValue | undefined): void {
+  if (filter === undefined || filter === null || typeof filter === "boolean") return;
+  const loc = ["body", "filter"];
+  if (typeof filter !== "object" || Array.isArray(filter)) throw invalidField(loc, "filter must be true, false, null or {filters, operator}");
+  const { filters, operator } = filter as { filters?: unknown; operator?: unknown };
+  if (operator !== undefined && operator !== "and" && operator !== "or") throw invalidField([...loc, "operator"], 'operator must be "and" or "or"');
+  if (!Array.isArray(filters)) throw invalidField([...loc, "filters"], "filters must be a list of {path, condition, value}");
+  filters.forEach((f: unknown, i) => {
+    const c = f as { path?: unknown; condition?: unknown; value?: unknown };
+    if (typeof c?.path !== "string" || c.path === "") throw invalidField([...loc, "filters", i, "path"], "path must be a non-empty string");
+    if (!FILTER_CONDITIONS.includes(c.condition as never)) throw invalidField([...loc, "filters", i, "condition"], `condition must be one of ${FILTER_CONDITIONS.join(", ")}`);
+    if (c.value !== undefined && typeof c.value !== "string") throw invalidField([...loc, "filters", i, "value"], "value must be a string");
+  });
+}
+
+/** Whether an event's data passes a subscription's filter. */
+export function matchesFilter(filter: JsonValue | undefined, data: JsonValue): boolean {
+  if (filter === undefined || filter === null || filter === true) return true;
+  if (filter === false) return false;
+  const { filters, operator } = filter as { filters: { path: string; condition: string; value?: string }[]; operator?: string };
+  const test = (f: { path: string; condition: string; value?: string }): boolean => {
+    const v = at(data, f.path);
+    const s = v === undefined ? undefined : typeof v === "string" ? v : JSON.stringify(v);
+    const want = f.value ?? "";
+    switch (f.condition) {
+      case "exists":
+        return v !== undefined;
+      case "not_exists":
+        return v === undefined;
+      case "equals":
+        return s === want;
+      case "not_equals":
+        return s !== want;
+      case "contains":
+        return s !== undefined && s.includes(want);
+      case "not_contains":
+        return s === undefined || !s.includes(want);
+      case "starts_with":
+        return s !== undefined && s.startsWith(want);
+      case "ends_with":
+        return s !== undefined && s.endsWith(want);
+      case "greater_than":
+        return typeof v === "number" && v > Number(want);
+      case "less_than":
+        return typeof v === "number" && v < Number(want);
+      default:
+        return false;
+    }
+  };
+  return operator === "or" ? filters.some(test) : filters.every(test);
+}
+
+/** Sailhouse-Signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as Sailhouse's SDKs verify it. */
+export function signPush(secret: string, body: string, unixSeconds: number): string {
+  return `t=${unixSeconds},v1=${createHmac("sha256", secret).update(`${unixSeconds}.${body}`).digest("hex")}`;
+}
+
+export interface SailhouseDeps extends ApiDeps {
+  sailhouse: SailhouseStore;
+}
+
+/**
+ * Sailhouse: topics (streams of kind "topic"), subscriptions with at-least-once delivery (pull with
+ * 30 s locks, ack, nack; push by the worker in sailhouse-worker.ts), delayed sends and wait groups.
+ */
+export function sailhouseApi(deps: SailhouseDeps) {
+  const store = deps.sailhouse;
+  const project = (ctx: CallContext): string => ctx.project ?? DEFAULT_PROJECT;
+  const topic = (projectName: string, slug: string): StreamId => ({ project: projectName, kind: "topic", key: slug });
+
+  function toSubscriptionEvent(e: StoredEvent, topicSlug: string, queryablePath?: string): SubscriptionEvent {
+    const msg = create(SubscriptionEventSchema, {
+      id: e.id,
+      topicId: topicSlug,
+      data: (e.data ?? {}) as JsonObject,
+      metadata: e.metadata,
+      timestamp: rfc3339(e.createdAt),
+    });
+    if (queryablePath) {
+      const v = at(e.data, queryablePath);
+      if (v !== undefined) msg.queryableValue = typeof v === "string" ? v : JSON.stringify(v);
+    }
+    return msg;
+  }
+
+  async function subscription(ctx: CallContext, ref: { topicSlug: string; subscriptionSlug: string }, createIfMissing: boolean): Promise<Subscription> {
+    const p = project(ctx);
+    const existing = await store.getSubscription(p, ref.topicSlug, ref.subscriptionSlug);
+    if (existing) return existing;
+    if (!createIfMissing) throw new ConnectError(`subscription ${ref.subscriptionSlug} of topic ${ref.topicSlug} not found`, Code.NotFound);
+    const head = await deps.log.store.head(topic(p, ref.topicSlug));
+    return (await store.putSubscription({ project: p, topic: ref.topicSlug, name: ref.subscriptionSlug, type: "pull" }, head, randomBytes(24).toString("hex"))).subscription;
+  }
+
+  /** Records deliveries for the events appended since the subscription last looked (filter applied). */
+  async function catchUp(sub: Subscription): Promise<void> {
+    const stream = topic(sub.project, sub.topic);
+    for (let round = 0; round < 20; round++) {
+      const page = await deps.log.list(stream, sub.cursor, 500);
+      if (page.next <= sub.cursor) return;
+      const now = new Date(deps.now());
+      const deliveries: Delivery[] = page.events
+        .filter((e) => matchesFilter(sub.filter, e.data))
+        .map((e) => ({ eventId: e.id, seq: e.seq, acked: false, lockedUntil: now, attempts: 0 }));
+      await store.advance(sub, sub.cursor, page.next, deliveries);
+      const fresh = await store.getSubscription(sub.project, sub.topic, sub.name);
+      if (!fresh) return;
+      sub.cursor = fresh.cursor;
+      if (!page.hasMore) return;
+    }
+  }
+
+  async function eventAt(sub: Subscription, seq: number): Promise<StoredEvent | undefined> {
+    const [e] = await deps.log.store.read(topic(sub.project, sub.topic), seq - 1, 1);
+    return e && e.seq === seq && !e.void ? e : undefined;
+  }
+
+  /** Locks and returns the next due event of the subscription, or undefined. */
+  async function next(sub: Subscription, lockMs: number): Promise<{ delivery: Delivery; event: StoredEvent } | undefined> {
+    await catchUp(sub);
+    for (;;) {
+      const delivery = await store.claim(sub, new Date(deps.now()), lockMs);
+      if (!delivery) return undefined;
+      const event = await eventAt(sub, delivery.seq);
+      if (event && !(event.expireAt && event.expireAt.getTime() <= deps.now().getTime())) return { delivery, event };
+      await store.ack(sub, delivery.eventId); // the event is gone (expired): nothing left to deliver
+    }
+  }
+
+  async function publishNow(p: string, slug: string, id: string, data: JsonObject, metadata: JsonObject, waitGroup: string | undefined): Promise<void> {
+    const extra: JsonObject = {};
+    if (waitGroup !== undefined) extra["wait_group_instance_id"] = waitGroup;
+    // The id doubles as idempotency key: a scheduled send retried after a crash is appended once.
+    await deps.log.publish(topic(p, slug), [{ id, eventType: "", data, metadata, extra, idempotencyKey: `sailhouse:${id}` }]);
+  }
+
+  /** Completes a wait group once (the caller that wins the status change publishes the event). */
+  async function completeWaitGroup(p: string, id: string, from: ("open" | "in_progress")[], status: "completed" | "expired"): Promise<boolean> {
+    if (!(await store.setWaitGroupStatus(id, from, "completed"))) return false;
+    const g = await store.getWaitGroup(p, id);
+    if (!g) return false;
+    try {
+      await deps.log.publish(topic(p, g.topic), [
+        { eventType: "", data: { wait_group_instance_id: id, status }, metadata: {}, extra: { wait_group_instance_id: id }, idempotencyKey: `sailhouse-waitgroup:${id}` },
+      ]);
+      return true;
+    } catch (err) {
+      // Not published: reopen it so the next check (an ack, a start, the sweeper) tries again.
+      await store.setWaitGroupStatus(id, ["completed"], from.includes("in_progress") ? "in_progress" : "open");
+      throw err;
+    }
+  }
+
+  async function checkWaitGroup(p: string, id: string): Promise<void> {
+    const g = await store.getWaitGroup(p, id);
+    if (g && g.status === "in_progress" && g.members.every((m) => g.acked.includes(m))) await completeWaitGroup(p, id, ["in_progress"], "completed");
+  }
+
+  /** After an ack: counts it for the event's wait group. */
+  async function acked(sub: Subscription, delivery: Delivery): Promise<void> {
+    const event = await eventAt(sub, delivery.seq);
+    const group = event?.extra?.["wait_group_instance_id"];
+    if (typeof group !== "string") return;
+    await store.ackWaitGroupMember(group, event!.id);
+    await checkWaitGroup(sub.project, group);
+  }
+
+  const api = {
+    async sendEvent(req: SendEventRequest, ctx: CallContext): Promise<SendEventResponse> {
+      checkRequired(SendEventRequestSchema, req);
+      const p = project(ctx);
+      let sendAt: number | undefined;
+      if (req.sendAt !== undefined) {
+        sendAt = Date.parse(req.sendAt);
+        if (Number.isNaN(sendAt)) throw invalidField(["body", "send_at"], "send_at must be an RFC 3339 timestamp", "value_error", req.sendAt);
+      }
+      const waitGroup = req.waitGroupInstanceId;
+      if (waitGroup !== undefined) {
+        const g = await store.getWaitGroup(p, waitGroup);
+        if (!g) throw new ConnectError(`wait group instance ${waitGroup} not found`, Code.NotFound);
+        if (g.status === "completed") throw new ConnectError(`wait group instance ${waitGroup} is already complete`, Code.FailedPrecondition);
+      }
+      const id = randomUUID();
+      const data = (req.data ?? {}) as JsonObject;
+      const metadata = (req.metadata ?? {}) as JsonObject;
+      if (waitGroup !== undefined) await store.addWaitGroupMember(waitGroup, id);
+      try {
+        if (sendAt !== undefined && sendAt > deps.now().getTime()) {
+          await store.schedule({ id, project: p, topic: req.topicSlug, data, metadata, sendAt: new Date(sendAt), ...(waitGroup !== undefined ? { waitGroupInstanceId: waitGroup } : {}) });
+        } else {
+          await publishNow(p, req.topicSlug, id, data, metadata, waitGroup);
+        }
+      } catch (err) {
+        if (waitGroup !== undefined) await store.removeWaitGroupMember(waitGroup, id).catch(() => {});
+        throw err;
+      }
+      return create(SendEventResponseSchema, { id });
+    },
+
+    async putSubscription(req: PutSubscriptionRequest, ctx: CallContext): Promise<PutSubscriptionResponse> {
+      checkRequired(PutSubscriptionRequestSchema, req);
+      if (req.type !== "pull" && req.type !== "push") throw invalidField(["body", "type"], 'type must be "pull" or "push"', "literal_error", req.type);
+      if (req.type === "push") {
+        let url: URL | undefined;
+        try {
+          url = req.endpoint ? new URL(req.endpoint) : undefined;
+        } catch {
+          url = undefined;
+        }
+        if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) throw invalidField(["body", "endpoint"], "push subscriptions need an http(s) endpoint URL", "value_error", req.endpoint);
+      }
+      const filter = req.filter ? valueToJson(req.filter) : undefined;
+      checkFilter(filter);
+      if (req.rateLimit !== undefined && !/^\d+\/(s|m|h)$/.test(req.rateLimit)) throw invalidField(["body", "rate_limit"], 'rate_limit must look like "10/s", "100/m" or "1000/h"', "value_error", req.rateLimit);
+      if (req.deduplication !== undefined && parseDuration(req.deduplication) === undefined) throw invalidField(["body", "deduplication"], 'deduplication must be a duration such as "5m"', "value_error", req.deduplication);
+      const p = project(ctx);
+      const head = await deps.log.store.head(topic(p, req.topicSlug));
+      const { outcome, subscription } = await store.putSubscription(
+        {
+          project: p,
+          topic: req.topicSlug,
+          name: req.subscriptionSlug,
+          type: req.type,
+          ...(req.type === "push" && req.endpoint !== undefined ? { endpoint: req.endpoint } : {}),
+          ...(filter !== undefined && filter !== null ? { filter } : {}),
+          ...(req.rateLimit !== undefined ? { rateLimit: req.rateLimit } : {}),
+          ...(req.deduplication !== undefined ? { deduplication: req.deduplication } : {}),
+        },
+        head,
+        randomBytes(24).toString("hex"),
+      );
+      return create(PutSubscriptionResponseSchema, { outcome, secret: subscription.type === "push" ? subscription.secret : "" });
+    },
+
+    async pullEvent(req: SubscriptionRef, ctx: CallContext): Promise<PullEventResponse> {
+      checkRequired(SubscriptionRefSchema, req);
+      const sub = await subscription(ctx, req, true);
+      const got = await next(sub, PULL_LOCK_MS);
+      return create(PullEventResponseSchema, got ? { found: true, event: toSubscriptionEvent(got.event, req.topicSlug) } : { found: false });
+    },
+
+    /** Each due event of the subscription, locked as it is sent; waits for new ones until the call ends. */
+    async streamSubscription(req: SubscriptionRef, ctx: CallContext): Promise<AsyncIterable<SubscriptionEvent>> {
+      checkRequired(SubscriptionRefSchema, req);
+      const sub = await subscription(ctx, req, true);
+      const stream = topic(sub.project, sub.topic);
+      return (async function* () {
+        const wake = deps.log.subscribe(stream, await deps.log.store.head(stream), ctx.signal);
+        while (!ctx.signal.aborted) {
+          const got = await next(sub, PULL_LOCK_MS);
+          if (got) {
+            yield toSubscriptionEvent(got.event, req.topicSlug);
+            continue;
+          }
+          // Nothing due: wait for an append to the topic, or re-check after a second (locks lapse, nacks).
+          const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 1000).unref());
+          const r = await Promise.race([wake.next(), timeout]);
+          if (r !== "timeout" && r.done) return;
+        }
+      })();
+    },
+
+    async ackEvent(req: EventRef, ctx: CallContext): Promise<void> {
+      checkRequired(EventRefSchema, req);
+      const sub = await subscription(ctx, req, false);
+      const delivery = await store.ack(sub, req.eventId);
+      if (!delivery) throw new ConnectError(`event ${req.eventId} not found in subscription ${req.subscriptionSlug}`, Code.NotFound);
+      await acked(sub, delivery);
+    },
+
+    async nackEvent(req: EventRef, ctx: CallContext): Promise<void> {
+      checkRequired(EventRefSchema, req);
+      const sub = await subscription(ctx, req, false);
+      if (!(await store.release(sub, req.eventId, new Date(deps.now())))) {
+        throw new ConnectError(`event ${req.eventId} not found (or already acked) in subscription ${req.subscriptionSlug}`, Code.NotFound);
+      }
+    },
+
+    async listSubscriptionEvents(req: ListSubscriptionEventsRequest, ctx: CallContext): Promise<ListSubscriptionEventsResponse> {
+      checkRequired(ListSubscriptionEventsRequestSchema, req);
+      const sub = await subscription(ctx, req, false);
+      const limit = pageLimit(req.limit, ["query", "limit"]);
+      const offset = req.offset ?? 0;
+      if (offset < 0) throw invalidField(["query", "offset"], "offset must not be negative", "value_error", offset);
+      let since = sub.createdAt.getTime();
+      if (req.timeWindow !== undefined) {
+        const window = parseDuration(req.timeWindow);
+        if (window === undefined) throw invalidField(["query", "time_window"], 'time_window must be a duration such as "10m"', "value_error", req.timeWindow);
+        since = Math.max(since, deps.now().getTime() - window);
+      }
+      const stream = topic(sub.project, sub.topic);
+      // Events the subscription has seen (created at or after it), newest window first applied.
+      let cursor = await deps.log.store.cursorAt(stream, new Date(since - 1));
+      const matched: StoredEvent[] = [];
+      while (matched.length < offset + limit) {
+        const page = await deps.log.list(stream, cursor, 500);
+        matched.push(...page.events.filter((e) => e.createdAt.getTime() >= since && matchesFilter(sub.filter, e.data)));
+        if (!page.hasMore || page.next <= cursor) break;
+        cursor = page.next;
+      }
+      return create(ListSubscriptionEventsResponseSchema, {
+        events: matched.slice(offset, offset + limit).map((e) => toSubscriptionEvent(e, req.topicSlug, req.queryablePath)),
+        offset,
+        limit,
+      });
+    },
+
+    async createWaitGroupInstance(req: CreateWaitGroupInstanceRequest, ctx: CallContext): Promise<CreateWaitGroupInstanceResponse> {
+      checkRequired(CreateWaitGroupInstanceRequestSchema, req);
+      let ttl = DEFAULT_WAIT_GROUP_TTL_MS;
+      if (req.ttl !== undefined) {
+        const parsed = parseDuration(req.ttl);
+        if (parsed === undefined || parsed <= 0) throw invalidField(["body", "ttl"], 'ttl must be a duration such as "30s", "10m" or "2h"', "value_error", req.ttl);
+        ttl = parsed;
+      }
+      const id = randomUUID();
+      const now = deps.now().getTime();
+      await store.createWaitGroup({ id, project: project(ctx), topic: req.topic, status: "open", members: [], acked: [], createdAt: new Date(now), expiresAt: new Date(now + ttl) });
+      return create(CreateWaitGroupInstanceResponseSchema, { waitGroupInstanceId: id });
+    },
+
+    async startWaitGroupInstance(req: StartWaitGroupInstanceRequest, ctx: CallContext): Promise<void> {
+      checkRequired(StartWaitGroupInstanceRequestSchema, req);
+      const p = project(ctx);
+      const g = await store.getWaitGroup(p, req.waitGroupInstanceId);
+      if (!g) throw new ConnectError(`wait group instance ${req.waitGroupInstanceId} not found`, Code.NotFound);
+      await store.setWaitGroupStatus(g.id, ["open"], "in_progress");
+      await checkWaitGroup(p, g.id);
+    },
+
+    /** Background work, called by the worker: due scheduled sends, then lapsed wait groups. */
+    async tick(): Promise<void> {
+      const now = new Date(deps.now());
+      for (const item of await store.claimDue(now, 10_000, 100)) {
+        await publishNow(item.project, item.topic, item.id, item.data, item.metadata, item.waitGroupInstanceId);
+        await store.finishScheduled(item.id);
+      }
+      for (const g of await store.expiredWaitGroups(now)) await completeWaitGroup(g.project, g.id, ["open", "in_progress"], "expired");
+    },
+
+    /** Delivery helpers for the push worker. */
+    push: {
+      subscriptions: () => store.pushSubscriptions(),
+      next,
+      async delivered(sub: Subscription, delivery: Delivery): Promise<void> {
+        if (await store.ack(sub, delivery.eventId)) await acked(sub, delivery);
+      },
+      retryAt: (sub: Subscription, delivery: Delivery, at: Date) => store.release(sub, delivery.eventId, at),
+      toEvent: (e: StoredEvent, slug: string) => toSubscriptionEvent(e, slug),
+    },
+  };
+  return api;
+}
+
+export type SailhouseApi = ReturnType<typeof sailhouseApi>;

@@ -1,0 +1,99 @@
+import {
+  CreateWaitGroupInstanceRequestSchema,
+  CreateWaitGroupInstanceResponseSchema,
+  EventRefSchema,
+  ListSubscriptionEventsRequestSchema,
+  ListSubscriptionEventsResponseSchema,
+  PutSubscriptionRequestSchema,
+  PutSubscriptionResponseSchema,
+  SendEventRequestSchema,
+  SendEventResponseSchema,
+  StartWaitGroupInstanceRequestSchema,
+  SubscriptionEventSchema,
+  SubscriptionRefSchema,
+} from "../../../gen/sailhouse/v1/sailhouse_pb.js";
+import { parseRequest } from "../../api/common.js";
+import { messageToJson } from "../../api/json.js";
+import { MAX_EVENT_BYTES, type SailhouseApi } from "../../api/sailhouse.js";
+import { fromQuery, json, type Route, type RouteRequest } from "../gateway.js";
+
+const SUB = "/topics/{topic_slug}/subscriptions/{subscription_slug}";
+
+function withParams(r: RouteRequest, body: unknown = r.body ?? {}): unknown {
+  return typeof body === "object" && body !== null && !Array.isArray(body) ? { ...body, ...r.params } : body;
+}
+
+/** Sailhouse's paths. Errors are `{"error": ...}` with 400/404/413; sends answer 201 (Sailhouse's SDKs accept only 201). */
+export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
+  const putSubscription: Route["handle"] = async (r) => {
+    const res = messageToJson(PutSubscriptionResponseSchema, await sailhouse.putSubscription(parseRequest(PutSubscriptionRequestSchema, withParams(r)), r.ctx));
+    if (res["secret"] === "") delete res["secret"];
+    return { status: 200, json: res };
+  };
+  return [
+    {
+      method: "POST",
+      path: "/topics/{topic_slug}/events",
+      dialect: "error",
+      maxBodyBytes: MAX_EVENT_BYTES,
+      async handle(r) {
+        return json(SendEventResponseSchema, await sailhouse.sendEvent(parseRequest(SendEventRequestSchema, withParams(r, r.body)), r.ctx), 201);
+      },
+    },
+    { method: "PUT", path: SUB, dialect: "error", handle: putSubscription },
+    // The SDK's admin client registers subscriptions under /api/v1.
+    { method: "PUT", path: `/api/v1${SUB}`, dialect: "error", handle: putSubscription },
+    {
+      method: "GET",
+      path: `${SUB}/events/pull`,
+      dialect: "error",
+      async handle(r) {
+        const res = await sailhouse.pullEvent(parseRequest(SubscriptionRefSchema, r.params, ["path"]), r.ctx);
+        return res.found && res.event ? { status: 200, json: messageToJson(SubscriptionEventSchema, res.event) } : { status: 204 };
+      },
+    },
+    {
+      method: "GET",
+      path: `${SUB}/events`,
+      dialect: "error",
+      async handle(r) {
+        return json(ListSubscriptionEventsResponseSchema, await sailhouse.listSubscriptionEvents(fromQuery(ListSubscriptionEventsRequestSchema, r, r.params), r.ctx));
+      },
+    },
+    {
+      method: "POST",
+      path: `${SUB}/events/{event_id}`,
+      dialect: "error",
+      async handle(r) {
+        await sailhouse.ackEvent(parseRequest(EventRefSchema, r.params, ["path"]), r.ctx);
+        return { status: 204 };
+      },
+    },
+    {
+      method: "POST",
+      path: `${SUB}/events/{event_id}/nack`,
+      dialect: "error",
+      async handle(r) {
+        await sailhouse.nackEvent(parseRequest(EventRefSchema, r.params, ["path"]), r.ctx);
+        return { status: 204 };
+      },
+    },
+    {
+      method: "POST",
+      path: "/waitgroups/instances",
+      dialect: "error",
+      async handle(r) {
+        return json(CreateWaitGroupInstanceResponseSchema, await sailhouse.createWaitGroupInstance(parseRequest(CreateWaitGroupInstanceRequestSchema, r.body), r.ctx));
+      },
+    },
+    {
+      method: "PUT",
+      path: "/waitgroups/instances/{wait_group_instance_id}/events",
+      dialect: "error",
+      async handle(r) {
+        await sailhouse.startWaitGroupInstance(parseRequest(StartWaitGroupInstanceRequestSchema, r.params, ["path"]), r.ctx);
+        return { status: 200, json: {} };
+      },
+    },
+  ];
+}

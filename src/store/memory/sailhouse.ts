@@ -1,0 +1,134 @@
+import type { Delivery, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
+import { subscriptionKey } from "../sailhouse.js";
+
+const SETTINGS = ["type", "endpoint", "filter", "rateLimit", "deduplication"] as const;
+
+/** Sailhouse state in this process's memory (the embedded default). */
+export class MemorySailhouseStore implements SailhouseStore {
+  readonly #subs = new Map<string, Subscription>();
+  readonly #deliveries = new Map<string, Map<string, Delivery>>();
+  readonly #scheduled = new Map<string, { item: ScheduledEvent; leasedUntil: number }>();
+  readonly #groups = new Map<string, WaitGroup>();
+
+  async init(): Promise<void> {}
+
+  async putSubscription(fields: SubscriptionFields, cursor: number, secret: string): Promise<{ outcome: "created" | "updated" | "none"; subscription: Subscription }> {
+    const key = subscriptionKey(fields.project, fields.topic, fields.name);
+    const existing = this.#subs.get(key);
+    if (!existing) {
+      const sub: Subscription = { ...fields, secret, cursor, createdAt: new Date() };
+      this.#subs.set(key, sub);
+      return { outcome: "created", subscription: structuredClone(sub) };
+    }
+    const changed = SETTINGS.some((k) => JSON.stringify(existing[k]) !== JSON.stringify(fields[k]));
+    if (changed) for (const k of SETTINGS) (existing as unknown as Record<string, unknown>)[k] = fields[k];
+    return { outcome: changed ? "updated" : "none", subscription: structuredClone(existing) };
+  }
+
+  async getSubscription(project: string, topic: string, name: string): Promise<Subscription | undefined> {
+    const s = this.#subs.get(subscriptionKey(project, topic, name));
+    return s && structuredClone(s);
+  }
+
+  async pushSubscriptions(): Promise<Subscription[]> {
+    return [...this.#subs.values()].filter((s) => s.type === "push").map((s) => structuredClone(s));
+  }
+
+  #deliveriesOf(sub: Subscription): Map<string, Delivery> {
+    const key = subscriptionKey(sub.project, sub.topic, sub.name);
+    let m = this.#deliveries.get(key);
+    if (!m) {
+      m = new Map();
+      this.#deliveries.set(key, m);
+    }
+    return m;
+  }
+
+  async advance(sub: Subscription, from: number, to: number, deliveries: Delivery[]): Promise<boolean> {
+    const m = this.#deliveriesOf(sub);
+    for (const d of deliveries) if (!m.has(d.eventId)) m.set(d.eventId, { ...d });
+    const s = this.#subs.get(subscriptionKey(sub.project, sub.topic, sub.name));
+    if (!s || s.cursor !== from) return false;
+    s.cursor = to;
+    return true;
+  }
+
+  async claim(sub: Subscription, now: Date, lockMs: number): Promise<Delivery | undefined> {
+    let best: Delivery | undefined;
+    for (const d of this.#deliveriesOf(sub).values()) {
+      if (!d.acked && d.lockedUntil <= now && (!best || d.seq < best.seq)) best = d;
+    }
+    if (!best) return undefined;
+    best.lockedUntil = new Date(now.getTime() + lockMs);
+    best.attempts++;
+    return { ...best };
+  }
+
+  async ack(sub: Subscription, eventId: string): Promise<Delivery | undefined> {
+    const d = this.#deliveriesOf(sub).get(eventId);
+    if (!d) return undefined;
+    d.acked = true;
+    return { ...d };
+  }
+
+  async release(sub: Subscription, eventId: string, at: Date): Promise<boolean> {
+    const d = this.#deliveriesOf(sub).get(eventId);
+    if (!d || d.acked) return false;
+    d.lockedUntil = at;
+    return true;
+  }
+
+  async schedule(item: ScheduledEvent): Promise<void> {
+    this.#scheduled.set(item.id, { item: structuredClone(item), leasedUntil: 0 });
+  }
+
+  async claimDue(now: Date, leaseMs: number, limit: number): Promise<ScheduledEvent[]> {
+    const due = [...this.#scheduled.values()]
+      .filter((s) => s.item.sendAt <= now && s.leasedUntil <= now.getTime())
+      .sort((a, b) => a.item.sendAt.getTime() - b.item.sendAt.getTime())
+      .slice(0, limit);
+    for (const s of due) s.leasedUntil = now.getTime() + leaseMs;
+    return due.map((s) => structuredClone(s.item));
+  }
+
+  async finishScheduled(id: string): Promise<void> {
+    this.#scheduled.delete(id);
+  }
+
+  async createWaitGroup(group: WaitGroup): Promise<void> {
+    this.#groups.set(group.id, structuredClone(group));
+  }
+
+  async getWaitGroup(project: string, id: string): Promise<WaitGroup | undefined> {
+    const g = this.#groups.get(id);
+    return g && g.project === project ? structuredClone(g) : undefined;
+  }
+
+  async addWaitGroupMember(id: string, eventId: string): Promise<void> {
+    const g = this.#groups.get(id);
+    if (g && !g.members.includes(eventId)) g.members.push(eventId);
+  }
+
+  async removeWaitGroupMember(id: string, eventId: string): Promise<void> {
+    const g = this.#groups.get(id);
+    if (g) g.members = g.members.filter((m) => m !== eventId);
+  }
+
+  async ackWaitGroupMember(id: string, eventId: string): Promise<WaitGroup | undefined> {
+    const g = this.#groups.get(id);
+    if (!g) return undefined;
+    if (!g.acked.includes(eventId)) g.acked.push(eventId);
+    return structuredClone(g);
+  }
+
+  async setWaitGroupStatus(id: string, from: WaitGroupStatus[], to: WaitGroupStatus): Promise<boolean> {
+    const g = this.#groups.get(id);
+    if (!g || !from.includes(g.status)) return false;
+    g.status = to;
+    return true;
+  }
+
+  async expiredWaitGroups(now: Date): Promise<WaitGroup[]> {
+    return [...this.#groups.values()].filter((g) => g.status !== "completed" && g.expiresAt && g.expiresAt <= now).map((g) => structuredClone(g));
+  }
+}
