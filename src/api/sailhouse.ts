@@ -326,7 +326,8 @@ export function sailhouseApi(deps: SailhouseDeps) {
     async ackEvent(req: EventRef, ctx: CallContext): Promise<void> {
       checkRequired(EventRefSchema, req);
       const sub = await subscription(ctx, req, false);
-      const delivery = await store.ack(sub, req.eventId);
+      // An event appended since the subscription last looked has no delivery record yet.
+      const delivery = (await store.ack(sub, req.eventId)) ?? (await catchUp(sub), await store.ack(sub, req.eventId));
       if (!delivery) throw new ConnectError(`event ${req.eventId} not found in subscription ${req.subscriptionSlug}`, Code.NotFound);
       await acked(sub, delivery);
     },
@@ -334,7 +335,8 @@ export function sailhouseApi(deps: SailhouseDeps) {
     async nackEvent(req: EventRef, ctx: CallContext): Promise<void> {
       checkRequired(EventRefSchema, req);
       const sub = await subscription(ctx, req, false);
-      if (!(await store.release(sub, req.eventId, new Date(deps.now())))) {
+      const now = new Date(deps.now());
+      if (!(await store.release(sub, req.eventId, now)) && !(await catchUp(sub), await store.release(sub, req.eventId, now))) {
         throw new ConnectError(`event ${req.eventId} not found (or already acked) in subscription ${req.subscriptionSlug}`, Code.NotFound);
       }
     },
