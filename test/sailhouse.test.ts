@@ -217,7 +217,7 @@ for (const factory of storeFactories) {
         expect(sh.verifyPushSubscription(push.signature, push.body, secret)).toBe(true);
         const bad = await fetch(`${app.url}/api/v1/topics/${topic}/subscriptions/hook`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "push" }) });
         expect(bad.status).toBe(400);
-        expect((await bad.json()).error).toMatch(/endpoint/);
+        expect(((await bad.json()) as { error: string }).error).toMatch(/endpoint/);
       } finally {
         endpoint.close();
       }
