@@ -14,6 +14,14 @@ export interface Config {
   maxBodyBytes: number;
   shutdownTimeoutMs: number;
   logLevel: string;
+  /** "required" (API keys), "off" (the caller names its project), or unset = off only for the in-memory store on loopback. */
+  auth?: "required" | "off";
+  /** Keys to ensure at start-up: "project:key,project2:key2" (useful with the in-memory store). */
+  apiKeys: { project: string; key: string }[];
+  /** Operator token for admin.v1.AdminService (API keys); unset = the admin RPCs are refused. */
+  adminToken?: string;
+  /** How long a MongoDB operation may wait for a reachable server (fail fast while it is down). */
+  mongodbTimeoutMs: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -42,7 +50,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxBodyBytes: int(env, "MAX_BODY_BYTES", 1024 * 1024, 1024),
     shutdownTimeoutMs: int(env, "SHUTDOWN_TIMEOUT_MS", 10000, 0),
     logLevel: env["LOG_LEVEL"] ?? "info",
+    apiKeys: [],
+    mongodbTimeoutMs: int(env, "MONGODB_TIMEOUT_MS", 2000, 100),
   };
+  const auth = env["AUTH"];
+  if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);
+  if (auth) cfg.auth = auth as "required" | "off";
+  for (const pair of (env["API_KEYS"] ?? "").split(",").map((p) => p.trim()).filter(Boolean)) {
+    const i = pair.indexOf(":");
+    if (i <= 0 || i === pair.length - 1) throw new Error("API_KEYS must look like project:key,project2:key2");
+    cfg.apiKeys.push({ project: pair.slice(0, i), key: pair.slice(i + 1) });
+  }
+  if (env["ADMIN_TOKEN"]) cfg.adminToken = env["ADMIN_TOKEN"];
   if (env["MONGODB_URI"]) cfg.mongodbUri = env["MONGODB_URI"];
   if (env["MONGODB_DB"]) cfg.mongodbDb = env["MONGODB_DB"];
   return cfg;

@@ -76,7 +76,7 @@ export function polosApi(deps: ApiDeps) {
         if (ev.attemptNumber !== undefined) extra["attempt_number"] = ev.attemptNumber;
         return { eventType: ev.eventType ?? "", data: valueToJson(ev.data), extra };
       });
-      const stored = await deps.log.publish(topic(project, req.topic), drafts);
+      const stored = await deps.log.publish(topic(project, req.topic), drafts, { source: "polos" });
       return create(PublishEventResponseSchema, {
         sequenceIds: stored.map((e) => BigInt(e.seq)),
         createdAt: rfc3339(stored[0]?.createdAt ?? deps.now()),

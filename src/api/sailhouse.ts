@@ -194,7 +194,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
     const extra: JsonObject = {};
     if (waitGroup !== undefined) extra["wait_group_instance_id"] = waitGroup;
     // The id doubles as idempotency key: a scheduled send retried after a crash is appended once.
-    await deps.log.publish(topic(p, slug), [{ id, eventType: "", data, metadata, extra, idempotencyKey: `sailhouse:${id}` }]);
+    await deps.log.publish(topic(p, slug), [{ id, eventType: "", data, metadata, extra, idempotencyKey: `sailhouse:${id}` }], { source: "sailhouse" });
   }
 
   /** Completes a wait group once (the caller that wins the status change publishes the event). */
@@ -205,7 +205,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
     try {
       await deps.log.publish(topic(p, g.topic), [
         { eventType: "", data: { wait_group_instance_id: id, status }, metadata: {}, extra: { wait_group_instance_id: id }, idempotencyKey: `sailhouse-waitgroup:${id}` },
-      ]);
+      ], { source: "sailhouse" });
       return true;
     } catch (err) {
       // Not published: reopen it so the next check (an ack, a start, the sweeper) tries again.

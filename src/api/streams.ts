@@ -48,7 +48,7 @@ export function streamsApi(deps: ApiDeps) {
   function startPublish(req: PublishRequest | PublishStreamRequest, ctx: CallContext): Promise<StoredEvent[]> {
     const stream = streamOf(ctx, req.stream);
     if (req.events.length === 0) throw invalidField(["events"], "at least one event is required", "missing");
-    return deps.log.publish(stream, drafts(req.events));
+    return deps.log.publish(stream, drafts(req.events), { source: "streams" });
   }
 
   return {

@@ -15,6 +15,15 @@ export interface EventLogOptions {
   idleRecheckMs: number;
   now?: () => number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+  observer?: LogObserver;
+}
+
+/** Hooks for metrics: called after each publish settles and each delivered batch. */
+export interface LogObserver {
+  published(source: string, events: number, seconds: number): void;
+  publishFailed(source: string): void;
+  /** `lagMs`: from the newest delivered event's creation to its delivery. */
+  delivered(events: number, lagMs: number): void;
 }
 
 export const DEFAULT_LOG_OPTIONS: EventLogOptions = {
@@ -30,6 +39,8 @@ export interface PublishOptions {
    * (Kubiya: an execution's events live one hour past its last event).
    */
   extendExpiryTo?: Date;
+  /** Which API published (a metrics label): "polos", "kubiya", "sailhouse", "terminaluse", "streams". */
+  source?: string;
 }
 
 export interface Stats {
@@ -37,6 +48,8 @@ export interface Stats {
   commits: number;
   holesSkipped: number;
   subscribers: number;
+  /** Store operations that failed (publishes and subscriber reads). */
+  storeErrors: number;
 }
 
 interface Pending {
@@ -64,7 +77,7 @@ export interface Page {
  * once) over any Store. Knows nothing of HTTP or of a particular database.
  */
 export class EventLog {
-  readonly stats: Stats = { published: 0, commits: 0, holesSkipped: 0, subscribers: 0 };
+  readonly stats: Stats = { published: 0, commits: 0, holesSkipped: 0, subscribers: 0, storeErrors: 0 };
   readonly #store: Store;
   readonly #opts: EventLogOptions;
   readonly #hub = new Hub();
@@ -106,13 +119,23 @@ export class EventLog {
       this.#queues.set(name, q);
     }
     const queue = q;
-    return new Promise<StoredEvent[]>((resolve, reject) => {
+    const started = performance.now();
+    const result = new Promise<StoredEvent[]>((resolve, reject) => {
       queue.pending.push({ drafts, opts, resolve, reject });
       if (!queue.running) {
         queue.running = true;
         setImmediate(() => void this.#drain(name, queue));
       }
     });
+    const obs = this.#opts.observer;
+    if (obs) {
+      const source = opts?.source ?? "other";
+      result.then(
+        (events) => obs.published(source, events.length, (performance.now() - started) / 1000),
+        () => obs.publishFailed(source),
+      );
+    }
+    return result;
   }
 
   async #drain(name: string, q: Queue): Promise<void> {
@@ -134,6 +157,7 @@ export class EventLog {
     try {
       last = await this.#store.reserve(stream, count);
     } catch (err) {
+      this.stats.storeErrors++;
       for (const p of batch) p.reject(err);
       return;
     }
@@ -182,6 +206,7 @@ export class EventLog {
           err: String(voidErr),
         });
       }
+      this.stats.storeErrors++;
       this.#hub.notify(name);
       for (const p of batch) p.reject(err);
       return;
@@ -226,9 +251,21 @@ export class EventLog {
       let cursor = after;
       let chaseDelay = 0;
       let chaseStarted = 0;
+      let outageDelay = 0;
       while (!signal.aborted) {
         const ticket = this.#hub.ticket(name);
-        const docs = await this.#store.read(stream, cursor, this.#opts.readBatch);
+        let docs: StoredEvent[];
+        try {
+          docs = await this.#store.read(stream, cursor, this.#opts.readBatch);
+          outageDelay = 0;
+        } catch (err) {
+          // The store is unreachable: keep the subscriber, retry with backoff, resume at the cursor.
+          this.stats.storeErrors++;
+          outageDelay = Math.min(outageDelay === 0 ? 100 : outageDelay * 2, 2000);
+          if (outageDelay === 100) this.#opts.log?.("subscriber read failed; retrying", { stream: name, err: String(err) });
+          await ticket.wait(outageDelay, signal);
+          continue;
+        }
         const now = this.#now();
         const r = ready(docs, cursor, now, this.#opts.holeTimeoutMs, docs.length === this.#opts.readBatch);
         this.stats.holesSkipped += r.holesSkipped;
@@ -236,7 +273,10 @@ export class EventLog {
           ticket.cancel();
           cursor = r.next;
           chaseDelay = 0;
-          if (r.events.length > 0) yield r.events;
+          if (r.events.length > 0) {
+            this.#opts.observer?.delivered(r.events.length, now - r.events[r.events.length - 1]!.createdAt.getTime());
+            yield r.events;
+          }
           continue;
         }
         let waitMs = this.#opts.idleRecheckMs;
@@ -252,7 +292,7 @@ export class EventLog {
           chaseDelay = 0;
         }
         const notified = await ticket.wait(waitMs, signal);
-        if (notified && chaseDelay === 0 && r.blockedUntil === undefined && (await this.#store.head(stream)) > cursor) {
+        if (notified && chaseDelay === 0 && r.blockedUntil === undefined && (await this.#store.head(stream).catch(() => 0)) > cursor) {
           // The head moved but nothing was readable: another writer is between reserve and append.
           chaseDelay = 5;
           chaseStarted = this.#now();

@@ -17,6 +17,13 @@ import type { SailhouseStore } from "../store/sailhouse.js";
 import { MemorySailhouseStore } from "../store/memory/sailhouse.js";
 import { MongoSailhouseStore } from "../store/mongo/sailhouse.js";
 import { createGateway, sendJson } from "./gateway.js";
+import { Metrics } from "./metrics.js";
+import { Auth, isLoopback } from "./auth.js";
+import { adminApi } from "../api/admin.js";
+import { hashKey, type KeyStore } from "../store/keys.js";
+import { MemoryKeyStore } from "../store/memory/keys.js";
+import { MongoKeyStore } from "../store/mongo/keys.js";
+import { randomUUID } from "node:crypto";
 import { kubiyaRoutes } from "./routes/kubiya.js";
 import { polosRoutes } from "./routes/polos.js";
 import { sailhouseRoutes } from "./routes/sailhouse.js";
@@ -55,6 +62,7 @@ export function createStore(cfg: Config, logger: Logger): Store {
     writeConcern: cfg.writeConcern,
     watch: cfg.watchMode,
     pollIntervalMs: cfg.pollIntervalMs,
+    serverSelectionTimeoutMs: cfg.mongodbTimeoutMs,
     log: (msg, fields) => logger.info(fields ?? {}, msg),
   });
 }
@@ -62,13 +70,35 @@ export function createStore(cfg: Config, logger: Logger): Store {
 /** Starts the service: one listener for HTTP/1.1 and h2c (gRPC, gRPC-Web, Connect, JSON paths, SSE). */
 export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App> {
   const logger = opts.logger ?? pino({ level: cfg.logLevel });
+  const authMode = cfg.auth ?? (cfg.mongodbUri || opts.store?.durable ? "required" : isLoopback(cfg.host) ? "off" : "required");
+  if (authMode === "off" && !isLoopback(cfg.host)) {
+    throw new Error(`refusing to listen on ${cfg.host} without API keys: set AUTH=required (and create keys), or listen on 127.0.0.1`);
+  }
   const store = opts.store ?? createStore(cfg, logger);
   await store.init();
+  const keys: KeyStore = store instanceof MongoStore ? new MongoKeyStore(store.db) : new MemoryKeyStore();
+  await keys.init();
+  for (const { project, key } of cfg.apiKeys) {
+    if (!(await keys.findByHash(hashKey(key)))) await keys.insert({ id: randomUUID(), hash: hashKey(key), project, name: "API_KEYS", createdAt: new Date() });
+  }
+  const auth = new Auth(authMode, keys);
+  if (authMode === "off") logger.warn({ host: cfg.host }, "authentication is OFF (loopback only): callers name their project with X-Project-ID; set AUTH=required to use API keys");
+  else logger.info("authentication: API keys required");
   if (!store.durable) logger.warn("using the in-memory store: events are NOT durable and are lost on restart (set MONGODB_URI for MongoDB)");
   else logger.info({ store: store.kind }, "store ready");
 
   const now = opts.now ?? Date.now;
-  const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, now, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
+  const metrics = new Metrics();
+  const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, now, observer: metrics, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
+  metrics.watch(log);
+  const storeHealthy = async (): Promise<boolean> => {
+    try {
+      await store.ping();
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const deps = { log, now: () => new Date(now()) };
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
@@ -78,26 +108,43 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore });
   const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger });
 
-  const gateway = createGateway([...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse)], { maxBodyBytes: cfg.maxBodyBytes, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
+  const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
+  const gateway = createGateway([...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse)], { auth, maxBodyBytes: cfg.maxBodyBytes, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
   const handler = connectNodeAdapter({
     routes(router) {
-      registerRpc(router, { streams, polos, kubiya, sailhouse });
-      registerHealth(router, SERVICES, async () => {
-        try {
-          await store.ping();
-          return true;
-        } catch {
-          return false;
-        }
-      });
+      registerRpc(router, { streams, polos, kubiya, sailhouse, admin });
+      registerHealth(router, SERVICES, storeHealthy);
       registerReflection(router, [...SERVICES, Health]);
     },
-    readMaxBytes: cfg.maxBodyBytes * 4,
+    readMaxBytes: cfg.maxBodyBytes,
+    interceptors: [auth.interceptor()],
     fallback(req: Req, res: Res) {
       if (gateway(req, res)) return;
+      if (req.method === "GET" && serveOps(req, res)) return;
       sendJson(res, 404, { error: `no route for ${req.method} ${req.url}` });
     },
   });
+
+  /** Liveness, readiness (the store answers) and Prometheus metrics. */
+  function serveOps(req: Req, res: Res): boolean {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/healthz") {
+      sendJson(res, 200, { status: "ok" });
+      return true;
+    }
+    if (path === "/readyz") {
+      void storeHealthy().then((ok) => sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "store unavailable", store: store.kind }));
+      return true;
+    }
+    if (path === "/metrics") {
+      void metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { "content-type": metrics.registry.contentType });
+        res.end(text);
+      });
+      return true;
+    }
+    return false;
+  }
 
   const h1 = http.createServer(handler);
   const h2 = http2.createServer({}, handler);

@@ -10,6 +10,7 @@ import { parseRequest } from "../api/common.js";
 import { messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
 import { StoreUnavailableError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
+import { credentialOf, type Auth } from "./auth.js";
 
 /**
  * How a route reports errors: `{"error": message}` with 400/404/... (Polos, Sailhouse), or
@@ -50,6 +51,7 @@ export interface Route {
 }
 
 export interface GatewayOptions {
+  auth: Auth;
   maxBodyBytes: number;
   sseKeepaliveMs: number;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -176,8 +178,10 @@ export function createGateway(routes: readonly Route[], d: GatewayOptions): (req
 async function serve(route: CompiledRoute, params: Record<string, string>, url: URL, req: Req, res: Res, d: GatewayOptions): Promise<void> {
   const abort = new AbortController();
   try {
+    const claimed = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") || undefined : undefined);
+    // Authenticate before reading the body: an unauthenticated caller gets nothing parsed.
+    const project = await d.auth.project(credentialOf((n) => headerValue(req, n)), claimed);
     const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, route.maxBodyBytes ?? d.maxBodyBytes, route.dialect);
-    const project = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") ?? undefined : undefined);
     const ctx: CallContext = { signal: abort.signal, ...(project ? { project } : {}) };
     const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });
     if ("sse" in result) {
@@ -193,7 +197,7 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
       if (!res.writableEnded) res.end();
       return;
     }
-    sendJson(res, reply.status, reply.json);
+    sendJson(res, reply.status, reply.json, reply.status === 401 ? { "www-authenticate": "Bearer" } : {});
   }
 }
 

@@ -11,13 +11,17 @@ import { ValidationError } from "../api/json.js";
 import type { KubiyaApi } from "../api/kubiya.js";
 import type { PolosApi } from "../api/polos.js";
 import type { SailhouseApi } from "../api/sailhouse.js";
+import type { AdminApi } from "../api/admin.js";
+import { AdminService } from "../../gen/admin/v1/admin_pb.js";
 import type { StreamsApi } from "../api/streams.js";
 import { StoreUnavailableError } from "../core/types.js";
+import { PROJECT } from "./auth.js";
 
-export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService];
+export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService, AdminService];
 
+/** The call's project was settled by the auth interceptor (src/server/auth.ts). */
 export function callContext(ctx: HandlerContext): CallContext {
-  const project = ctx.requestHeader.get("x-project-id") || ctx.requestHeader.get("project-id") || undefined;
+  const project = ctx.values.get(PROJECT);
   return { signal: ctx.signal, ...(project ? { project } : {}) };
 }
 
@@ -54,6 +58,7 @@ export interface RpcDeps {
   polos: PolosApi;
   kubiya: KubiyaApi;
   sailhouse: SailhouseApi;
+  admin: AdminApi;
 }
 
 export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
@@ -71,6 +76,16 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
   router.service(ExecutionEventsService, {
     publishExecutionEvent: (req, ctx) => unary(() => d.kubiya.publishExecutionEvent(req, callContext(ctx))),
     streamExecutionEvents: (req, ctx) => streaming(async () => flatten(await d.kubiya.streamExecutionEvents(req, callContext(ctx)))),
+  });
+  const admin = <T>(ctx: HandlerContext, run: () => Promise<T>): Promise<T> =>
+    unary(async () => {
+      d.admin.authorize(ctx.requestHeader.get("authorization"));
+      return run();
+    });
+  router.service(AdminService, {
+    createApiKey: (req, ctx) => admin(ctx, () => d.admin.createApiKey(req)),
+    revokeApiKey: (req, ctx) => admin(ctx, () => d.admin.revokeApiKey(req)),
+    listApiKeys: (req, ctx) => admin(ctx, () => d.admin.listApiKeys(req)),
   });
   router.service(SailhouseService, {
     sendEvent: (req, ctx) => unary(() => d.sailhouse.sendEvent(req, callContext(ctx))),

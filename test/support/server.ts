@@ -8,7 +8,8 @@ import { startApp, type App, type AppOptions } from "../../src/server/app.js";
 
 /** Starts the real service on 127.0.0.1 and a port the OS picks. */
 export async function startTestServer(opts: AppOptions & { env?: Record<string, string> } = {}): Promise<App> {
-  const cfg = loadConfig({ PORT: "0", HOST: "127.0.0.1", ...opts.env });
+  // Auth off unless a test turns it on: most suites test other things and name their project.
+  const cfg = loadConfig({ PORT: "0", HOST: "127.0.0.1", AUTH: "off", ...opts.env });
   return startApp(cfg, { logger: pino({ level: process.env["TEST_LOG_LEVEL"] ?? "silent" }), ...opts });
 }
 

@@ -1,0 +1,82 @@
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { hashKey, type KeyStore } from "../store/keys.js";
+
+export type AuthMode = "required" | "off";
+
+/** The caller's project, as the RPC auth interceptor established it (undefined: none named, auth off). */
+export const PROJECT = createContextKey<string | undefined>(undefined, { description: "the caller's project" });
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The credential a request presents, in any of the forms the four platforms' clients send. */
+export function credentialOf(header: (name: string) => string | undefined): string | undefined {
+  const auth = header("authorization")?.trim();
+  if (auth) {
+    // `Bearer <key>` (Polos, Kubiya, TerminalUse, gRPC) or the raw key (Sailhouse's apiKey scheme).
+    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    return m ? m[1]!.trim() : auth;
+  }
+  const cookie = header("cookie");
+  if (cookie) {
+    // Polos: `polos_auth` (its OpenAPI) or `auth_token` (the name Polos's own server reads).
+    for (const part of cookie.split(";")) {
+      const eq = part.indexOf("=");
+      if (eq < 0) continue;
+      const name = part.slice(0, eq).trim();
+      if (name === "polos_auth" || name === "auth_token") {
+        try {
+          return decodeURIComponent(part.slice(eq + 1).trim());
+        } catch {
+          return part.slice(eq + 1).trim();
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * API-key authentication. With mode "required", every call needs a live key; the key's project is
+ * the call's project, and a project the caller names (X-Project-ID, Project-ID, ?project_id=) must
+ * be that one. With mode "off" (the embedded default on loopback only), the named project is used.
+ * Lookups are cached for `cacheMs`, so a revoked key stops working within that time.
+ */
+export class Auth {
+  readonly #cache = new Map<string, { project: string | undefined; until: number }>();
+
+  constructor(
+    readonly mode: AuthMode,
+    private readonly keys: KeyStore,
+    private readonly cacheMs = 5000,
+  ) {}
+
+  async project(credential: string | undefined, claimed: string | undefined): Promise<string | undefined> {
+    if (this.mode === "off") return claimed;
+    if (!credential) throw new ConnectError("missing API key: send Authorization: Bearer <key>", Code.Unauthenticated);
+    const hash = hashKey(credential);
+    let hit = this.#cache.get(hash);
+    if (!hit || hit.until < Date.now()) {
+      const record = await this.keys.findByHash(hash);
+      hit = { project: record?.project, until: Date.now() + this.cacheMs };
+      if (this.#cache.size > 10_000) this.#cache.clear();
+      this.#cache.set(hash, hit);
+    }
+    if (!hit.project) throw new ConnectError("invalid or revoked API key", Code.Unauthenticated);
+    if (claimed !== undefined && claimed !== hit.project) throw new ConnectError(`this API key does not belong to project ${JSON.stringify(claimed)}`, Code.PermissionDenied);
+    return hit.project;
+  }
+
+  /** Connect interceptor: authenticates each RPC (health, reflection and admin excepted) and records its project. */
+  interceptor(): Interceptor {
+    return (next) => async (req) => {
+      const service = req.service.typeName;
+      if (service.startsWith("grpc.") || service === "admin.v1.AdminService") return next(req);
+      const header = (n: string): string | undefined => req.header.get(n) ?? undefined;
+      const claimed = header("x-project-id") || header("project-id") || undefined;
+      req.contextValues.set(PROJECT, await this.project(credentialOf(header), claimed));
+      return next(req);
+    };
+  }
+}

@@ -1,0 +1,84 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { EventLog, LogObserver } from "../core/log.js";
+
+/**
+ * Prometheus metrics (prom-client), one registry per service instance, served at GET /metrics.
+ * Process metrics (RSS, CPU, event-loop lag, GC) come from prom-client's defaults.
+ */
+export class Metrics implements LogObserver {
+  readonly registry = new Registry();
+  readonly #published: Counter<"api">;
+  readonly #publishFailures: Counter<"api">;
+  readonly #publishSeconds: Histogram<"api">;
+  readonly #deliveryLag: Histogram;
+  readonly #delivered: Counter;
+  readonly requests: Counter<"route" | "status">;
+  #log: EventLog | undefined;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    this.#published = new Counter({ name: "events_published_total", help: "Events stored, by API", labelNames: ["api"], registers: [this.registry] });
+    this.#publishFailures = new Counter({ name: "publish_failures_total", help: "Publishes that failed in the store, by API", labelNames: ["api"], registers: [this.registry] });
+    this.#publishSeconds = new Histogram({
+      name: "publish_duration_seconds",
+      help: "From a publish reaching the log to its ack (sequenced and stored), by API",
+      labelNames: ["api"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [this.registry],
+    });
+    this.#deliveryLag = new Histogram({
+      name: "delivery_lag_seconds",
+      help: "From an event's creation to its delivery to a subscriber (the newest event of each delivered batch)",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+      registers: [this.registry],
+    });
+    this.#delivered = new Counter({ name: "events_delivered_total", help: "Events delivered to subscribers", registers: [this.registry] });
+    this.requests = new Counter({ name: "http_requests_total", help: "Requests on the documented JSON paths, by route and status", labelNames: ["route", "status"], registers: [this.registry] });
+    const self = this;
+    new Gauge({
+      name: "subscribers",
+      help: "Live subscribers (RPC streams and SSE) on this instance",
+      registers: [this.registry],
+      collect() {
+        this.set(self.#log?.stats.subscribers ?? 0);
+      },
+    });
+    new Counter({
+      name: "holes_skipped_total",
+      help: "Sequences taken by a publisher that never stored them, skipped by readers after the hole timeout",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(self.#log?.stats.holesSkipped ?? 0);
+      },
+    });
+    new Counter({
+      name: "store_errors_total",
+      help: "Store operations that failed (publishes and subscriber reads)",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(self.#log?.stats.storeErrors ?? 0);
+      },
+    });
+  }
+
+  /** The log whose counters the gauges read. */
+  watch(log: EventLog): void {
+    this.#log = log;
+  }
+
+  published(api: string, events: number, seconds: number): void {
+    this.#published.inc({ api }, events);
+    this.#publishSeconds.observe({ api }, seconds);
+  }
+
+  publishFailed(api: string): void {
+    this.#publishFailures.inc({ api });
+  }
+
+  delivered(events: number, lagMs: number): void {
+    this.#delivered.inc(events);
+    this.#deliveryLag.observe(Math.max(0, lagMs) / 1000);
+  }
+}

@@ -1,0 +1,27 @@
+import type { ApiKeyRecord, KeyStore } from "../keys.js";
+
+export class MemoryKeyStore implements KeyStore {
+  readonly #keys = new Map<string, ApiKeyRecord>();
+
+  async init(): Promise<void> {}
+
+  async insert(record: ApiKeyRecord): Promise<void> {
+    this.#keys.set(record.id, { ...record });
+  }
+
+  async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    for (const k of this.#keys.values()) if (k.hash === hash && !k.revokedAt) return { ...k };
+    return undefined;
+  }
+
+  async revoke(id: string, at: Date): Promise<boolean> {
+    const k = this.#keys.get(id);
+    if (!k || k.revokedAt) return false;
+    k.revokedAt = at;
+    return true;
+  }
+
+  async list(project?: string): Promise<ApiKeyRecord[]> {
+    return [...this.#keys.values()].filter((k) => project === undefined || k.project === project).map((k) => ({ ...k }));
+  }
+}

@@ -1,0 +1,48 @@
+import type { Collection, Db } from "mongodb";
+import type { ApiKeyRecord, KeyStore } from "../keys.js";
+
+interface KeyDoc {
+  _id: string;
+  hash: string;
+  project: string;
+  name: string;
+  created_at: Date;
+  revoked_at?: Date;
+}
+
+function toRecord(d: KeyDoc): ApiKeyRecord {
+  const r: ApiKeyRecord = { id: d._id, hash: d.hash, project: d.project, name: d.name, createdAt: d.created_at };
+  if (d.revoked_at) r.revokedAt = d.revoked_at;
+  return r;
+}
+
+/** API keys in `api_keys` (unique index on the hash). */
+export class MongoKeyStore implements KeyStore {
+  readonly #keys: Collection<KeyDoc>;
+
+  constructor(db: Db) {
+    this.#keys = db.collection("api_keys");
+  }
+
+  async init(): Promise<void> {
+    await this.#keys.createIndex({ hash: 1 }, { unique: true, name: "hash" });
+  }
+
+  async insert(r: ApiKeyRecord): Promise<void> {
+    await this.#keys.insertOne({ _id: r.id, hash: r.hash, project: r.project, name: r.name, created_at: r.createdAt });
+  }
+
+  async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    const d = await this.#keys.findOne({ hash, revoked_at: { $exists: false } });
+    return d ? toRecord(d) : undefined;
+  }
+
+  async revoke(id: string, at: Date): Promise<boolean> {
+    const r = await this.#keys.updateOne({ _id: id, revoked_at: { $exists: false } }, { $set: { revoked_at: at } });
+    return r.modifiedCount === 1;
+  }
+
+  async list(project?: string): Promise<ApiKeyRecord[]> {
+    return (await this.#keys.find(project === undefined ? {} : { project }).sort({ created_at: 1 }).toArray()).map(toRecord);
+  }
+}
