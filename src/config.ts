@@ -20,6 +20,8 @@ export interface Config {
   apiKeys: { project: string; key: string }[];
   /** Operator token for admin.v1.AdminService (API keys); unset = the admin RPCs are refused. */
   adminToken?: string;
+  /** How long an API-key lookup is cached (a revoked key stops working within this time). */
+  authCacheMs: number;
   /** How long a MongoDB operation may wait for a reachable server (fail fast while it is down). */
   mongodbTimeoutMs: number;
 }
@@ -52,6 +54,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env["LOG_LEVEL"] ?? "info",
     apiKeys: [],
     mongodbTimeoutMs: int(env, "MONGODB_TIMEOUT_MS", 2000, 100),
+    authCacheMs: int(env, "AUTH_CACHE_MS", 5000, 0),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

@@ -81,7 +81,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   for (const { project, key } of cfg.apiKeys) {
     if (!(await keys.findByHash(hashKey(key)))) await keys.insert({ id: randomUUID(), hash: hashKey(key), project, name: "API_KEYS", createdAt: new Date() });
   }
-  const auth = new Auth(authMode, keys);
+  const auth = new Auth(authMode, keys, cfg.authCacheMs);
   if (authMode === "off") logger.warn({ host: cfg.host }, "authentication is OFF (loopback only): callers name their project with X-Project-ID; set AUTH=required to use API keys");
   else logger.info("authentication: API keys required");
   if (!store.durable) logger.warn("using the in-memory store: events are NOT durable and are lost on restart (set MONGODB_URI for MongoDB)");
