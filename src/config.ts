@@ -20,6 +20,10 @@ export interface Config {
   apiKeys: { project: string; key: string }[];
   /** Operator token for admin.v1.AdminService (API keys); unset = the admin RPCs are refused. */
   adminToken?: string;
+  maxBatchEvents: number;
+  maxEventBytes: number;
+  /** A request must arrive whole (headers and body) within this time (slow clients are cut off). */
+  requestTimeoutMs: number;
   /** How long an API-key lookup is cached (a revoked key stops working within this time). */
   authCacheMs: number;
   /** How long a MongoDB operation may wait for a reachable server (fail fast while it is down). */
@@ -55,6 +59,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiKeys: [],
     mongodbTimeoutMs: int(env, "MONGODB_TIMEOUT_MS", 2000, 100),
     authCacheMs: int(env, "AUTH_CACHE_MS", 5000, 0),
+    maxBatchEvents: int(env, "MAX_BATCH_EVENTS", 1000, 1),
+    maxEventBytes: int(env, "MAX_EVENT_BYTES", 4 * 1024 * 1024, 16),
+    requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 30_000, 100),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

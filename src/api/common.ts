@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create, fromJson, getOption, isFieldSet, toJson, type DescMessage, type JsonValue as PbJson, type MessageShape } from "@bufbuild/protobuf";
 import { ValueSchema, timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
-import { required } from "../../gen/events/v1/options_pb.js";
+import { identifier, required } from "../../gen/events/v1/options_pb.js";
 import { ContentSchema, EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
 import type { EventLog } from "../core/log.js";
 import type { JsonValue, StoredEvent, StreamId, StreamKind } from "../core/types.js";
@@ -31,13 +31,23 @@ export function invalidField(loc: (string | number)[], msg: string, type = "valu
   return invalid([{ loc, msg, type, ...(input === undefined ? {} : { input }) }]);
 }
 
+/** What `(events.v1.identifier)` allows: 1-256 characters of letters, digits and _ . : @ ~ + = / - */
+export const IDENTIFIER = /^[A-Za-z0-9_.:@~+=/-]{1,256}$/;
+
 /**
- * The `(events.v1.required)` rule for messages that arrive over RPC (JSON bodies are checked when
- * they are parsed): message fields must be set, strings and lists must not be empty.
+ * The field rules of events/v1/options.proto, for any request however it arrived (JSON bodies
+ * also get their types checked when parsed): `required` message fields must be set, strings and
+ * lists not empty; `identifier` strings must match IDENTIFIER.
  */
 export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, loc: (string | number)[] = ["body"]): void {
   const errors: FieldError[] = [];
   for (const field of schema.fields) {
+    if (getOption(field, identifier) && field.fieldKind === "scalar" && isFieldSet(msg, field)) {
+      const v = (msg as Record<string, unknown>)[field.localName];
+      if (typeof v === "string" && !IDENTIFIER.test(v)) {
+        errors.push({ loc: [...loc, field.name], msg: "must be 1-256 characters of letters, digits and _ . : @ ~ + = / -", type: "string_pattern_mismatch", input: v });
+      }
+    }
     if (!getOption(field, required)) continue;
     if (isFieldSet(msg, field)) continue;
     if (field.fieldKind === "list") errors.push({ loc: [...loc, field.name], msg: "List should have at least 1 item after validation, not 0", type: "too_short" });

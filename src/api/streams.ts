@@ -22,7 +22,7 @@ import {
   type SubscribeResponse,
 } from "../../gen/events/v1/events_pb.js";
 import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
-import { checkRequired, DEFAULT_PROJECT, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, DEFAULT_PROJECT, IDENTIFIER, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
 export const PUBLISH_STREAM_WINDOW = 256;
@@ -33,6 +33,7 @@ export function streamsApi(deps: ApiDeps) {
     const kind = ref ? kindFromPb(ref.kind) : undefined;
     if (!ref || !kind) throw invalidField(["stream", "kind"], "stream kind must be TOPIC, EXECUTION or TASK", "value_error");
     if (!ref.key) throw invalidField(["stream", "key"], "stream key must not be empty", "missing");
+    if (!IDENTIFIER.test(ref.key)) throw invalidField(["stream", "key"], "must be 1-256 characters of letters, digits and _ . : @ ~ + = / -", "string_pattern_mismatch", ref.key);
     return { project: ctx.project ?? DEFAULT_PROJECT, kind, key: ref.key };
   }
 

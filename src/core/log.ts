@@ -2,11 +2,15 @@ import { randomUUID } from "node:crypto";
 import type { Store } from "../store/port.js";
 import { Hub } from "./hub.js";
 import { ready } from "./ordering.js";
-import { streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
+import { LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
 
 export interface EventLogOptions {
   /** How long a reader waits at a hole (a sequence taken but not stored) before skipping it. */
   holeTimeoutMs: number;
+  /** Most events in one publish. */
+  maxBatchEvents: number;
+  /** Largest event: its data, metadata and dialect fields as JSON, in bytes. */
+  maxEventBytes: number;
   /** Events read from the store per round; at least the largest publish. */
   readBatch: number;
   /** Most events coalesced into one store write by group commit. */
@@ -28,6 +32,8 @@ export interface LogObserver {
 
 export const DEFAULT_LOG_OPTIONS: EventLogOptions = {
   holeTimeoutMs: 2000,
+  maxBatchEvents: 1000,
+  maxEventBytes: 4 * 1024 * 1024,
   readBatch: 1000,
   maxCommitEvents: 5000,
   idleRecheckMs: 5000,
@@ -112,6 +118,13 @@ export class EventLog {
    */
   publish(stream: StreamId, drafts: readonly EventDraft[], opts?: PublishOptions): Promise<StoredEvent[]> {
     if (drafts.length === 0) return Promise.resolve([]);
+    if (drafts.length > this.#opts.maxBatchEvents) {
+      return Promise.reject(new LimitError(`a publish may hold at most ${this.#opts.maxBatchEvents} events, got ${drafts.length}`));
+    }
+    for (const [i, d] of drafts.entries()) {
+      const size = Buffer.byteLength(JSON.stringify([d.data, d.metadata ?? null, d.extra ?? null]));
+      if (size > this.#opts.maxEventBytes) return Promise.reject(new LimitError(`event ${i} is ${size} bytes; the limit is ${this.#opts.maxEventBytes}`));
+    }
     const name = streamName(stream);
     let q = this.#queues.get(name);
     if (!q) {

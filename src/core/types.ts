@@ -57,6 +57,14 @@ export interface StoredEvent {
   void?: true;
 }
 
+/** A publish over a configured limit (events per batch, bytes per event); nothing of it is stored. */
+export class LimitError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LimitError";
+  }
+}
+
 export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

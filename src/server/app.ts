@@ -89,7 +89,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
 
   const now = opts.now ?? Date.now;
   const metrics = new Metrics();
-  const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, now, observer: metrics, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
+  const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, maxBatchEvents: cfg.maxBatchEvents, maxEventBytes: cfg.maxEventBytes, now, observer: metrics, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
   metrics.watch(log);
   const storeHealthy = async (): Promise<boolean> => {
     try {
@@ -146,7 +146,11 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     return false;
   }
 
-  const h1 = http.createServer(handler);
+  // Slow clients (slowloris) are cut off: a request must arrive whole within REQUEST_TIMEOUT_MS.
+  const h1 = http.createServer(
+    { requestTimeout: cfg.requestTimeoutMs, headersTimeout: Math.min(cfg.requestTimeoutMs, 60_000), connectionsCheckingInterval: Math.min(1000, cfg.requestTimeoutMs) },
+    handler,
+  );
   const h2 = http2.createServer({}, handler);
   const sockets = new Set<net.Socket>();
   // One port for both: an HTTP/2 client opens with the connection preface (h2c prior knowledge,

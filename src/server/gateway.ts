@@ -8,7 +8,7 @@ import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { CallContext } from "../api/common.js";
 import { parseRequest } from "../api/common.js";
 import { messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
-import { StoreUnavailableError } from "../core/types.js";
+import { LimitError, StoreUnavailableError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 import { credentialOf, type Auth } from "./auth.js";
 
@@ -108,7 +108,7 @@ function statusOf(code: Code): number {
     case Code.Aborted:
       return 409;
     case Code.ResourceExhausted:
-      return 429;
+      return 413;
     case Code.Unavailable:
       return 503;
     case Code.DeadlineExceeded:
@@ -133,6 +133,9 @@ export function errorReply(dialect: Dialect, err: unknown): { status: number; js
     status = 400;
     message = err.message;
     fields = err.errors;
+  } else if (err instanceof LimitError) {
+    status = 413;
+    message = err.message;
   } else if (err instanceof StoreUnavailableError) {
     status = 503;
     message = "the event store is unavailable; retry later";

@@ -14,7 +14,7 @@ import type { SailhouseApi } from "../api/sailhouse.js";
 import type { AdminApi } from "../api/admin.js";
 import { AdminService } from "../../gen/admin/v1/admin_pb.js";
 import type { StreamsApi } from "../api/streams.js";
-import { StoreUnavailableError } from "../core/types.js";
+import { LimitError, StoreUnavailableError } from "../core/types.js";
 import { PROJECT } from "./auth.js";
 
 export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService, AdminService];
@@ -30,6 +30,7 @@ export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof StoreUnavailableError) return new ConnectError("the event store is unavailable; retry later", Code.Unavailable, undefined, undefined, err);
   if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
+  if (err instanceof LimitError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
 

@@ -11,7 +11,7 @@ import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
  * Describes the file events/v1/options.proto.
  */
 export const file_events_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("ChdldmVudHMvdjEvb3B0aW9ucy5wcm90bxIJZXZlbnRzLnYxOjsKCHJlcXVpcmVkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi5jgMgASgIUghyZXF1aXJlZGIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("ChdldmVudHMvdjEvb3B0aW9ucy5wcm90bxIJZXZlbnRzLnYxOjsKCHJlcXVpcmVkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi5jgMgASgIUghyZXF1aXJlZDo/CgppZGVudGlmaWVyEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi6jgMgASgIUgppZGVudGlmaWVyYgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * The field must be present in the request body (OpenAPI `required`).
@@ -20,4 +20,13 @@ export const file_events_v1_options: GenFile = /*@__PURE__*/
  */
 export const required: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
   extDesc(file_events_v1_options, 0);
+
+/**
+ * The field names something (a topic, execution, task, subscription, ...): 1-256 characters of
+ * letters, digits and _ . : @ ~ + = / - (when set).
+ *
+ * @generated from extension: bool identifier = 51002;
+ */
+export const identifier: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
+  extDesc(file_events_v1_options, 1);
 
