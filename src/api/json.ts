@@ -30,6 +30,21 @@ export class ValidationError extends Error {
 }
 
 const INT32 = { min: -(2 ** 31), max: 2 ** 31 - 1 };
+/** Free-form JSON (data, metadata) may nest this deep at most. */
+export const MAX_JSON_DEPTH = 64;
+
+/** Why a free-form JSON value cannot be kept: too deep, or a number JSON cannot represent. */
+function freeJsonProblem(value: unknown): string | undefined {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v === "number" && !Number.isFinite(v)) return "numbers must be finite";
+    if (v === null || typeof v !== "object") continue;
+    if (depth > MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH} levels`;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return undefined;
+}
 const INT64_SAFE = { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER };
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -137,7 +152,15 @@ function checkField(field: DescField, value: unknown, loc: (string | number)[], 
 }
 
 function checkMessageValue(schema: DescMessage, value: unknown, loc: (string | number)[], errors: FieldError[]): PbJson | undefined {
-  switch (wktKind(schema)) {
+  const kind = wktKind(schema);
+  if (kind === "value" || kind === "struct") {
+    const problem = freeJsonProblem(value);
+    if (problem) {
+      errors.push({ loc, msg: `Input is not storable JSON: ${problem}`, type: "value_error" });
+      return undefined;
+    }
+  }
+  switch (kind) {
     case "value":
       return value as PbJson;
     case "struct":

@@ -109,7 +109,8 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
-  const gateway = createGateway([...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse)], { auth, maxBodyBytes: cfg.maxBodyBytes, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
+  const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse)];
+  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
   const handler = connectNodeAdapter({
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin });
@@ -121,6 +122,17 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     fallback(req: Req, res: Res) {
       if (gateway(req, res)) return;
       if (req.method === "GET" && serveOps(req, res)) return;
+      const contentType = String(req.headers["content-type"] ?? "");
+      if (contentType.startsWith("application/grpc")) {
+        // An unknown RPC, asked over gRPC: a trailers-only `unimplemented` response.
+        res.writeHead(200, { "content-type": contentType.split(";")[0]!, "grpc-status": "12", "grpc-message": encodeURIComponent(`unknown method ${req.url}`) });
+        res.end();
+        return;
+      }
+      if (/^\/[\w.]+\/\w+$/.test((req.url ?? "").split("?")[0]!) && /^application\/(json|proto)/.test(contentType)) {
+        sendJson(res, 404, { code: "unimplemented", message: `unknown method ${req.url}` });
+        return;
+      }
       sendJson(res, 404, { error: `no route for ${req.method} ${req.url}` });
     },
   });
@@ -151,6 +163,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     { requestTimeout: cfg.requestTimeoutMs, headersTimeout: Math.min(cfg.requestTimeoutMs, 60_000), connectionsCheckingInterval: Math.min(1000, cfg.requestTimeoutMs) },
     handler,
   );
+  h1.on("request", (req: http.IncomingMessage) => req.socket.setTimeout(0));
   const h2 = http2.createServer({}, handler);
   const sockets = new Set<net.Socket>();
   // One port for both: an HTTP/2 client opens with the connection preface (h2c prior knowledge,
@@ -166,6 +179,10 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       // bytes first; resuming the socket here would steal its data. HTTP/1.1 reads via the stream.
       if (isH2) h2.emit("connection", socket);
       else {
+        // Until a request's headers have arrived, the connection has REQUEST_TIMEOUT_MS (slowloris);
+        // the body gets the same bound in the gateway. Node's own request timeouts are not armed
+        // for sockets handed over like this.
+        socket.setTimeout(cfg.requestTimeoutMs, () => socket.destroy());
         h1.emit("connection", socket);
         socket.resume();
       }

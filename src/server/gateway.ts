@@ -53,6 +53,8 @@ export interface Route {
 export interface GatewayOptions {
   auth: Auth;
   maxBodyBytes: number;
+  /** A body must arrive whole within this time (408 otherwise). */
+  bodyTimeoutMs: number;
   sseKeepaliveMs: number;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
@@ -184,7 +186,7 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
     const claimed = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") || undefined : undefined);
     // Authenticate before reading the body: an unauthenticated caller gets nothing parsed.
     const project = await d.auth.project(credentialOf((n) => headerValue(req, n)), claimed);
-    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, route.maxBodyBytes ?? d.maxBodyBytes, route.dialect);
+    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, route.maxBodyBytes ?? d.maxBodyBytes, d.bodyTimeoutMs, route.dialect);
     const ctx: CallContext = { signal: abort.signal, ...(project ? { project } : {}) };
     const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });
     if ("sse" in result) {
@@ -222,17 +224,35 @@ export function sendJson(res: Res, status: number, body: unknown, headers: Recor
 }
 
 /** Reads the whole body (at most maxBytes) and parses it as JSON; dialect-shaped errors otherwise. */
-async function readJson(req: Req, maxBytes: number, dialect: Dialect): Promise<unknown> {
+async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: Dialect): Promise<unknown> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
-    chunks.push(chunk);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    req.destroy();
+  }, timeoutMs);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (timedOut) throw new HttpError(408, `the request body did not arrive within ${timeoutMs} ms`);
+    throw err;
+  } finally {
+    clearTimeout(timer);
   }
-  const text = new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(chunks));
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    if (dialect === "fastapi") throw new HttpError(422, "body is not valid UTF-8", [{ loc: ["body"], msg: "Input is not valid UTF-8", type: "json_invalid" }]);
+    throw new HttpError(400, "request body is not valid UTF-8");
+  }
   // No body at all (e.g. Sailhouse's ack is a bare POST): the route decides whether it needs one.
   if (text.trim() === "") return undefined;
   try {
