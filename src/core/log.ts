@@ -92,6 +92,8 @@ export class EventLog {
   readonly #followed = new Map<string, { id: StreamId; count: number }>();
   readonly #stopWatching: () => Promise<void>;
   readonly #now: () => number;
+  /** Aborted by close(): ends every subscription. */
+  readonly #closing = new AbortController();
 
   constructor(store: Store, opts: Partial<EventLogOptions> = {}) {
     this.#store = store;
@@ -107,8 +109,15 @@ export class EventLog {
     return this.#store;
   }
 
+  /** Ends every subscription (their generators return) and stops watching the store. */
   async close(): Promise<void> {
+    this.#closing.abort();
     await this.#stopWatching();
+  }
+
+  /** Resolves once no publish is queued or being written. */
+  async idle(): Promise<void> {
+    while (this.#queues.size > 0) await new Promise((r) => setTimeout(r, 5));
   }
 
   /**
@@ -257,7 +266,8 @@ export class EventLog {
    * Follows a stream from `after`: yields batches of events in sequence order, each event exactly
    * once, then waits for new ones until `signal` aborts.
    */
-  async *subscribe(stream: StreamId, after: number, signal: AbortSignal): AsyncGenerator<StoredEvent[]> {
+  async *subscribe(stream: StreamId, after: number, callerSignal: AbortSignal): AsyncGenerator<StoredEvent[]> {
+    const signal = AbortSignal.any([callerSignal, this.#closing.signal]);
     const name = streamName(stream);
     this.#follow(name, stream, +1);
     try {

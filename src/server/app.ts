@@ -39,7 +39,11 @@ export interface App {
   url: string;
   log: EventLog;
   store: Store;
-  close(): Promise<void>;
+  /**
+   * Graceful stop: stop accepting, finish in-flight publishes, end streams cleanly, close the
+   * store; connections still open after `deadlineMs` (default SHUTDOWN_TIMEOUT_MS) are dropped.
+   */
+  close(deadlineMs?: number): Promise<void>;
 }
 
 export interface AppOptions {
@@ -158,13 +162,34 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     return false;
   }
 
+  // Requests being served, so shutdown can wait for them; once shutting down, new requests are
+  // refused with 503 and HTTP/1.1 connections close after their response.
+  let inFlight = 0;
+  let shuttingDown = false;
+  const serve = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
+    if (shuttingDown) {
+      // gRPC clients read HTTP 503 as `unavailable`, a code they retry.
+      if (req.httpVersionMajor === 1) res.setHeader("connection", "close");
+      sendJson(res as Res, 503, { error: "the service is shutting down; retry" });
+      return;
+    }
+    inFlight++;
+    res.once("close", () => inFlight--);
+    handler(req as never, res as never);
+  };
+
   // Slow clients (slowloris) are cut off: a request must arrive whole within REQUEST_TIMEOUT_MS.
   const h1 = http.createServer(
     { requestTimeout: cfg.requestTimeoutMs, headersTimeout: Math.min(cfg.requestTimeoutMs, 60_000), connectionsCheckingInterval: Math.min(1000, cfg.requestTimeoutMs) },
-    handler,
+    serve,
   );
   h1.on("request", (req: http.IncomingMessage) => req.socket.setTimeout(0));
-  const h2 = http2.createServer({}, handler);
+  const h2 = http2.createServer({}, serve);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+  });
   const sockets = new Set<net.Socket>();
   // One port for both: an HTTP/2 client opens with the connection preface (h2c prior knowledge,
   // as gRPC clients do); anything else is HTTP/1.1.
@@ -205,14 +230,28 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     url,
     log,
     store,
-    close() {
+    close(deadlineMs = cfg.shutdownTimeoutMs) {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          for (const s of sockets) s.destroy();
-        });
-        await worker.stop();
+        // 1. Stop accepting connections; tell HTTP/2 clients to go away once their calls finish.
+        shuttingDown = true;
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const session of sessions) session.close();
+        h1.closeIdleConnections();
+        // 2. Let publishes already received reach the store (they are acked as usual).
+        const deadline = Date.now() + deadlineMs;
+        const until = (p: Promise<unknown>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+        await until(log.idle());
+        // 3. End every subscription cleanly (SSE streams end, RPC streams complete), stop the worker.
         await log.close();
+        await until(worker.stop());
+        // 4. Wait for the last responses to be written, then drop whatever is left.
+        await until(
+          (async () => {
+            while (inFlight > 0) await new Promise((r) => setTimeout(r, 5));
+          })(),
+        );
+        for (const s of sockets) s.destroy();
+        await stopped;
         await store.close();
       })();
       return closing;

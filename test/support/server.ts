@@ -52,6 +52,8 @@ export class SseReader {
   readonly comments: string[] = [];
   status = 0;
   headers: Headers | undefined;
+  /** True once the server ended the stream (rather than this reader closing it). */
+  endedByServer = false;
   readonly #abort = new AbortController();
   #waiters: (() => void)[] = [];
   #done: Promise<void>;
@@ -78,6 +80,7 @@ export class SseReader {
       this.#wake();
       const decoder = new TextDecoder();
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
+      this.endedByServer = !this.#abort.signal.aborted;
     } catch (err) {
       if (!this.#abort.signal.aborted) throw err;
     } finally {
@@ -107,5 +110,10 @@ export class SseReader {
   async close(): Promise<void> {
     this.#abort.abort();
     await this.#done.catch(() => {});
+  }
+
+  /** Resolves when the stream is over (ended by the server, or failed). */
+  finished(): Promise<void> {
+    return this.#done;
   }
 }

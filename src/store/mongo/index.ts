@@ -115,6 +115,8 @@ export class MongoStore implements Store {
     this.#opts = opts;
     this.#client = new MongoClient(opts.uri, {
       serverSelectionTimeoutMS: opts.serverSelectionTimeoutMs ?? 5000,
+      // Notice a server that went away (or came back) within a couple of seconds, not the default 10.
+      heartbeatFrequencyMS: 2000,
       writeConcern: opts.writeConcern ?? { w: "majority" },
     });
   }
