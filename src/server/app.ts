@@ -56,6 +56,18 @@ export interface AppOptions {
   workerIntervalMs?: number;
 }
 
+/** JSON logs; credentials never reach them, whatever a log call passes along. */
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  const options = {
+    level,
+    redact: {
+      paths: ["req.headers.authorization", "req.headers.cookie", "headers.authorization", "headers.cookie", "authorization", "cookie", "key", "*.key", "apiKey", "adminToken", "secret", "*.secret"],
+      censor: "[redacted]",
+    },
+  };
+  return destination ? pino(options, destination as never) : pino(options);
+}
+
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 export function createStore(cfg: Config, logger: Logger): Store {
@@ -73,7 +85,7 @@ export function createStore(cfg: Config, logger: Logger): Store {
 
 /** Starts the service: one listener for HTTP/1.1 and h2c (gRPC, gRPC-Web, Connect, JSON paths, SSE). */
 export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App> {
-  const logger = opts.logger ?? pino({ level: cfg.logLevel });
+  const logger = opts.logger ?? createLogger(cfg.logLevel);
   const authMode = cfg.auth ?? (cfg.mongodbUri || opts.store?.durable ? "required" : isLoopback(cfg.host) ? "off" : "required");
   if (authMode === "off" && !isLoopback(cfg.host)) {
     throw new Error(`refusing to listen on ${cfg.host} without API keys: set AUTH=required (and create keys), or listen on 127.0.0.1`);
@@ -114,7 +126,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse)];
-  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger });
+  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger, requests: metrics.requests });
   const handler = connectNodeAdapter({
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin });

@@ -11,6 +11,8 @@ import { messageToJson, queryToJson, ValidationError, type FieldError } from "..
 import { LimitError, StoreUnavailableError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 import { credentialOf, type Auth } from "./auth.js";
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
 
 /**
  * How a route reports errors: `{"error": message}` with 400/404/... (Polos, Sailhouse), or
@@ -56,7 +58,9 @@ export interface GatewayOptions {
   /** A body must arrive whole within this time (408 otherwise). */
   bodyTimeoutMs: number;
   sseKeepaliveMs: number;
-  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  log: Logger;
+  /** Counts requests by route and status (Prometheus). */
+  requests?: { inc(labels: { route: string; status: string }): void };
 }
 
 export function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, status = 200): RouteResult {
@@ -182,6 +186,15 @@ export function createGateway(routes: readonly Route[], d: GatewayOptions): (req
 
 async function serve(route: CompiledRoute, params: Record<string, string>, url: URL, req: Req, res: Res, d: GatewayOptions): Promise<void> {
   const abort = new AbortController();
+  // A request id for the logs, taken from the caller when it sends one, and echoed back.
+  const requestId = (headerValue(req, "x-request-id") ?? randomUUID()).slice(0, 128);
+  res.setHeader("x-request-id", requestId);
+  const started = performance.now();
+  const log = d.log.child({ requestId, method: req.method, route: route.path });
+  res.once("finish", () => {
+    d.requests?.inc({ route: `${route.method} ${route.path}`, status: String(res.statusCode) });
+    log.debug({ status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+  });
   try {
     const claimed = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") || undefined : undefined);
     // Authenticate before reading the body: an unauthenticated caller gets nothing parsed.
@@ -197,7 +210,8 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
   } catch (err) {
     abort.abort();
     const reply = errorReply(route.dialect, err);
-    if (reply.status >= 500) d.log.error({ err, path: url.pathname }, "request failed");
+    if (reply.status >= 500) log.error({ err, path: url.pathname, status: reply.status }, "request failed");
+    else log.debug({ status: reply.status, error: reply.json }, "request rejected");
     if (res.headersSent) {
       if (!res.writableEnded) res.end();
       return;
