@@ -38,9 +38,14 @@ export function streamsApi(deps: ApiDeps) {
   }
 
   function drafts(events: readonly EventInput[]): EventDraft[] {
-    return events.map((e) => {
+    return events.map((e, i) => {
       const d: EventDraft = { eventType: e.eventType, data: valueToJson(e.data), metadata: e.metadata ?? {} };
-      if (e.idempotencyKey !== undefined) d.idempotencyKey = e.idempotencyKey;
+      if (e.idempotencyKey !== undefined) {
+        if (e.idempotencyKey.length < 1 || e.idempotencyKey.length > 256) {
+          throw invalidField(["events", i, "idempotency_key"], "String should have 1 to 256 characters", "string_too_long", e.idempotencyKey.length);
+        }
+        d.idempotencyKey = e.idempotencyKey;
+      }
       return d;
     });
   }
