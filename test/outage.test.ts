@@ -95,6 +95,15 @@ describe("MongoDB outage", () => {
       await publish(i++);
       ok = acked.length > before;
     }
+    if (!ok) {
+      const { MongoClient } = await import("mongodb");
+      const direct = new MongoClient(mongo.uri, { serverSelectionTimeoutMS: 2000 });
+      const viaProxy = new MongoClient(`mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, { serverSelectionTimeoutMS: 2000 });
+      const probe = async (c: InstanceType<typeof MongoClient>) => c.db("x").command({ ping: 1 }).then(() => "ok", (e: unknown) => String(e));
+      lastFailure += ` | direct: ${await probe(direct)} | fresh client via proxy: ${await probe(viaProxy)}`;
+      await direct.close();
+      await viaProxy.close();
+    }
     expect(ok, `still failing after the database came back: ${lastFailure}`).toBe(true);
     for (let k = 0; k < 20; k++) await publish(i++);
     expect((await fetch(`${app.url}/readyz`)).status).toBe(200);

@@ -47,6 +47,8 @@ interface ExecutionDoc {
 }
 
 const DUPLICATE_KEY = 11000;
+/** See MongoStore.#noteUnavailable. */
+const RECONNECT_AFTER_MS = 5000;
 
 export function num(v: Long | number): number {
   return typeof v === "number" ? v : v.toNumber();
@@ -110,6 +112,8 @@ export class MongoStore implements Store {
   #counters!: Collection<CounterDoc>;
   #events!: Collection<EventDoc>;
   #executions!: Collection<ExecutionDoc>;
+  #unavailableSince = 0;
+  #reconnecting: Promise<void> | undefined;
 
   constructor(opts: MongoStoreOptions) {
     this.#opts = opts;
@@ -151,10 +155,42 @@ export class MongoStore implements Store {
 
   async #guard<T>(op: () => Promise<T>): Promise<T> {
     try {
-      return await op();
+      const result = await op();
+      this.#unavailableSince = 0;
+      return result;
     } catch (err) {
-      throw isUnavailable(err) ? new StoreUnavailableError("database unavailable", { cause: err }) : err;
+      if (!isUnavailable(err)) throw err;
+      this.#noteUnavailable();
+      throw new StoreUnavailableError("database unavailable", { cause: err });
     }
+  }
+
+  /**
+   * Reconnect watchdog. After a network outage the driver's server monitor can stay stuck on a dead
+   * connection although the server is back (seen here: a fresh client connected at once while the
+   * service's client kept failing). When operations have failed as "unavailable" for longer than
+   * RECONNECT_AFTER_MS, the client is closed and connected again; collections keep working.
+   */
+  #noteUnavailable(): void {
+    const now = Date.now();
+    if (this.#unavailableSince === 0) {
+      this.#unavailableSince = now;
+      return;
+    }
+    if (this.#reconnecting || now - this.#unavailableSince < RECONNECT_AFTER_MS) return;
+    this.#reconnecting = (async () => {
+      this.#opts.log?.("MongoDB unreachable for a while: reconnecting the client");
+      try {
+        await this.#client.close(true);
+        await this.#client.connect();
+        this.#unavailableSince = 0;
+      } catch (err) {
+        this.#unavailableSince = Date.now(); // still down: try again after another interval
+        this.#opts.log?.("reconnect failed", { err: String(err) });
+      } finally {
+        this.#reconnecting = undefined;
+      }
+    })();
   }
 
   async reserve(stream: StreamId, count: number): Promise<number> {
