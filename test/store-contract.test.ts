@@ -1,6 +1,6 @@
 /** The store port's contract, run against every adapter. */
 import { afterAll, describe, expect, it } from "vitest";
-import { streamName, type StoredEvent, type StreamId } from "../src/core/types.js";
+import { DuplicateEventError, streamName, type StoredEvent, type StreamId } from "../src/core/types.js";
 import type { Store } from "../src/store/port.js";
 import { storeFactories } from "./support/stores.js";
 
@@ -78,6 +78,32 @@ for (const factory of storeFactories) {
       await store.append([event(s, 1)]);
       await expect(store.append([event(s, 1, { id: "other", data: "dup" })])).rejects.toThrow();
       expect((await store.read(s, 0, 10)).map((e) => e.data)).toEqual([event(s, 1).data]);
+    });
+
+    it("finds events by id and by idempotency key, and refuses a taken id or key", async () => {
+      const s = fresh("task");
+      await store.reserve(s, 3);
+      await store.append([event(s, 1, { idempotencyKey: "k" })]);
+      expect((await store.findByIdempotencyKey(s, "k"))?.seq).toBe(1);
+      expect(await store.findByIdempotencyKey(s, "other")).toBeUndefined();
+      expect(await store.findByIdempotencyKey(fresh("task"), "k")).toBeUndefined();
+      expect((await store.getEvent(event(s, 1).id))?.data).toEqual(event(s, 1).data);
+      expect(await store.getEvent("no-such-id")).toBeUndefined();
+      await expect(store.append([event(s, 2, { idempotencyKey: "k" })])).rejects.toBeInstanceOf(DuplicateEventError);
+      await expect(store.append([event(s, 3, { id: event(s, 1).id })])).rejects.toBeInstanceOf(DuplicateEventError);
+      expect((await store.read(s, 0, 10)).map((e) => e.seq)).toEqual([1]);
+    });
+
+    it("voids only the failed publisher's own events", async () => {
+      const s = fresh();
+      await store.reserve(s, 2);
+      await store.append([event(s, 1)]);
+      await store.voidRange(s, 1, 2, new Date(1_700_000_000_100), ["someone-else"]);
+      const got = await store.read(s, 0, 10);
+      expect(got.map((e) => [e.seq, e.void ?? false])).toEqual([
+        [1, false],
+        [2, true],
+      ]);
     });
 
     it("turns a failed publish's range into void placeholders", async () => {

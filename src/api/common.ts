@@ -109,7 +109,8 @@ export function toEventMessage(e: StoredEvent, stream: StreamId): Event {
     timestamp: str("timestamp"),
   });
   if (e.expireAt) msg.expireAt = timestampFromDate(e.expireAt);
-  if (x["content"] !== undefined) msg.content = fromJson(ContentSchema, x["content"] as PbJson);
+  // Stored in TerminalUse's JSON form ({"type": "text", "text": ...}).
+  if (x["content"] !== undefined) msg.content = messageFromJson(ContentSchema, x["content"]);
   return msg;
 }
 

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Store } from "../store/port.js";
 import { Hub } from "./hub.js";
 import { ready } from "./ordering.js";
-import { LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
+import { DuplicateEventError, LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
 
 export interface EventLogOptions {
   /** How long a reader waits at a hole (a sequence taken but not stored) before skipping it. */
@@ -63,6 +63,8 @@ interface Pending {
   opts: PublishOptions | undefined;
   resolve: (events: StoredEvent[]) => void;
   reject: (err: unknown) => void;
+  /** Put back once after a lost idempotency race with another instance. */
+  requeued?: true;
 }
 
 interface Queue {
@@ -168,13 +170,64 @@ export class EventLog {
         count += q.pending[take]!.drafts.length;
         take++;
       }
-      await this.#commit(q.stream, name, q.pending.splice(0, take), count);
+      await this.#commit(q.stream, name, q.pending.splice(0, take), count, (again) => q.pending.unshift(...again));
     }
     q.running = false;
     if (q.pending.length === 0) this.#queues.delete(name);
   }
 
-  async #commit(stream: StreamId, name: string, batch: Pending[], count: number): Promise<void> {
+  /**
+   * Idempotency: a publish whose events all carry keys already stored in the stream is answered
+   * with the stored events and takes no sequence; one that repeats a key of an earlier publish of
+   * the same round follows that publish's outcome. A publish that mixes stored and new keys is
+   * refused (DuplicateEventError). Returns the publishes that still need writing.
+   */
+  async #dedupe(stream: StreamId, batch: Pending[]): Promise<{ fresh: Pending[]; followers: Map<Pending, Pending[]> }> {
+    const fresh: Pending[] = [];
+    const followers = new Map<Pending, Pending[]>();
+    const leaders = new Map<string, Pending>();
+    for (const p of batch) {
+      const keys = p.drafts.map((d) => d.idempotencyKey);
+      if (keys.every((k) => k === undefined)) {
+        fresh.push(p);
+        continue;
+      }
+      const leader = keys[0] !== undefined ? leaders.get(keys[0]) : undefined;
+      if (leader && keys.every((k, i) => k === leader.drafts[i]?.idempotencyKey) && keys.length === leader.drafts.length) {
+        followers.set(leader, [...(followers.get(leader) ?? []), p]);
+        continue;
+      }
+      const stored = await Promise.all(keys.map((k) => (k === undefined ? undefined : this.#store.findByIdempotencyKey(stream, k))));
+      if (stored.every((e) => e !== undefined)) {
+        p.resolve(stored as StoredEvent[]);
+      } else if (stored.some((e) => e !== undefined)) {
+        p.reject(new DuplicateEventError("some idempotency keys of this publish are already used by other events"));
+      } else {
+        for (const k of keys) if (k !== undefined) leaders.set(k, p);
+        fresh.push(p);
+      }
+    }
+    return { fresh, followers };
+  }
+
+  async #commit(stream: StreamId, name: string, pending: Pending[], _count: number, requeue: (again: Pending[]) => void): Promise<void> {
+    let batch: Pending[];
+    let followers: Map<Pending, Pending[]>;
+    try {
+      ({ fresh: batch, followers } = await this.#dedupe(stream, pending));
+    } catch (err) {
+      this.stats.storeErrors++;
+      for (const p of pending) p.reject(err);
+      return;
+    }
+    // Followers settle with their leader.
+    for (const [leader, list] of followers) {
+      const { resolve, reject } = leader;
+      leader.resolve = (events) => (resolve(events), list.forEach((f) => f.resolve(events)));
+      leader.reject = (err) => (reject(err), list.forEach((f) => f.reject(err)));
+    }
+    if (batch.length === 0) return;
+    const count = batch.reduce((n, p) => n + p.drafts.length, 0);
     let last: number;
     try {
       last = await this.#store.reserve(stream, count);
@@ -230,6 +283,15 @@ export class EventLog {
       }
       this.stats.storeErrors++;
       this.#hub.notify(name);
+      if (err instanceof DuplicateEventError) {
+        // Another instance stored one of these keys first: those publishes are answered with the
+        // stored events (next round's dedupe), the others go again once.
+        const again = batch.filter((p) => !p.requeued);
+        for (const p of again) p.requeued = true;
+        for (const p of batch) if (p.requeued && !again.includes(p)) p.reject(err);
+        requeue(again);
+        return;
+      }
       for (const p of batch) p.reject(err);
       return;
     }

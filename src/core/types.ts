@@ -57,6 +57,14 @@ export interface StoredEvent {
   void?: true;
 }
 
+/** An event whose id or idempotency key is already stored in its stream. */
+export class DuplicateEventError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DuplicateEventError";
+  }
+}
+
 /** A publish over a configured limit (events per batch, bytes per event); nothing of it is stored. */
 export class LimitError extends Error {
   constructor(message: string) {

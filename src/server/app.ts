@@ -27,6 +27,11 @@ import { randomUUID } from "node:crypto";
 import { kubiyaRoutes } from "./routes/kubiya.js";
 import { polosRoutes } from "./routes/polos.js";
 import { sailhouseRoutes } from "./routes/sailhouse.js";
+import { terminalUseRoutes } from "./routes/terminaluse.js";
+import { terminalUseApi } from "../api/terminaluse.js";
+import type { TaskStore } from "../store/tasks.js";
+import { MemoryTaskStore } from "../store/memory/tasks.js";
+import { MongoTaskStore } from "../store/mongo/tasks.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { registerHealth, registerReflection } from "./grpc.js";
 import { registerRpc, SERVICES } from "./rpc.js";
@@ -122,14 +127,17 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.db) : new MemorySailhouseStore();
   await sailhouseStore.init();
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore });
+  const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.db) : new MemoryTaskStore();
+  await taskStore.init();
+  const terminaluse = terminalUseApi({ ...deps, tasks: taskStore });
   const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
-  const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse)];
+  const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
   const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger, requests: metrics.requests });
   const handler = connectNodeAdapter({
     routes(router) {
-      registerRpc(router, { streams, polos, kubiya, sailhouse, admin });
+      registerRpc(router, { streams, polos, kubiya, sailhouse, admin, terminaluse });
       registerHealth(router, SERVICES, storeHealthy);
       registerReflection(router, [...SERVICES, Health]);
     },

@@ -8,7 +8,7 @@ import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { CallContext } from "../api/common.js";
 import { parseRequest } from "../api/common.js";
 import { messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
-import { LimitError, StoreUnavailableError } from "../core/types.js";
+import { DuplicateEventError, LimitError, StoreUnavailableError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 import { credentialOf, type Auth } from "./auth.js";
 import { randomUUID } from "node:crypto";
@@ -139,6 +139,9 @@ export function errorReply(dialect: Dialect, err: unknown): { status: number; js
     status = 400;
     message = err.message;
     fields = err.errors;
+  } else if (err instanceof DuplicateEventError) {
+    status = 409;
+    message = err.message;
   } else if (err instanceof LimitError) {
     status = 413;
     message = err.message;

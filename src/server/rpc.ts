@@ -12,9 +12,10 @@ import type { KubiyaApi } from "../api/kubiya.js";
 import type { PolosApi } from "../api/polos.js";
 import type { SailhouseApi } from "../api/sailhouse.js";
 import type { AdminApi } from "../api/admin.js";
+import type { TerminalUseApi } from "../api/terminaluse.js";
 import { AdminService } from "../../gen/admin/v1/admin_pb.js";
 import type { StreamsApi } from "../api/streams.js";
-import { LimitError, StoreUnavailableError } from "../core/types.js";
+import { DuplicateEventError, LimitError, StoreUnavailableError } from "../core/types.js";
 import { PROJECT } from "./auth.js";
 
 export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService, AdminService];
@@ -30,6 +31,7 @@ export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof StoreUnavailableError) return new ConnectError("the event store is unavailable; retry later", Code.Unavailable, undefined, undefined, err);
   if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
+  if (err instanceof DuplicateEventError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
   if (err instanceof LimitError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
@@ -60,6 +62,7 @@ export interface RpcDeps {
   kubiya: KubiyaApi;
   sailhouse: SailhouseApi;
   admin: AdminApi;
+  terminaluse: TerminalUseApi;
 }
 
 export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
@@ -99,5 +102,13 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
     createWaitGroupInstance: (req, ctx) => unary(() => d.sailhouse.createWaitGroupInstance(req, callContext(ctx))),
     startWaitGroupInstance: (req, ctx) => unary(async () => (await d.sailhouse.startWaitGroupInstance(req, callContext(ctx)), {})),
   });
-  router.service(TaskEventsService, {});
+  router.service(TaskEventsService, {
+    createTask: (req, ctx) => unary(() => d.terminaluse.createTask(req, callContext(ctx))),
+    getTask: (req, ctx) => unary(() => d.terminaluse.getTask(req, callContext(ctx))),
+    sendTaskEvent: (req, ctx) => unary(() => d.terminaluse.sendTaskEvent(req, callContext(ctx))),
+    listEvents: (req, ctx) => unary(() => d.terminaluse.listEvents(req, callContext(ctx))),
+    getEvent: (req, ctx) => unary(() => d.terminaluse.getEvent(req, callContext(ctx))),
+    streamTaskEvents: (req, ctx) => streaming(async () => flatten(await d.terminaluse.streamTaskEvents(req, callContext(ctx)))),
+    listMessages: (req, ctx) => unary(() => d.terminaluse.listMessages(req, callContext(ctx))),
+  });
 }

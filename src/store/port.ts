@@ -28,7 +28,8 @@ export interface Store {
 
   /**
    * Stores events of one stream whose sequences were reserved. Resolves only once all are stored
-   * (with the configured write concern); rejects otherwise (some may have been stored).
+   * (with the configured write concern); rejects otherwise (some may have been stored), with
+   * DuplicateEventError when an id or an idempotency key of the stream is already taken.
    */
   append(events: readonly StoredEvent[]): Promise<void>;
   /**
@@ -37,6 +38,10 @@ export interface Store {
    * after reserve().
    */
   voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void>;
+  /** The event of the stream stored with this idempotency key. */
+  findByIdempotencyKey(stream: StreamId, key: string): Promise<StoredEvent | undefined>;
+  /** An event by id (any stream); undefined when unknown or void. */
+  getEvent(id: string): Promise<StoredEvent | undefined>;
   /** Events (void ones included) with seq > after, ascending, at most `limit`. */
   read(stream: StreamId, after: number, limit: number): Promise<StoredEvent[]>;
   /** Events (void ones included) with seq < before, descending, at most `limit`. */

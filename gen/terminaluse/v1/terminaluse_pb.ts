@@ -7,13 +7,191 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import type { Content } from "../../events/v1/events_pb.js";
 import { file_events_v1_events } from "../../events/v1/events_pb.js";
 import { file_events_v1_options } from "../../events/v1/options_pb.js";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file terminaluse/v1/terminaluse.proto.
  */
 export const file_terminaluse_v1_terminaluse: GenFile = /*@__PURE__*/
-  fileDesc("CiB0ZXJtaW5hbHVzZS92MS90ZXJtaW5hbHVzZS5wcm90bxIOdGVybWluYWx1c2UudjEivAEKFFNlbmRUYXNrRXZlbnRSZXF1ZXN0EhUKB3Rhc2tfaWQYASABKAlCBMjzGAESKQoHY29udGVudBgCIAEoCzISLmV2ZW50cy52MS5Db250ZW50QgTI8xgBEhwKD2lkZW1wb3RlbmN5X2tleRgDIAEoCUgAiAEBEhwKD3BlcnNpc3RfbWVzc2FnZRgEIAEoCEgBiAEBQhIKEF9pZGVtcG90ZW5jeV9rZXlCEgoQX3BlcnNpc3RfbWVzc2FnZSK4AQoJVGFza0V2ZW50EhAKCGFnZW50X2lkGAEgASgJEgoKAmlkGAIgASgJEhMKC3NlcXVlbmNlX2lkGAMgASgDEg8KB3Rhc2tfaWQYBCABKAkSIwoHY29udGVudBgFIAEoCzISLmV2ZW50cy52MS5Db250ZW50EhcKCmNyZWF0ZWRfYXQYBiABKAlIAIgBARIaChJzdHJlYW1DYXBhYmlsaXRpZXMYByADKAlCDQoLX2NyZWF0ZWRfYXQyZQoRVGFza0V2ZW50c1NlcnZpY2USUAoNU2VuZFRhc2tFdmVudBIkLnRlcm1pbmFsdXNlLnYxLlNlbmRUYXNrRXZlbnRSZXF1ZXN0GhkudGVybWluYWx1c2UudjEuVGFza0V2ZW50YgZwcm90bzM", [file_events_v1_events, file_events_v1_options]);
+  fileDesc("CiB0ZXJtaW5hbHVzZS92MS90ZXJtaW5hbHVzZS5wcm90bxIOdGVybWluYWx1c2UudjEipgIKEUNyZWF0ZVRhc2tSZXF1ZXN0EhsKCGFnZW50X2lkGAEgASgJQgTQ8xgBSACIAQESHQoKYWdlbnRfbmFtZRgCIAEoCUIE0PMYAUgBiAEBEhEKBG5hbWUYAyABKAlIAogBARInCgZwYXJhbXMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKBmJyYW5jaBgFIAEoCUgDiAEBEhoKDWZpbGVzeXN0ZW1faWQYBiABKAlIBIgBARIXCgpwcm9qZWN0X2lkGAcgASgJSAWIAQFCCwoJX2FnZW50X2lkQg0KC19hZ2VudF9uYW1lQgcKBV9uYW1lQgkKB19icmFuY2hCEAoOX2ZpbGVzeXN0ZW1faWRCDQoLX3Byb2plY3RfaWQibwoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIUCgxuYW1lc3BhY2VfaWQYAyABKAkSDgoGc3RhdHVzGAQgASgJEhIKCmNyZWF0ZWRfYXQYBSABKAkSEgoKdXBkYXRlZF9hdBgGIAEoCSLYAgoEVGFzaxIKCgJpZBgBIAEoCRIRCgRuYW1lGAIgASgJSACIAQESJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYBCABKAkSGgoNc3RhdHVzX3JlYXNvbhgFIAEoCUgBiAEBEhoKDWZpbGVzeXN0ZW1faWQYBiABKAlIAogBARIUCgxuYW1lc3BhY2VfaWQYByABKAkSJQoGYWdlbnRzGAggAygLMhUudGVybWluYWx1c2UudjEuQWdlbnQSEgoKY3JlYXRlZF9hdBgJIAEoCRISCgp1cGRhdGVkX2F0GAogASgJEi4KDXRhc2tfbWV0YWRhdGEYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgcKBV9uYW1lQhAKDl9zdGF0dXNfcmVhc29uQhAKDl9maWxlc3lzdGVtX2lkIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCMjzGAHQ8xgBIsABChRTZW5kVGFza0V2ZW50UmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgjI8xgB0PMYARIpCgdjb250ZW50GAIgASgLMhIuZXZlbnRzLnYxLkNvbnRlbnRCBMjzGAESHAoPaWRlbXBvdGVuY3lfa2V5GAMgASgJSACIAQESHAoPcGVyc2lzdF9tZXNzYWdlGAQgASgISAGIAQFCEgoQX2lkZW1wb3RlbmN5X2tleUISChBfcGVyc2lzdF9tZXNzYWdlIrgBCglUYXNrRXZlbnQSEAoIYWdlbnRfaWQYASABKAkSCgoCaWQYAiABKAkSEwoLc2VxdWVuY2VfaWQYAyABKAMSDwoHdGFza19pZBgEIAEoCRIjCgdjb250ZW50GAUgASgLMhIuZXZlbnRzLnYxLkNvbnRlbnQSFwoKY3JlYXRlZF9hdBgGIAEoCUgAiAEBEhoKEnN0cmVhbUNhcGFiaWxpdGllcxgHIAMoCUINCgtfY3JlYXRlZF9hdCKSAQoVTGlzdFRhc2tFdmVudHNSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCMjzGAHQ8xgBEiQKF2xhc3RfcHJvY2Vzc2VkX2V2ZW50X2lkGAIgASgJSACIAQESEgoFbGltaXQYAyABKAVIAYgBAUIaChhfbGFzdF9wcm9jZXNzZWRfZXZlbnRfaWRCCAoGX2xpbWl0IkMKFkxpc3RUYXNrRXZlbnRzUmVzcG9uc2USKQoGZXZlbnRzGAEgAygLMhkudGVybWluYWx1c2UudjEuVGFza0V2ZW50IjEKE0dldFRhc2tFdmVudFJlcXVlc3QSGgoIZXZlbnRfaWQYASABKAlCCMjzGAHQ8xgBImgKF1N0cmVhbVRhc2tFdmVudHNSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCMjzGAHQ8xgBEh0KEGxhc3Rfc2VxdWVuY2VfaWQYAiABKANIAIgBAUITChFfbGFzdF9zZXF1ZW5jZV9pZCKXAQoOTWVzc2FnZUNvbnRlbnQSDAoEdHlwZRgBIAEoCRIOCgZhdXRob3IYAiABKAkSFAoHY29udGVudBgDIAEoCUgAiAEBEhMKBmZvcm1hdBgEIAEoCUgBiAEBEiUKBGRhdGEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgoKCF9jb250ZW50QgkKB19mb3JtYXQinQEKC1Rhc2tNZXNzYWdlEgoKAmlkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSLwoHY29udGVudBgDIAEoCzIeLnRlcm1pbmFsdXNlLnYxLk1lc3NhZ2VDb250ZW50EhgKEHN0cmVhbWluZ19zdGF0dXMYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoCRISCgp1cGRhdGVkX2F0GAYgASgJIjAKE0xpc3RNZXNzYWdlc1JlcXVlc3QSGQoHdGFza19pZBgBIAEoCUIIyPMYAdDzGAEiRQoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USLQoIbWVzc2FnZXMYASADKAsyGy50ZXJtaW5hbHVzZS52MS5UYXNrTWVzc2FnZTLLBAoRVGFza0V2ZW50c1NlcnZpY2USRQoKQ3JlYXRlVGFzaxIhLnRlcm1pbmFsdXNlLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0GhQudGVybWluYWx1c2UudjEuVGFzaxI/CgdHZXRUYXNrEh4udGVybWluYWx1c2UudjEuR2V0VGFza1JlcXVlc3QaFC50ZXJtaW5hbHVzZS52MS5UYXNrElAKDVNlbmRUYXNrRXZlbnQSJC50ZXJtaW5hbHVzZS52MS5TZW5kVGFza0V2ZW50UmVxdWVzdBoZLnRlcm1pbmFsdXNlLnYxLlRhc2tFdmVudBJbCgpMaXN0RXZlbnRzEiUudGVybWluYWx1c2UudjEuTGlzdFRhc2tFdmVudHNSZXF1ZXN0GiYudGVybWluYWx1c2UudjEuTGlzdFRhc2tFdmVudHNSZXNwb25zZRJKCghHZXRFdmVudBIjLnRlcm1pbmFsdXNlLnYxLkdldFRhc2tFdmVudFJlcXVlc3QaGS50ZXJtaW5hbHVzZS52MS5UYXNrRXZlbnQSWAoQU3RyZWFtVGFza0V2ZW50cxInLnRlcm1pbmFsdXNlLnYxLlN0cmVhbVRhc2tFdmVudHNSZXF1ZXN0GhkudGVybWluYWx1c2UudjEuVGFza0V2ZW50MAESWQoMTGlzdE1lc3NhZ2VzEiMudGVybWluYWx1c2UudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdBokLnRlcm1pbmFsdXNlLnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlYgZwcm90bzM", [file_events_v1_events, file_events_v1_options, file_google_protobuf_struct]);
+
+/**
+ * @generated from message terminaluse.v1.CreateTaskRequest
+ */
+export type CreateTaskRequest = Message<"terminaluse.v1.CreateTaskRequest"> & {
+  /**
+   * Provide agent_id or agent_name ("namespace/name").
+   *
+   * @generated from field: optional string agent_id = 1;
+   */
+  agentId?: string | undefined;
+
+  /**
+   * @generated from field: optional string agent_name = 2;
+   */
+  agentName?: string | undefined;
+
+  /**
+   * @generated from field: optional string name = 3;
+   */
+  name?: string | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Struct params = 4;
+   */
+  params?: JsonObject | undefined;
+
+  /**
+   * @generated from field: optional string branch = 5;
+   */
+  branch?: string | undefined;
+
+  /**
+   * @generated from field: optional string filesystem_id = 6;
+   */
+  filesystemId?: string | undefined;
+
+  /**
+   * @generated from field: optional string project_id = 7;
+   */
+  projectId?: string | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.CreateTaskRequest.
+ * Use `create(CreateTaskRequestSchema)` to create a new message.
+ */
+export const CreateTaskRequestSchema: GenMessage<CreateTaskRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 0);
+
+/**
+ * @generated from message terminaluse.v1.Agent
+ */
+export type Agent = Message<"terminaluse.v1.Agent"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string namespace_id = 3;
+   */
+  namespaceId: string;
+
+  /**
+   * @generated from field: string status = 4;
+   */
+  status: string;
+
+  /**
+   * @generated from field: string created_at = 5;
+   */
+  createdAt: string;
+
+  /**
+   * @generated from field: string updated_at = 6;
+   */
+  updatedAt: string;
+};
+
+/**
+ * Describes the message terminaluse.v1.Agent.
+ * Use `create(AgentSchema)` to create a new message.
+ */
+export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 1);
+
+/**
+ * @generated from message terminaluse.v1.Task
+ */
+export type Task = Message<"terminaluse.v1.Task"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: optional string name = 2;
+   */
+  name?: string | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Struct params = 3;
+   */
+  params?: JsonObject | undefined;
+
+  /**
+   * IDLE on creation.
+   *
+   * @generated from field: string status = 4;
+   */
+  status: string;
+
+  /**
+   * @generated from field: optional string status_reason = 5;
+   */
+  statusReason?: string | undefined;
+
+  /**
+   * @generated from field: optional string filesystem_id = 6;
+   */
+  filesystemId?: string | undefined;
+
+  /**
+   * @generated from field: string namespace_id = 7;
+   */
+  namespaceId: string;
+
+  /**
+   * @generated from field: repeated terminaluse.v1.Agent agents = 8;
+   */
+  agents: Agent[];
+
+  /**
+   * @generated from field: string created_at = 9;
+   */
+  createdAt: string;
+
+  /**
+   * @generated from field: string updated_at = 10;
+   */
+  updatedAt: string;
+
+  /**
+   * @generated from field: google.protobuf.Struct task_metadata = 11;
+   */
+  taskMetadata?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.Task.
+ * Use `create(TaskSchema)` to create a new message.
+ */
+export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 2);
+
+/**
+ * @generated from message terminaluse.v1.GetTaskRequest
+ */
+export type GetTaskRequest = Message<"terminaluse.v1.GetTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message terminaluse.v1.GetTaskRequest.
+ * Use `create(GetTaskRequestSchema)` to create a new message.
+ */
+export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 3);
 
 /**
  * @generated from message terminaluse.v1.SendTaskEventRequest
@@ -51,7 +229,7 @@ export type SendTaskEventRequest = Message<"terminaluse.v1.SendTaskEventRequest"
  * Use `create(SendTaskEventRequestSchema)` to create a new message.
  */
 export const SendTaskEventRequestSchema: GenMessage<SendTaskEventRequest> = /*@__PURE__*/
-  messageDesc(file_terminaluse_v1_terminaluse, 0);
+  messageDesc(file_terminaluse_v1_terminaluse, 4);
 
 /**
  * @generated from message terminaluse.v1.TaskEvent
@@ -98,14 +276,241 @@ export type TaskEvent = Message<"terminaluse.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_terminaluse_v1_terminaluse, 1);
+  messageDesc(file_terminaluse_v1_terminaluse, 5);
 
 /**
- * TerminalUse's task events (`/tasks/{task_id}/events`).
+ * @generated from message terminaluse.v1.ListTaskEventsRequest
+ */
+export type ListTaskEventsRequest = Message<"terminaluse.v1.ListTaskEventsRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * Events after this one (an event id).
+   *
+   * @generated from field: optional string last_processed_event_id = 2;
+   */
+  lastProcessedEventId?: string | undefined;
+
+  /**
+   * 1..1000, default 100.
+   *
+   * @generated from field: optional int32 limit = 3;
+   */
+  limit?: number | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.ListTaskEventsRequest.
+ * Use `create(ListTaskEventsRequestSchema)` to create a new message.
+ */
+export const ListTaskEventsRequestSchema: GenMessage<ListTaskEventsRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 6);
+
+/**
+ * @generated from message terminaluse.v1.ListTaskEventsResponse
+ */
+export type ListTaskEventsResponse = Message<"terminaluse.v1.ListTaskEventsResponse"> & {
+  /**
+   * @generated from field: repeated terminaluse.v1.TaskEvent events = 1;
+   */
+  events: TaskEvent[];
+};
+
+/**
+ * Describes the message terminaluse.v1.ListTaskEventsResponse.
+ * Use `create(ListTaskEventsResponseSchema)` to create a new message.
+ */
+export const ListTaskEventsResponseSchema: GenMessage<ListTaskEventsResponse> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 7);
+
+/**
+ * @generated from message terminaluse.v1.GetTaskEventRequest
+ */
+export type GetTaskEventRequest = Message<"terminaluse.v1.GetTaskEventRequest"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+};
+
+/**
+ * Describes the message terminaluse.v1.GetTaskEventRequest.
+ * Use `create(GetTaskEventRequestSchema)` to create a new message.
+ */
+export const GetTaskEventRequestSchema: GenMessage<GetTaskEventRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 8);
+
+/**
+ * @generated from message terminaluse.v1.StreamTaskEventsRequest
+ */
+export type StreamTaskEventsRequest = Message<"terminaluse.v1.StreamTaskEventsRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * Resume after this sequence (SSE: the Last-Event-ID header).
+   *
+   * @generated from field: optional int64 last_sequence_id = 2;
+   */
+  lastSequenceId?: bigint | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.StreamTaskEventsRequest.
+ * Use `create(StreamTaskEventsRequestSchema)` to create a new message.
+ */
+export const StreamTaskEventsRequestSchema: GenMessage<StreamTaskEventsRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 9);
+
+/**
+ * @generated from message terminaluse.v1.MessageContent
+ */
+export type MessageContent = Message<"terminaluse.v1.MessageContent"> & {
+  /**
+   * "text" or "data".
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * "user" for messages written by POST /tasks/{id}/events.
+   *
+   * @generated from field: string author = 2;
+   */
+  author: string;
+
+  /**
+   * @generated from field: optional string content = 3;
+   */
+  content?: string | undefined;
+
+  /**
+   * @generated from field: optional string format = 4;
+   */
+  format?: string | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Struct data = 5;
+   */
+  data?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.MessageContent.
+ * Use `create(MessageContentSchema)` to create a new message.
+ */
+export const MessageContentSchema: GenMessage<MessageContent> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 10);
+
+/**
+ * @generated from message terminaluse.v1.TaskMessage
+ */
+export type TaskMessage = Message<"terminaluse.v1.TaskMessage"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string task_id = 2;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: terminaluse.v1.MessageContent content = 3;
+   */
+  content?: MessageContent | undefined;
+
+  /**
+   * @generated from field: string streaming_status = 4;
+   */
+  streamingStatus: string;
+
+  /**
+   * @generated from field: string created_at = 5;
+   */
+  createdAt: string;
+
+  /**
+   * @generated from field: string updated_at = 6;
+   */
+  updatedAt: string;
+};
+
+/**
+ * Describes the message terminaluse.v1.TaskMessage.
+ * Use `create(TaskMessageSchema)` to create a new message.
+ */
+export const TaskMessageSchema: GenMessage<TaskMessage> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 11);
+
+/**
+ * @generated from message terminaluse.v1.ListMessagesRequest
+ */
+export type ListMessagesRequest = Message<"terminaluse.v1.ListMessagesRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message terminaluse.v1.ListMessagesRequest.
+ * Use `create(ListMessagesRequestSchema)` to create a new message.
+ */
+export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 12);
+
+/**
+ * @generated from message terminaluse.v1.ListMessagesResponse
+ */
+export type ListMessagesResponse = Message<"terminaluse.v1.ListMessagesResponse"> & {
+  /**
+   * @generated from field: repeated terminaluse.v1.TaskMessage messages = 1;
+   */
+  messages: TaskMessage[];
+};
+
+/**
+ * Describes the message terminaluse.v1.ListMessagesResponse.
+ * Use `create(ListMessagesResponseSchema)` to create a new message.
+ */
+export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 13);
+
+/**
+ * TerminalUse's tasks and task events (`/tasks/...`, `/events/...`). Messages mirror TerminalUse's
+ * JSON; every task belongs to the caller's project.
  *
  * @generated from service terminaluse.v1.TaskEventsService
  */
 export const TaskEventsService: GenService<{
+  /**
+   * POST /tasks (201 on the JSON path)
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.CreateTask
+   */
+  createTask: {
+    methodKind: "unary";
+    input: typeof CreateTaskRequestSchema;
+    output: typeof TaskSchema;
+  },
+  /**
+   * GET /tasks/{task_id}
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.GetTask
+   */
+  getTask: {
+    methodKind: "unary";
+    input: typeof GetTaskRequestSchema;
+    output: typeof TaskSchema;
+  },
   /**
    * POST /tasks/{task_id}/events (201 on the JSON path)
    *
@@ -115,6 +520,46 @@ export const TaskEventsService: GenService<{
     methodKind: "unary";
     input: typeof SendTaskEventRequestSchema;
     output: typeof TaskEventSchema;
+  },
+  /**
+   * GET /events?task_id=&last_processed_event_id=&limit= (a JSON array on the JSON path)
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListTaskEventsRequestSchema;
+    output: typeof ListTaskEventsResponseSchema;
+  },
+  /**
+   * GET /events/{event_id}
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.GetEvent
+   */
+  getEvent: {
+    methodKind: "unary";
+    input: typeof GetTaskEventRequestSchema;
+    output: typeof TaskEventSchema;
+  },
+  /**
+   * GET /tasks/{task_id}/stream (SSE on the JSON path)
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.StreamTaskEvents
+   */
+  streamTaskEvents: {
+    methodKind: "server_streaming";
+    input: typeof StreamTaskEventsRequestSchema;
+    output: typeof TaskEventSchema;
+  },
+  /**
+   * GET /tasks/{task_id}/messages (a JSON array on the JSON path)
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.ListMessages
+   */
+  listMessages: {
+    methodKind: "unary";
+    input: typeof ListMessagesRequestSchema;
+    output: typeof ListMessagesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_terminaluse_v1_terminaluse, 0);

@@ -1,4 +1,4 @@
-import { streamName, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, streamName, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../port.js";
 
 interface MemStream {
@@ -16,6 +16,9 @@ export class MemoryStore implements Store {
   readonly durable = false;
   readonly #streams = new Map<string, MemStream>();
   readonly #executions = new Map<string, string>();
+  readonly #byId = new Map<string, StoredEvent>();
+  /** `stream` + "\n" + idempotency key → event. */
+  readonly #byKey = new Map<string, StoredEvent>();
 
   async init(): Promise<void> {}
   async close(): Promise<void> {}
@@ -46,8 +49,15 @@ export class MemoryStore implements Store {
       const s = this.#streams.get(e.stream);
       if (!s || e.seq > s.head || e.seq < 1) throw new Error(`sequence ${e.seq} of ${e.stream} was not reserved`);
       if (s.events.has(e.seq)) throw new Error(`duplicate sequence ${e.seq} in ${e.stream}`);
+      if (this.#byId.has(e.id)) throw new DuplicateEventError(`event id ${e.id} is taken`);
+      if (e.idempotencyKey !== undefined && this.#byKey.has(`${e.stream}\n${e.idempotencyKey}`)) throw new DuplicateEventError(`idempotency key ${e.idempotencyKey} is taken`);
     }
-    for (const e of events) this.#stream(e.stream).events.set(e.seq, structuredClone(e));
+    for (const e of events) {
+      const copy = structuredClone(e);
+      this.#stream(e.stream).events.set(e.seq, copy);
+      this.#byId.set(e.id, copy);
+      if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, copy);
+    }
   }
 
   async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
@@ -56,6 +66,10 @@ export class MemoryStore implements Store {
     for (let seq = from; seq <= to; seq++) {
       const existing = s.events.get(seq);
       if (existing && !ids.includes(existing.id)) continue;
+      if (existing) {
+        this.#byId.delete(existing.id);
+        if (existing.idempotencyKey !== undefined) this.#byKey.delete(`${name}\n${existing.idempotencyKey}`);
+      }
       s.events.set(seq, { id: `void:${name}:${seq}`, stream: name, seq, eventType: "", data: null, metadata: {}, createdAt: at, void: true });
     }
   }
@@ -69,6 +83,16 @@ export class MemoryStore implements Store {
       if (e) out.push(structuredClone(e));
     }
     return out;
+  }
+
+  async findByIdempotencyKey(stream: StreamId, key: string): Promise<StoredEvent | undefined> {
+    const e = this.#byKey.get(`${streamName(stream)}\n${key}`);
+    return e && structuredClone(e);
+  }
+
+  async getEvent(id: string): Promise<StoredEvent | undefined> {
+    const e = this.#byId.get(id);
+    return e && !e.void ? structuredClone(e) : undefined;
   }
 
   async readBefore(stream: StreamId, before: number, limit: number): Promise<StoredEvent[]> {

@@ -1,5 +1,5 @@
 import { Long, MongoClient, MongoServerError, type Collection, type Db, type WriteConcernSettings, type ChangeStream } from "mongodb";
-import { streamName, StoreUnavailableError, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, streamName, StoreUnavailableError, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../port.js";
 
 export interface MongoStoreOptions {
@@ -212,7 +212,21 @@ export class MongoStore implements Store {
 
   async append(events: readonly StoredEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await this.#guard(() => this.#events.insertMany(events.map(toDoc), { ordered: true }));
+    try {
+      await this.#guard(() => this.#events.insertMany(events.map(toDoc), { ordered: true }));
+    } catch (err) {
+      throw isDuplicateKey(err) ? new DuplicateEventError("an event id or idempotency key of the stream is taken", { cause: err }) : err;
+    }
+  }
+
+  async findByIdempotencyKey(stream: StreamId, key: string): Promise<StoredEvent | undefined> {
+    const d = await this.#guard(() => this.#events.findOne({ idempotency_scope: `${streamName(stream)}\n${key}` }));
+    return d ? fromDoc(d) : undefined;
+  }
+
+  async getEvent(id: string): Promise<StoredEvent | undefined> {
+    const d = await this.#guard(() => this.#events.findOne({ _id: id, void: { $exists: false } }));
+    return d ? fromDoc(d) : undefined;
   }
 
   async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
