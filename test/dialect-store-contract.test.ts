@@ -1,0 +1,105 @@
+/** Contracts of the Sailhouse and TerminalUse stores, run against every adapter. */
+import { afterAll, describe, expect, it } from "vitest";
+import { MemorySailhouseStore } from "../src/store/memory/sailhouse.js";
+import { MemoryTaskStore } from "../src/store/memory/tasks.js";
+import { MongoStore } from "../src/store/mongo/index.js";
+import { MongoSailhouseStore } from "../src/store/mongo/sailhouse.js";
+import { MongoTaskStore } from "../src/store/mongo/tasks.js";
+import type { SailhouseStore, Subscription } from "../src/store/sailhouse.js";
+import type { TaskStore } from "../src/store/tasks.js";
+import { storeFactories } from "./support/stores.js";
+
+for (const factory of storeFactories) {
+  describe(`Sailhouse and task stores: ${factory.name}`, () => {
+    let sh: SailhouseStore;
+    let tasks: TaskStore;
+    afterAll(async () => factory.teardown());
+
+    it("initialises", async () => {
+      const base = await factory.make();
+      sh = base instanceof MongoStore ? new MongoSailhouseStore(base.db) : new MemorySailhouseStore();
+      tasks = base instanceof MongoStore ? new MongoTaskStore(base.db) : new MemoryTaskStore();
+      await sh.init();
+      await tasks.init();
+      await sh.init();
+      await tasks.init();
+    });
+
+    it("creates, updates and reports subscriptions, keeping the first secret and cursor", async () => {
+      const created = await sh.putSubscription({ project: "p", topic: "t", name: "s", type: "pull" }, 5, "secret-1");
+      expect(created.outcome).toBe("created");
+      expect(created.subscription).toMatchObject({ project: "p", topic: "t", name: "s", type: "pull", cursor: 5, secret: "secret-1" });
+      expect((await sh.putSubscription({ project: "p", topic: "t", name: "s", type: "pull" }, 9, "secret-2")).outcome).toBe("none");
+      const updated = await sh.putSubscription({ project: "p", topic: "t", name: "s", type: "push", endpoint: "http://h/x", filter: { filters: [], operator: "or" } }, 9, "secret-3");
+      expect(updated.outcome).toBe("updated");
+      expect(updated.subscription).toMatchObject({ type: "push", endpoint: "http://h/x", filter: { filters: [], operator: "or" }, cursor: 5, secret: "secret-1" });
+      expect((await sh.pushSubscriptions()).map((s) => s.name)).toContain("s");
+      expect(await sh.getSubscription("other", "t", "s")).toBeUndefined();
+    });
+
+    it("advances a cursor only from where it is, and claims/acks/releases deliveries in sequence order", async () => {
+      const { subscription: sub } = await sh.putSubscription({ project: "p", topic: "t2", name: "s", type: "pull" }, 0, "x");
+      const now = new Date(1_000_000);
+      const d = (eventId: string, seq: number) => ({ eventId, seq, acked: false, lockedUntil: now, attempts: 0 });
+      expect(await sh.advance(sub, 0, 3, [d("e2", 2), d("e1", 1), d("e3", 3)])).toBe(true);
+      expect(await sh.advance(sub, 0, 3, [d("e1", 1)])).toBe(false); // someone else moved it already
+      const fresh = (await sh.getSubscription("p", "t2", "s")) as Subscription;
+      expect(fresh.cursor).toBe(3);
+      const first = await sh.claim(fresh, now, 30_000);
+      expect(first).toMatchObject({ eventId: "e1", seq: 1, attempts: 1 });
+      expect((await sh.claim(fresh, now, 30_000))?.eventId).toBe("e2"); // e1 is locked
+      expect((await sh.ack(fresh, "e1"))?.acked).toBe(true);
+      expect(await sh.ack(fresh, "nope")).toBeUndefined();
+      expect(await sh.release(fresh, "e2", now)).toBe(true);
+      expect((await sh.claim(fresh, now, 30_000))?.eventId).toBe("e2");
+      expect((await sh.claim(fresh, now, 30_000))?.eventId).toBe("e3");
+      expect(await sh.claim(fresh, now, 30_000)).toBeUndefined();
+      expect((await sh.claim(fresh, new Date(now.getTime() + 30_000), 30_000))?.eventId).toBe("e2"); // lock lapsed
+      expect(await sh.release(fresh, "e1", now)).toBe(false); // acked
+    });
+
+    it("leases due scheduled events once until the lease lapses", async () => {
+      const at = new Date(2_000_000);
+      await sh.schedule({ id: "sched-1", project: "p", topic: "t", data: { a: 1 }, metadata: { m: "x" }, sendAt: at, waitGroupInstanceId: "wg" });
+      await sh.schedule({ id: "sched-2", project: "p", topic: "t", data: {}, metadata: {}, sendAt: new Date(3_000_000) });
+      expect(await sh.claimDue(new Date(1_999_999), 10_000, 10)).toEqual([]);
+      const got = await sh.claimDue(at, 10_000, 10);
+      expect(got).toEqual([{ id: "sched-1", project: "p", topic: "t", data: { a: 1 }, metadata: { m: "x" }, sendAt: at, waitGroupInstanceId: "wg" }]);
+      expect(await sh.claimDue(new Date(at.getTime() + 5_000), 10_000, 10)).toEqual([]);
+      expect((await sh.claimDue(new Date(at.getTime() + 10_000), 10_000, 10)).map((s) => s.id)).toEqual(["sched-1"]);
+      await sh.finishScheduled("sched-1");
+      expect((await sh.claimDue(new Date(3_000_000), 10_000, 10)).map((s) => s.id)).toEqual(["sched-2"]);
+    });
+
+    it("tracks wait-group members and acks, and changes status once", async () => {
+      await sh.createWaitGroup({ id: "wg-1", project: "p", topic: "done", status: "open", members: [], acked: [], createdAt: new Date(1), expiresAt: new Date(5_000) });
+      await sh.addWaitGroupMember("wg-1", "a");
+      await sh.addWaitGroupMember("wg-1", "b");
+      await sh.addWaitGroupMember("wg-1", "b");
+      await sh.removeWaitGroupMember("wg-1", "b");
+      const g = await sh.ackWaitGroupMember("wg-1", "a");
+      expect(g).toMatchObject({ members: ["a"], acked: ["a"], status: "open" });
+      expect(await sh.getWaitGroup("other", "wg-1")).toBeUndefined();
+      expect(await sh.setWaitGroupStatus("wg-1", ["open"], "in_progress")).toBe(true);
+      expect(await sh.setWaitGroupStatus("wg-1", ["open"], "in_progress")).toBe(false);
+      expect((await sh.expiredWaitGroups(new Date(5_000))).map((x) => x.id)).toContain("wg-1");
+      expect(await sh.setWaitGroupStatus("wg-1", ["in_progress"], "completed")).toBe(true);
+      expect((await sh.expiredWaitGroups(new Date(5_000))).map((x) => x.id)).not.toContain("wg-1");
+    });
+
+    it("stores tasks per project and messages idempotently, oldest first", async () => {
+      const t = { id: "task-1", project: "p", name: "n", params: { a: [1] }, agentId: "ag", agentName: "ns/ag", status: "IDLE", createdAt: new Date(10), updatedAt: new Date(10) };
+      await tasks.createTask(t);
+      expect(await tasks.getTask("p", "task-1")).toEqual(t);
+      expect(await tasks.getTask("q", "task-1")).toBeUndefined();
+      await tasks.addMessage({ id: "m2", project: "p", taskId: "task-1", content: { type: "text", content: "2" }, createdAt: new Date(20) });
+      await tasks.addMessage({ id: "m1", project: "p", taskId: "task-1", content: { type: "text", content: "1" }, createdAt: new Date(15) });
+      await tasks.addMessage({ id: "m1", project: "p", taskId: "task-1", content: { type: "text", content: "dup" }, createdAt: new Date(15) });
+      expect((await tasks.listMessages("p", "task-1")).map((m) => [m.id, m.content["content"]])).toEqual([
+        ["m1", "1"],
+        ["m2", "2"],
+      ]);
+      expect(await tasks.listMessages("q", "task-1")).toEqual([]);
+    });
+  });
+}
