@@ -128,6 +128,8 @@ export function streamsApi(deps: ApiDeps) {
       const stream = streamOf(ctx, req.stream);
       const after = seqFromPb(req.afterSequence, ["after_sequence"]);
       return (async function* () {
+        // An empty first response tells the client the subscription is live (headers go out with it).
+        yield create(SubscribeResponseSchema, { events: [] });
         for await (const batch of follow(deps, stream, after, ctx.signal, req.eventTypes)) {
           yield create(SubscribeResponseSchema, { events: batch.map((e) => toEventMessage(e, stream)) });
         }

@@ -542,8 +542,9 @@ export const StreamService: GenService<{
     output: typeof PublishStreamResponseSchema;
   },
   /**
-   * Reads a stream in sequence order after `after_sequence`, then follows it live. Each response
-   * carries every event that was ready to send (one when the subscriber keeps up).
+   * Reads a stream in sequence order after `after_sequence`, then follows it live. The first
+   * response is empty: the subscription is live. Each further response carries every event that
+   * was ready to send (one when the subscriber keeps up).
    *
    * @generated from rpc events.v1.StreamService.Subscribe
    */

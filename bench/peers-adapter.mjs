@@ -1,0 +1,172 @@
+// This service as a system of the peer benchmark in ../shared/bench/peers (contract: its README,
+// "Adding a system"). It starts the built service (`npm run build` first) on a free loopback port
+// with the in-memory store (or MONGODB_URI when set) and talks to it the way a well-written client
+// would: single events over one long-lived PublishStream call (acks with sequences, in order),
+// batches with unary Publish, subscribers with server-streaming Subscribe, each on its own HTTP/2
+// connection, compression off (events are small).
+//
+//   cd ../shared/bench/peers && node run.mjs --systems nats,redis,../../../main/bench/peers-adapter.mjs
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { StreamService, StreamKind } = await import(path.join(ROOT, 'dist/gen/events/v1/events_pb.js'));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const transport = (baseUrl) => createGrpcTransport({ baseUrl, acceptCompression: [], sendCompression: undefined });
+
+export default function createSystem({ env = process.env, log = () => {} }) {
+  let child;
+  let baseUrl;
+  let client;
+  const publishers = new Map(); // stream -> { push(events) -> Promise<ack> }
+
+  function publisherFor(stream) {
+    let p = publishers.get(stream);
+    if (p) return p;
+    // One PublishStream call per stream: requests are pushed into an async queue; acks come back
+    // in send order, so the oldest waiter is the one an ack answers.
+    const queue = [];
+    let wake;
+    const waiters = [];
+    let nextId = 0n;
+    const abort = new AbortController();
+    async function* requests() {
+      for (;;) {
+        while (queue.length === 0) {
+          if (abort.signal.aborted) return;
+          await new Promise((r) => (wake = r));
+        }
+        yield queue.shift();
+      }
+    }
+    const call = (async () => {
+      try {
+        for await (const ack of client.publishStream(requests(), { signal: abort.signal })) {
+          const w = waiters.shift();
+          if (!w) continue;
+          if (ack.error) w.reject(new Error(`${ack.error.code}: ${ack.error.message}`));
+          else w.resolve(ack);
+        }
+      } catch (err) {
+        for (const w of waiters.splice(0)) w.reject(err);
+      }
+    })();
+    p = {
+      push(events) {
+        return new Promise((resolve, reject) => {
+          waiters.push({ resolve, reject });
+          queue.push({ requestId: nextId++, stream: { kind: StreamKind.TOPIC, key: stream }, events });
+          wake?.();
+        });
+      },
+      async close() {
+        abort.abort();
+        wake?.();
+        await call;
+      },
+    };
+    publishers.set(stream, p);
+    return p;
+  }
+
+  const toInput = (buf) => ({ data: { kind: { case: 'stringValue', value: buf.toString() } } });
+
+  return {
+    name: 'event-service',
+
+    async start() {
+      const port = await freePort();
+      baseUrl = `http://127.0.0.1:${port}`;
+      child = spawn(process.execPath, [path.join(ROOT, 'dist/src/main.js')], {
+        env: { ...env, PORT: String(port), HOST: '127.0.0.1', AUTH: 'off', LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      for (let i = 0; ; i++) {
+        try {
+          const r = await fetch(`${baseUrl}/readyz`);
+          if (r.ok) break;
+        } catch {
+          /* not up yet */
+        }
+        if (i > 200) throw new Error('event service did not start');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      client = createClient(StreamService, transport(baseUrl));
+      return {
+        server: `agent-events (node ${process.version}, ${env.MONGODB_URI ? 'MongoDB store' : 'in-memory store'}) at ${baseUrl}`,
+        client: '@connectrpc/connect-node gRPC (h2c): PublishStream for single events, Publish for batches, Subscribe per subscriber',
+        serverPids: [child.pid],
+        durability: env.MONGODB_URI ? 'ack after MongoDB insertMany (write concern majority), group commit' : 'ack after the in-memory store has it (not durable)',
+      };
+    },
+
+    async createStream() {
+      // Streams are created on first publish.
+    },
+
+    async deleteStream(stream) {
+      await publishers.get(stream)?.close();
+      publishers.delete(stream);
+    },
+
+    async publish(stream, batch) {
+      if (batch.length === 1) {
+        await publisherFor(stream).push([toInput(batch[0])]);
+        return;
+      }
+      await client.publish({ stream: { kind: StreamKind.TOPIC, key: stream }, events: batch.map(toInput) });
+    },
+
+    async subscribe(stream, onEvent) {
+      const own = createClient(StreamService, transport(baseUrl)); // its own HTTP/2 connection
+      const abort = new AbortController();
+      let ready;
+      const started = new Promise((r) => (ready = r));
+      const done = (async () => {
+        try {
+          const it = own.subscribe({ stream: { kind: StreamKind.TOPIC, key: stream } }, { signal: abort.signal });
+          for await (const res of it) {
+            ready(); // the first (empty) response: the subscription is live
+            for (const e of res.events) onEvent(e.data?.kind.value ?? '');
+          }
+        } catch (err) {
+          if (!abort.signal.aborted) log(`subscriber ended: ${err}`);
+        }
+      })();
+      await Promise.race([started, done]);
+      return {
+        async close() {
+          abort.abort();
+          await done;
+        },
+      };
+    },
+
+    async stop() {
+      for (const p of publishers.values()) await p.close().catch(() => {});
+      publishers.clear();
+      if (child && child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+}
