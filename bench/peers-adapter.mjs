@@ -1,9 +1,11 @@
 // This service as a system of the peer benchmark in ../shared/bench/peers (contract: its README,
 // "Adding a system"). It starts the built service (`npm run build` first) on a free loopback port
-// with the in-memory store (or MONGODB_URI when set) and talks to it the way a well-written client
-// would: single events over one long-lived PublishStream call (acks with sequences, in order),
-// batches with unary Publish, subscribers with server-streaming Subscribe, each on its own HTTP/2
-// connection, compression off (events are small).
+// with the in-memory store (or MONGODB_URI when set). The default export talks to it the way a
+// well-written client would: single events over one long-lived PublishStream call (acks with
+// sequences, in order), batches with unary Publish, subscribers with server-streaming Subscribe,
+// each on its own HTTP/2 connection, compression off (events are small). createVariant(mode) gives
+// the plain alternatives measured beside it (bench/variants/): unary gRPC, unary Connect protocol,
+// and HTTP/1.1 JSON on Polos's documented publish path.
 //
 //   cd ../shared/bench/peers && node run.mjs --systems nats,redis,../../../main/bench/peers-adapter.mjs
 import { spawn } from 'node:child_process';
@@ -11,7 +13,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
+import { toJson } from '@bufbuild/protobuf';
+import { ValueSchema } from '@bufbuild/protobuf/wkt';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { StreamService, StreamKind } = await import(path.join(ROOT, 'dist/gen/events/v1/events_pb.js'));
@@ -29,7 +33,18 @@ function freePort() {
 
 const transport = (baseUrl) => createGrpcTransport({ baseUrl, acceptCompression: [], sendCompression: undefined });
 
-export default function createSystem({ env = process.env, log = () => {} }) {
+const NAMES = { stream: 'event-service', 'grpc-unary': 'svc gRPC unary', 'connect-unary': 'svc Connect unary', json: 'svc JSON HTTP/1.1' };
+
+export default function createSystem(opts) {
+  return createVariant('stream')(opts);
+}
+
+/** mode: "stream" (PublishStream), "grpc-unary", "connect-unary" (binary Connect over HTTP/1.1), "json" (POST /api/v1/events/publish). */
+export function createVariant(mode) {
+  return (opts) => createMode(mode, opts);
+}
+
+function createMode(mode, { env = process.env, log = () => {} }) {
   let child;
   let baseUrl;
   let client;
@@ -86,8 +101,9 @@ export default function createSystem({ env = process.env, log = () => {} }) {
 
   const toInput = (buf) => ({ data: { kind: { case: 'stringValue', value: buf.toString() } } });
 
+  let unaryClient;
   return {
-    name: 'event-service',
+    name: NAMES[mode],
 
     async start() {
       const port = await freePort();
@@ -107,6 +123,7 @@ export default function createSystem({ env = process.env, log = () => {} }) {
         await new Promise((r) => setTimeout(r, 50));
       }
       client = createClient(StreamService, transport(baseUrl));
+      unaryClient = mode === 'connect-unary' ? createClient(StreamService, createConnectTransport({ baseUrl, httpVersion: '1.1', useBinaryFormat: true, acceptCompression: [] })) : client;
       return {
         server: `agent-events (node ${process.version}, ${env.MONGODB_URI ? 'MongoDB store' : 'in-memory store'}) at ${baseUrl}`,
         client: '@connectrpc/connect-node gRPC (h2c): PublishStream for single events, Publish for batches, Subscribe per subscriber',
@@ -125,11 +142,19 @@ export default function createSystem({ env = process.env, log = () => {} }) {
     },
 
     async publish(stream, batch) {
-      if (batch.length === 1) {
+      if (mode === 'json') {
+        // Polos's documented path; the event JSON is the payload (`data`).
+        const body = `{"topic":${JSON.stringify(stream)},"events":[${batch.map((b) => `{"data":${b.toString()}}`).join(',')}]}`;
+        const res = await fetch(`${baseUrl}/api/v1/events/publish`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-project-id': 'default' }, body, dispatcher: undefined });
+        if (res.status !== 200) throw new Error(`publish: HTTP ${res.status} ${await res.text()}`);
+        await res.arrayBuffer();
+        return;
+      }
+      if (batch.length === 1 && mode === 'stream') {
         await publisherFor(stream).push([toInput(batch[0])]);
         return;
       }
-      await client.publish({ stream: { kind: StreamKind.TOPIC, key: stream }, events: batch.map(toInput) });
+      await unaryClient.publish({ stream: { kind: StreamKind.TOPIC, key: stream }, events: batch.map(toInput) });
     },
 
     async subscribe(stream, onEvent) {
@@ -142,7 +167,8 @@ export default function createSystem({ env = process.env, log = () => {} }) {
           const it = own.subscribe({ stream: { kind: StreamKind.TOPIC, key: stream } }, { signal: abort.signal });
           for await (const res of it) {
             ready(); // the first (empty) response: the subscription is live
-            for (const e of res.events) onEvent(e.data?.kind.value ?? '');
+            // JSON-published events carry the event object as data; the others its JSON text.
+            for (const e of res.events) onEvent(e.data?.kind.case === 'stringValue' ? e.data.kind.value : JSON.stringify(toJson(ValueSchema, e.data)));
           }
         } catch (err) {
           if (!abort.signal.aborted) log(`subscriber ended: ${err}`);
