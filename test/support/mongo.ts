@@ -4,6 +4,7 @@ import path from "node:path";
 import readline from "node:readline";
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../mongo-server");
+const START_TIMEOUT_MS = 60_000;
 
 export interface TestMongo {
   uri: string;
@@ -15,30 +16,56 @@ export interface TestMongo {
 /**
  * A MongoDB for tests: `MONGODB_URI` when set (a real MongoDB), else mongo-java-server (in-memory
  * backend, oplog enabled) started on a free loopback port. `port` restarts it on a known port.
+ * The server exits by itself when this process goes away (its stdin, a pipe from here, closes).
  */
 export async function startTestMongo(port = 0): Promise<TestMongo & { port: number }> {
   const external = process.env["MONGODB_URI"];
   if (external) return { uri: external, kind: "external", port: 0, stop: async () => {} };
   const built = spawnSync("bash", [path.join(dir, "build.sh")], { encoding: "utf8" });
-  if (built.status !== 0) throw new Error(`building the test MongoDB server failed:\n${built.stdout}\n${built.stderr}`);
+  if (built.status !== 0) {
+    const why = built.error ? String(built.error) : `exit ${built.status ?? built.signal}`;
+    throw new Error(`building the test MongoDB server (test/mongo-server/build.sh) failed: ${why}\n${built.stdout}\n${built.stderr}`);
+  }
   const child = spawn("java", ["-Xss4m", "-jar", path.join(dir, "target/mongo-server.jar"), String(port)], { stdio: ["pipe", "pipe", "inherit"] });
-  const bound = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the test MongoDB server did not start within 60 s")), 60_000);
-    child.once("error", reject);
-    child.once("exit", (code) => reject(new Error(`the test MongoDB server exited with ${code}`)));
-    readline.createInterface({ input: child.stdout! }).on("line", (line) => {
-      const m = /^LISTENING 127\.0\.0\.1:(\d+)$/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-  });
+  let bound: number;
+  try {
+    bound = await listening(child);
+  } catch (err) {
+    await stop(child);
+    throw err;
+  }
   return { uri: `mongodb://127.0.0.1:${bound}/?directConnection=true`, kind: "mongo-java-server", port: bound, stop: () => stop(child) };
 }
 
+/** Resolves with the port of the server's "LISTENING 127.0.0.1:PORT" line. */
+function listening(child: ChildProcess): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout! });
+    const done = (err: Error | null, port = 0): void => {
+      clearTimeout(timer);
+      child.off("error", onError);
+      child.off("exit", onExit);
+      lines.close();
+      child.stdout?.resume(); // drain anything printed later, so the server never blocks on a full pipe
+      if (err) reject(err);
+      else resolve(port);
+    };
+    const timer = setTimeout(() => done(new Error(`the test MongoDB server did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+    const onError = (err: Error): void => done(new Error(`could not run the test MongoDB server (java -jar): ${err.message}`));
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void =>
+      done(new Error(`the test MongoDB server exited before listening (${code ?? signal}); see its stderr above`));
+    child.once("error", onError);
+    child.once("exit", onExit);
+    lines.on("line", (line) => {
+      const m = /^LISTENING 127\.0\.0\.1:(\d+)$/.exec(line);
+      if (m) done(null, Number(m[1]));
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL after 3 s; resolves once the process has exited. */
 async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.stdin?.end();
   child.kill("SIGTERM");

@@ -35,7 +35,14 @@ public final class Main {
     backend.version(MONGO_5_0);
     backend.enableOplog();
     MongoServer server = new MongoServer(backend);
-    server.bind(new InetSocketAddress("127.0.0.1", port));
+    try {
+      server.bind(new InetSocketAddress("127.0.0.1", port));
+    } catch (Exception e) {
+      // E.g. a BindException (rethrown undeclared by Netty): exit, as Netty's non-daemon threads
+      // would otherwise keep the JVM alive.
+      System.err.println("cannot listen on 127.0.0.1:" + port + ": " + e);
+      System.exit(1);
+    }
     Runtime.getRuntime().addShutdownHook(new Thread(server::shutdownNow));
     InetSocketAddress address = server.getLocalAddress();
     System.out.println("LISTENING 127.0.0.1:" + address.getPort());
