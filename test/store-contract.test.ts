@@ -119,6 +119,24 @@ for (const factory of storeFactories) {
       ]);
     });
 
+    it("frees a voided event's id and idempotency key, so the publish can be written again", async () => {
+      const s = fresh("task");
+      await store.reserve(s, 3);
+      const e = event(s, 1, { idempotencyKey: "again" });
+      await store.append([e]);
+      await store.voidRange(s, 1, 2, new Date(1_700_000_000_100), [e.id]);
+      expect(await store.getEvent(e.id)).toBeUndefined();
+      expect(await store.findByIdempotencyKey(s, "again")).toBeUndefined();
+      await store.append([{ ...e, seq: 3 }]);
+      expect((await store.findByIdempotencyKey(s, "again"))?.seq).toBe(3);
+      expect((await store.getEvent(e.id))?.seq).toBe(3);
+      expect((await store.read(s, 0, 10)).map((x) => [x.seq, x.void ?? false, x.void ? "" : x.id])).toEqual([
+        [1, true, ""],
+        [2, true, ""],
+        [3, false, e.id],
+      ]);
+    });
+
     it("extends expiry of a stream's events (sliding TTL) but never shortens it", async () => {
       const s = fresh("execution");
       await store.reserve(s, 2);

@@ -5,7 +5,7 @@ import { identifier, required } from "../../gen/events/v1/options_pb.js";
 import { ContentSchema, EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
 import type { EventLog } from "../core/log.js";
 import type { JsonValue, StoredEvent, StreamId, StreamKind } from "../core/types.js";
-import { ValidationError, messageFromJson, type FieldError } from "./json.js";
+import { ValidationError, lengthError, messageFromJson, type FieldError } from "./json.js";
 
 /** Projects are named by the caller (`x-project-id`); this one is used when a dialect has no such notion. */
 export const DEFAULT_PROJECT = "default";
@@ -37,7 +37,8 @@ export const IDENTIFIER = /^[A-Za-z0-9_.:@~+=/-]{1,256}$/;
 /**
  * The field rules of events/v1/options.proto, for any request however it arrived (JSON bodies
  * also get their types checked when parsed): `required` message fields must be set, strings and
- * lists not empty; `identifier` strings must match IDENTIFIER.
+ * lists not empty; `identifier` strings must match IDENTIFIER; strings with `min_length` /
+ * `max_length` must have that many characters (code points).
  */
 export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, loc: (string | number)[] = ["body"]): void {
   const errors: FieldError[] = [];
@@ -47,6 +48,11 @@ export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: Messa
       if (typeof v === "string" && !IDENTIFIER.test(v)) {
         errors.push({ loc: [...loc, field.name], msg: "must be 1-256 characters of letters, digits and _ . : @ ~ + = / -", type: "string_pattern_mismatch", input: v });
       }
+    }
+    if (field.fieldKind === "scalar" && isFieldSet(msg, field)) {
+      const v = (msg as Record<string, unknown>)[field.localName];
+      const e = typeof v === "string" ? lengthError(field, v, [...loc, field.name]) : undefined;
+      if (e) errors.push(e);
     }
     if (!getOption(field, required)) continue;
     if (isFieldSet(msg, field)) continue;

@@ -13,13 +13,15 @@
  * FastAPI dialects return as is and the others turn into a message.
  */
 import { fromJson, getOption, toJson, type DescField, type DescMessage, type JsonValue as PbJson, type MessageShape } from "@bufbuild/protobuf";
-import { required } from "../../gen/events/v1/options_pb.js";
+import { max_length, min_length, required } from "../../gen/events/v1/options_pb.js";
 
 export interface FieldError {
   loc: (string | number)[];
   msg: string;
   type: string;
   input?: unknown;
+  /** pydantic's error context, e.g. {max_length: 256}. */
+  ctx?: Record<string, unknown>;
 }
 
 export class ValidationError extends Error {
@@ -115,10 +117,25 @@ function checkUnion(schema: DescMessage, input: Record<string, unknown>, loc: (s
   return inner === undefined ? undefined : { [member.jsonName]: inner };
 }
 
+/** pydantic's string_too_short / string_too_long for a string field with `(events.v1.min_length)` / `(events.v1.max_length)`. */
+export function lengthError(field: DescField, value: string, loc: (string | number)[]): FieldError | undefined {
+  const min = getOption(field, min_length);
+  const max = getOption(field, max_length);
+  if (min === 0 && max === 0) return undefined;
+  const chars = [...value].length; // code points, as pydantic counts
+  if (min > 0 && chars < min) return { loc, msg: `String should have at least ${min} character${min === 1 ? "" : "s"}`, type: "string_too_short", input: value, ctx: { min_length: min } };
+  if (max > 0 && chars > max) return { loc, msg: `String should have at most ${max} character${max === 1 ? "" : "s"}`, type: "string_too_long", input: value, ctx: { max_length: max } };
+  return undefined;
+}
+
 function checkField(field: DescField, value: unknown, loc: (string | number)[], errors: FieldError[]): PbJson | undefined {
   switch (field.fieldKind) {
-    case "scalar":
-      return checkScalar(field.scalar, value, loc, errors);
+    case "scalar": {
+      const v = checkScalar(field.scalar, value, loc, errors);
+      const tooLong = typeof v === "string" ? lengthError(field, v, loc) : undefined;
+      if (tooLong) errors.push(tooLong);
+      return tooLong ? undefined : v;
+    }
     case "enum":
       if (typeof value === "string" || typeof value === "number") return value;
       errors.push({ loc, msg: "Input should be a valid enumeration member", type: "enum", input: value });

@@ -31,7 +31,7 @@ import {
 } from "../../gen/terminaluse/v1/terminaluse_pb.js";
 import { streamName, type JsonObject, type StoredEvent, type StreamId } from "../core/types.js";
 import type { TaskRecord, TaskStore } from "../store/tasks.js";
-import { checkRequired, DEFAULT_PROJECT, follow, invalid, mapBatches, pageLimit, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, DEFAULT_PROJECT, follow, invalid, invalidField, mapBatches, pageLimit, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
 import { messageFromJson, messageToJson } from "./json.js";
 
 /**
@@ -122,30 +122,31 @@ export function terminalUseApi(deps: TerminalUseDeps) {
     },
 
     async sendTaskEvent(req: SendTaskEventRequest, ctx: CallContext): Promise<TaskEvent> {
+      // Field rules (required content, idempotency_key 1-256 characters) come from the proto options.
       checkRequired(SendTaskEventRequestSchema, req);
+      // RPC callers may send a Content with no part, or a DataPart without data (JSON bodies
+      // cannot: json.ts checks the union and its required fields).
+      const part = req.content!.part;
+      if (part.case === undefined) throw invalid([{ loc: ["body", "content"], msg: "Unable to extract tag using discriminator 'type'", type: "union_tag_not_found" }]);
+      if (part.case === "data" && part.value.data === undefined) throw invalid([{ loc: ["body", "content", "data", "data"], msg: "Field required", type: "missing" }]);
       const key = req.idempotencyKey;
-      if (key !== undefined && (key.length < 1 || key.length > 256)) {
-        throw invalid([
-          key.length < 1
-            ? { loc: ["body", "idempotency_key"], msg: "String should have at least 1 character", type: "string_too_short", input: key }
-            : { loc: ["body", "idempotency_key"], msg: "String should have at most 256 characters", type: "string_too_long", input: key },
-        ]);
-      }
       const t = await task(ctx, req.taskId);
       const content = messageToJson(ContentSchema, req.content!) as JsonObject;
+      const persist = req.persistMessage ?? true;
       const [stored] = await deps.log.publish(
         taskStream(t.project, t.id),
-        [{ id: randomUUID(), eventType: String(content["type"]), data: content, extra: { content }, ...(key !== undefined ? { idempotencyKey: key } : {}) }],
+        [{ id: randomUUID(), eventType: String(content["type"]), data: content, extra: { content, persist_message: persist }, ...(key !== undefined ? { idempotencyKey: key } : {}) }],
         { source: "terminaluse" },
       );
       const event = stored!;
-      if (req.persistMessage ?? true) {
-        // Keyed by the event id, so a retried send never writes a second message.
+      // A retry (same idempotency key) returns the original event and follows the original's
+      // persist_message, whatever the retry says: it writes nothing new. Message records are keyed
+      // by the event id, so a retry after a crash between the event and its message completes it.
+      if (event.extra?.["persist_message"] !== false) {
+        const c = event.extra?.["content"] as JsonObject;
         const body: JsonObject =
-          content["type"] === "text"
-            ? { type: "text", author: "user", content: (event.extra?.["content"] as JsonObject)["text"] ?? "", format: "plain" }
-            : { type: "data", author: "user", data: (event.extra?.["content"] as JsonObject)["data"] ?? {} };
-        await deps.tasks.addMessage({ id: event.id, project: t.project, taskId: t.id, content: body, createdAt: event.createdAt });
+          c["type"] === "text" ? { type: "text", author: "user", content: c["text"] ?? "", format: "plain" } : { type: "data", author: "user", data: c["data"] ?? {} };
+        await deps.tasks.addMessage({ id: event.id, project: t.project, taskId: t.id, content: body, createdAt: event.createdAt, seq: event.seq });
       }
       return toEvent(event, t);
     },
@@ -160,7 +161,11 @@ export function terminalUseApi(deps: TerminalUseDeps) {
         if (!e || e.stream !== streamName(stream)) throw new ConnectError(`event ${req.lastProcessedEventId} not found in task ${t.id}`, Code.NotFound);
         after = e.seq;
       }
-      const page = await deps.log.list(stream, after, pageLimit(req.limit, ["query", "limit"]));
+      // FastAPI's 1 <= limit <= 1000 (pageLimit alone would read 0 as "default").
+      if (req.limit === 0) throw invalidField(["query", "limit"], "Input should be greater than or equal to 1", "greater_than_equal", 0);
+      const limit = pageLimit(req.limit, ["query", "limit"]);
+      if (req.agentId !== undefined && req.agentId !== t.agentId) return create(ListTaskEventsResponseSchema, { events: [] });
+      const page = await deps.log.list(stream, after, limit);
       return create(ListTaskEventsResponseSchema, { events: page.events.map((e) => toEvent(e, t)) });
     },
 

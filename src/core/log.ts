@@ -270,6 +270,7 @@ export class EventLog {
       if (extendTo) await this.#store.extendExpiry(stream, extendTo);
       await this.#store.append(all);
     } catch (err) {
+      if (err instanceof DuplicateEventError && (await this.#afterDuplicate(stream, name, batch, results, first, last, createdAt, err, requeue))) return;
       // The sequences are taken: leave placeholders so readers need not wait for them.
       try {
         await this.#store.voidRange(stream, first, last, createdAt, all.map((e) => e.id));
@@ -283,15 +284,6 @@ export class EventLog {
       }
       this.stats.storeErrors++;
       this.#hub.notify(name);
-      if (err instanceof DuplicateEventError) {
-        // Another instance stored one of these keys first: those publishes are answered with the
-        // stored events (next round's dedupe), the others go again once.
-        const again = batch.filter((p) => !p.requeued);
-        for (const p of again) p.requeued = true;
-        for (const p of batch) if (p.requeued && !again.includes(p)) p.reject(err);
-        requeue(again);
-        return;
-      }
       for (const p of batch) p.reject(err);
       return;
     }
@@ -299,6 +291,53 @@ export class EventLog {
     this.stats.published += count;
     this.#hub.notify(name);
     batch.forEach((p, k) => p.resolve(results[k]!));
+  }
+
+  /**
+   * A round's write was refused because an id or idempotency key is taken: another instance stored
+   * one of its keys first (or, on a server without atomic counters, took the same sequences). The
+   * write may have stopped part-way, so the range is read back: publishes whose events are all
+   * stored are acked (readers may already have delivered them); the others' sequences become void
+   * placeholders and those publishes go through the queue once more, where #dedupe answers a lost
+   * key race with the stored original. Returns false when the range cannot be read back.
+   */
+  async #afterDuplicate(
+    stream: StreamId,
+    name: string,
+    batch: Pending[],
+    results: StoredEvent[][],
+    first: number,
+    last: number,
+    createdAt: Date,
+    err: DuplicateEventError,
+    requeue: (again: Pending[]) => void,
+  ): Promise<boolean> {
+    let stored: Map<string, number>;
+    try {
+      const docs = await this.#store.read(stream, first - 1, last - first + 1);
+      stored = new Map(docs.filter((e) => !e.void && e.seq >= first && e.seq <= last).map((e) => [e.id, e.seq]));
+    } catch {
+      return false;
+    }
+    const done = new Set(batch.filter((_p, k) => results[k]!.every((e) => stored.get(e.id) === e.seq)));
+    const failedIds = batch.flatMap((p, k) => (done.has(p) ? [] : results[k]!.map((e) => e.id)));
+    try {
+      await this.#store.voidRange(stream, first, last, createdAt, failedIds);
+    } catch (voidErr) {
+      this.#opts.log?.("could not void the sequences of a refused publish; readers will skip them after the hole timeout", { stream: name, first, last, err: String(voidErr) });
+    }
+    this.#hub.notify(name);
+    if (done.size > 0) this.stats.commits++;
+    batch.forEach((p, k) => {
+      if (!done.has(p)) return;
+      this.stats.published += results[k]!.length;
+      p.resolve(results[k]!);
+    });
+    const again = batch.filter((p) => !done.has(p) && !p.requeued);
+    for (const p of batch) if (!done.has(p) && p.requeued) p.reject(err);
+    for (const p of again) p.requeued = true;
+    requeue(again);
+    return true;
   }
 
   /** One page of events after `after`, in order, applying the same ordering rules as subscribe(). */

@@ -22,15 +22,18 @@ export interface MessageRecord {
   /** TerminalUse's message content: {type, author, content?, format?, data?}. */
   content: JsonObject;
   createdAt: Date;
+  /** The sequence of the task event it was written for: orders messages of one instant. */
+  seq?: number;
 }
 
 /** Tasks and messages. Adapters: memory/tasks.ts, mongo/tasks.ts (`tasks`, `messages`). */
 export interface TaskStore {
   init(): Promise<void>;
+  /** Rejects when the id is taken (ids are new UUIDs: a task is never overwritten). */
   createTask(task: TaskRecord): Promise<void>;
   getTask(project: string, id: string): Promise<TaskRecord | undefined>;
   /** Idempotent by message id. */
   addMessage(message: MessageRecord): Promise<void>;
-  /** A task's messages, oldest first. */
+  /** A task's messages, oldest first (by created_at, then seq, then id). */
   listMessages(project: string, taskId: string): Promise<MessageRecord[]>;
 }

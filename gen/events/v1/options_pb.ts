@@ -11,7 +11,7 @@ import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
  * Describes the file events/v1/options.proto.
  */
 export const file_events_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("ChdldmVudHMvdjEvb3B0aW9ucy5wcm90bxIJZXZlbnRzLnYxOjsKCHJlcXVpcmVkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi5jgMgASgIUghyZXF1aXJlZDo/CgppZGVudGlmaWVyEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi6jgMgASgIUgppZGVudGlmaWVyYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("ChdldmVudHMvdjEvb3B0aW9ucy5wcm90bxIJZXZlbnRzLnYxOjsKCHJlcXVpcmVkEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi5jgMgASgIUghyZXF1aXJlZDo/CgppZGVudGlmaWVyEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi6jgMgASgIUgppZGVudGlmaWVyOj4KCm1pbl9sZW5ndGgSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGLuOAyABKA1SCW1pbkxlbmd0aDo+CgptYXhfbGVuZ3RoEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxi8jgMgASgNUgltYXhMZW5ndGhiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * The field must be present in the request body (OpenAPI `required`).
@@ -29,4 +29,19 @@ export const required: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
  */
 export const identifier: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
   extDesc(file_events_v1_options, 1);
+
+/**
+ * Length bounds of a string field, in characters (Unicode code points, as pydantic counts them),
+ * checked when the field is set: FastAPI's string_too_short / string_too_long otherwise.
+ *
+ * @generated from extension: uint32 min_length = 51003;
+ */
+export const min_length: GenExtension<FieldOptions, number> = /*@__PURE__*/
+  extDesc(file_events_v1_options, 2);
+
+/**
+ * @generated from extension: uint32 max_length = 51004;
+ */
+export const max_length: GenExtension<FieldOptions, number> = /*@__PURE__*/
+  extDesc(file_events_v1_options, 3);
 

@@ -7,6 +7,7 @@ export class MemoryTaskStore implements TaskStore {
   async init(): Promise<void> {}
 
   async createTask(task: TaskRecord): Promise<void> {
+    if (this.#tasks.has(task.id)) throw new Error(`task ${task.id} exists`);
     this.#tasks.set(task.id, structuredClone(task));
   }
 
@@ -22,7 +23,7 @@ export class MemoryTaskStore implements TaskStore {
   async listMessages(project: string, taskId: string): Promise<MessageRecord[]> {
     return [...this.#messages.values()]
       .filter((m) => m.project === project && m.taskId === taskId)
-      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
+      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.seq ?? 0) - (b.seq ?? 0) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .map((m) => structuredClone(m));
   }
 }

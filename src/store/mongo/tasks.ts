@@ -23,6 +23,7 @@ interface MessageDoc {
   task_id: string;
   content: string;
   created_at: Date;
+  seq?: number;
 }
 
 /** Tasks and messages on MongoDB: `tasks`, `messages` ({project, task_id, created_at} index). */
@@ -36,7 +37,7 @@ export class MongoTaskStore implements TaskStore {
   }
 
   async init(): Promise<void> {
-    await this.#messages.createIndex({ project: 1, task_id: 1, created_at: 1 }, { name: "project_task_created" });
+    await this.#messages.createIndex({ project: 1, task_id: 1, created_at: 1, seq: 1 }, { name: "project_task_created_seq" });
   }
 
   async createTask(t: TaskRecord): Promise<void> {
@@ -57,14 +58,16 @@ export class MongoTaskStore implements TaskStore {
 
   async addMessage(m: MessageRecord): Promise<void> {
     try {
-      await this.#messages.insertOne({ _id: m.id, project: m.project, task_id: m.taskId, content: JSON.stringify(m.content), created_at: m.createdAt });
+      const doc: MessageDoc = { _id: m.id, project: m.project, task_id: m.taskId, content: JSON.stringify(m.content), created_at: m.createdAt };
+      if (m.seq !== undefined) doc.seq = m.seq;
+      await this.#messages.insertOne(doc);
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
   }
 
   async listMessages(project: string, taskId: string): Promise<MessageRecord[]> {
-    const docs = await this.#messages.find({ project, task_id: taskId }).sort({ created_at: 1, _id: 1 }).toArray();
-    return docs.map((d) => ({ id: d._id, project: d.project, taskId: d.task_id, content: JSON.parse(d.content) as JsonObject, createdAt: d.created_at }));
+    const docs = await this.#messages.find({ project, task_id: taskId }).sort({ created_at: 1, seq: 1, _id: 1 }).toArray();
+    return docs.map((d) => ({ id: d._id, project: d.project, taskId: d.task_id, content: JSON.parse(d.content) as JsonObject, createdAt: d.created_at, ...(d.seq !== undefined ? { seq: d.seq } : {}) }));
   }
 }
