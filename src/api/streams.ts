@@ -4,6 +4,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   ListEventsRequestSchema,
   ListEventsResponseSchema,
+  ListStreamsResponseSchema,
+  StreamKind as PbStreamKind,
+  type ListStreamsRequest,
+  type ListStreamsResponse,
   PublishRequestSchema,
   PublishResponseSchema,
   PublishStreamRequestSchema,
@@ -22,7 +26,7 @@ import {
   type SubscribeResponse,
 } from "../../gen/events/v1/events_pb.js";
 import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
-import { checkRequired, DEFAULT_PROJECT, IDENTIFIER, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, DEFAULT_PROJECT, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
 export const PUBLISH_STREAM_WINDOW = 256;
@@ -134,6 +138,16 @@ export function streamsApi(deps: ApiDeps) {
           yield create(SubscribeResponseSchema, { events: batch.map((e) => toEventMessage(e, stream)) });
         }
       })();
+    },
+
+    async listStreams(req: ListStreamsRequest, ctx: CallContext): Promise<ListStreamsResponse> {
+      const kind = req.kind === PbStreamKind.UNSPECIFIED ? undefined : kindFromPb(req.kind);
+      const limit = pageLimit(req.limit, ["limit"]);
+      const all = await deps.log.store.listStreams(ctx.project ?? DEFAULT_PROJECT, 1000);
+      const streams = all.filter((s) => kind === undefined || s.stream.kind === kind).slice(0, limit);
+      return create(ListStreamsResponseSchema, {
+        streams: streams.map((s) => ({ stream: { kind: pbKind(s.stream.kind), key: s.stream.key }, lastSequence: BigInt(s.head), eventCount: BigInt(s.events) })),
+      });
     },
 
     async listEvents(req: ListEventsRequest, ctx: CallContext): Promise<ListEventsResponse> {

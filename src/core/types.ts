@@ -21,6 +21,12 @@ export function streamName(s: StreamId): string {
   return `${encodeURIComponent(s.project)}/${s.kind}/${encodeURIComponent(s.key)}`;
 }
 
+/** The inverse of streamName(). */
+export function parseStreamName(name: string): StreamId {
+  const [project = "", kind = "topic", key = ""] = name.split("/");
+  return { project: decodeURIComponent(project), kind: kind as StreamKind, key: decodeURIComponent(key) };
+}
+
 /** What a publisher supplies for one event. */
 export interface EventDraft {
   /** The event's id when the caller fixed it in advance (Sailhouse's scheduled events); else a new UUID. */

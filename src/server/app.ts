@@ -1,4 +1,7 @@
 import net from "node:net";
+import { readFileSync } from "node:fs";
+import { extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import http from "node:http";
 import http2 from "node:http2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -59,6 +62,17 @@ export interface AppOptions {
   now?: () => number;
   /** How often the Sailhouse worker runs (scheduled sends, wait groups, push). */
   workerIntervalMs?: number;
+}
+
+/** The web console's files (src/server/console, copied next to the built module by `npm run build`). */
+function loadConsole(): Map<string, { type: string; body: Buffer }> {
+  const dir = fileURLToPath(new URL("./console/", import.meta.url));
+  const types: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
+  const files = new Map<string, { type: string; body: Buffer }>();
+  for (const name of ["index.html", "app.js", "style.css"]) {
+    files.set(`/ui/${name}`, { type: types[extname(name)]!, body: readFileSync(join(dir, name)) });
+  }
+  return files;
 }
 
 /** JSON logs; credentials never reach them, whatever a log call passes along. */
@@ -161,9 +175,22 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     },
   });
 
-  /** Liveness, readiness (the store answers) and Prometheus metrics. */
+  const consoleFiles = loadConsole();
+
+  /** Liveness, readiness (the store answers), Prometheus metrics and the web console. */
   function serveOps(req: Req, res: Res): boolean {
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0]!;
+    if (path === "/" || path === "/ui") {
+      res.writeHead(302, { location: "/ui/" + ((req.url ?? "").includes("?") ? "?" + (req.url ?? "").split("?")[1] : "") });
+      res.end();
+      return true;
+    }
+    const asset = consoleFiles.get(path === "/ui/" ? "/ui/index.html" : path);
+    if (asset) {
+      res.writeHead(200, { "content-type": asset.type, "cache-control": "no-cache", "x-content-type-options": "nosniff" });
+      res.end(asset.body);
+      return true;
+    }
     if (path === "/healthz") {
       sendJson(res, 200, { status: "ok" });
       return true;

@@ -71,6 +71,7 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
     publishStream: (reqs, ctx) => streaming(async () => d.streams.publishStream(reqs, callContext(ctx))),
     subscribe: (req, ctx) => streaming(() => d.streams.subscribe(req, callContext(ctx))),
     listEvents: (req, ctx) => unary(() => d.streams.listEvents(req, callContext(ctx))),
+    listStreams: (req, ctx) => unary(() => d.streams.listStreams(req, callContext(ctx))),
   });
   router.service(EventsService, {
     publishEvents: (req, ctx) => unary(() => d.polos.publishEvents(req, callContext(ctx))),

@@ -48,6 +48,8 @@ export interface Store {
   readBefore(stream: StreamId, before: number, limit: number): Promise<StoredEvent[]>;
   /** The highest sequence of an event created at or before `at` (0 when none): a cursor for "events after this instant". */
   cursorAt(stream: StreamId, at: Date): Promise<number>;
+  /** A project's streams (at most `limit`), with the last sequence handed out and the events stored. */
+  listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]>;
   /** Sets expire_at on every event of the stream that expires earlier (sliding expiry). */
   extendExpiry(stream: StreamId, expireAt: Date): Promise<void>;
 

@@ -1,7 +1,8 @@
-import { DuplicateEventError, streamName, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, parseStreamName, streamName, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../port.js";
 
 interface MemStream {
+  id: StreamId;
   head: number;
   events: Map<number, StoredEvent>;
 }
@@ -24,17 +25,17 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {}
   async ping(): Promise<void> {}
 
-  #stream(name: string): MemStream {
+  #stream(name: string, id?: StreamId): MemStream {
     let s = this.#streams.get(name);
     if (!s) {
-      s = { head: 0, events: new Map() };
+      s = { id: id ?? parseStreamName(name), head: 0, events: new Map() };
       this.#streams.set(name, s);
     }
     return s;
   }
 
   async reserve(stream: StreamId, count: number): Promise<number> {
-    const s = this.#stream(streamName(stream));
+    const s = this.#stream(streamName(stream), stream);
     s.head += count;
     return s.head;
   }
@@ -112,6 +113,13 @@ export class MemoryStore implements Store {
     let best = 0;
     for (const e of s.events.values()) if (e.createdAt <= at && e.seq > best) best = e.seq;
     return best;
+  }
+
+  async listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]> {
+    return [...this.#streams.values()]
+      .filter((s) => s.id.project === project)
+      .slice(0, limit)
+      .map((s) => ({ stream: s.id, head: s.head, events: [...s.events.values()].filter((e) => !e.void).length }));
   }
 
   async extendExpiry(stream: StreamId, expireAt: Date): Promise<void> {

@@ -232,11 +232,10 @@ export class MongoStore implements Store {
   async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
     const name = streamName(stream);
     await this.#guard(async () => {
-      // Existing events of the range become void first, then the missing sequences are filled.
-      await this.#events.updateMany(
-        { stream: name, seq: { $gte: Long.fromNumber(from), $lte: Long.fromNumber(to) }, _id: { $in: [...ids] } },
-        { $set: { void: true, payload: "{}", event_type: "" }, $unset: { idempotency_key: "", idempotency_scope: "", batch_end: "" } },
-      );
+      // The publisher's own events of the range are removed (freeing their ids and idempotency
+      // keys, as the memory store does, so a retried publish can be written again), then every
+      // free sequence of the range gets a placeholder.
+      await this.#events.deleteMany({ stream: name, seq: { $gte: Long.fromNumber(from), $lte: Long.fromNumber(to) }, _id: { $in: [...ids] } });
       const placeholders: EventDoc[] = [];
       for (let seq = from; seq <= to; seq++) {
         placeholders.push({ _id: `void:${name}:${seq}`, stream: name, seq: Long.fromNumber(seq), event_type: "", payload: "{}", created_at: at, void: true });
@@ -276,6 +275,19 @@ export class MongoStore implements Store {
       this.#events.findOne({ stream: streamName(stream), created_at: { $lte: at } }, { sort: { created_at: -1, seq: -1 }, projection: { seq: 1 } }),
     );
     return doc ? num(doc.seq) : 0;
+  }
+
+  async listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]> {
+    return this.#guard(async () => {
+      const counters = await this.#counters.find({ project }).sort({ kind: 1, key: 1 }).limit(limit).toArray();
+      return Promise.all(
+        counters.map(async (c) => ({
+          stream: { project: c.project, kind: c.kind as StreamId["kind"], key: c.key },
+          head: num(c.seq),
+          events: await this.#events.countDocuments({ stream: c._id, void: { $exists: false } }),
+        })),
+      );
+    });
   }
 
   async extendExpiry(stream: StreamId, expireAt: Date): Promise<void> {
