@@ -61,7 +61,7 @@ it.skipIf(!available && !required)("lists streams, live-tails one, publishes, pa
   expect(await page.locator("#events li").count()).toBe(4);
   await page.click("#pause");
   await page.locator("#events li").nth(4).waitFor();
-  expect(await page.locator("#events li").evaluateAll((lis) => lis.map((li) => (li as HTMLElement).dataset["sequence"]))).toEqual(["1", "2", "3", "4", "5"]);
+  expect(await page.locator("#events li").evaluateAll((lis) => lis.map((li) => (li as unknown as { dataset: Record<string, string> }).dataset["sequence"]))).toEqual(["1", "2", "3", "4", "5"]);
   // Filter by event type, from the start.
   await page.fill("#type-filter", "other");
   await page.fill("#from", "0");
