@@ -292,7 +292,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
         head,
         randomBytes(24).toString("hex"),
       );
-      return create(PutSubscriptionResponseSchema, { outcome, secret: subscription.type === "push" ? subscription.secret : "" });
+      return create(PutSubscriptionResponseSchema, { outcome, ...(subscription.type === "push" ? { secret: subscription.secret } : {}) });
     },
 
     async pullEvent(req: SubscriptionRef, ctx: CallContext): Promise<PullEventResponse> {

@@ -21,6 +21,7 @@ import { MemorySailhouseStore } from "../store/memory/sailhouse.js";
 import { MongoSailhouseStore } from "../store/mongo/sailhouse.js";
 import { createGateway, sendJson } from "./gateway.js";
 import { Metrics } from "./metrics.js";
+import { openApiDocument } from "./openapi.js";
 import { Auth, isLoopback } from "./auth.js";
 import { adminApi } from "../api/admin.js";
 import { hashKey, type KeyStore } from "../store/keys.js";
@@ -86,6 +87,19 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
   };
   return destination ? pino(options, destination as never) : pino(options);
 }
+
+/** This package's version (package.json sits two levels up from src/server, three from dist/src/server). */
+const VERSION = ((): string => {
+  for (const rel of ["../../package.json", "../../../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "agent-events" && pkg.version) return pkg.version;
+    } catch {
+      // not there: try the next place
+    }
+  }
+  return "unknown";
+})();
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -176,6 +190,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   });
 
   const consoleFiles = loadConsole();
+  const openapi = openApiDocument(gatewayRoutes, VERSION);
 
   /** Liveness, readiness (the store answers), Prometheus metrics and the web console. */
   function serveOps(req: Req, res: Res): boolean {
@@ -197,6 +212,10 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     }
     if (path === "/readyz") {
       void storeHealthy().then((ok) => sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "store unavailable", store: store.kind }));
+      return true;
+    }
+    if (path === "/openapi.json") {
+      sendJson(res, 200, openapi);
       return true;
     }
     if (path === "/metrics") {

@@ -11,6 +11,7 @@ import { messageToJson, queryToJson, ValidationError, type FieldError } from "..
 import { DuplicateEventError, LimitError, StoreUnavailableError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 import { credentialOf, type Auth } from "./auth.js";
+import type { RouteDoc } from "./openapi.js";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 
@@ -49,6 +50,8 @@ export interface Route {
   dialect: Dialect;
   /** Overrides the gateway's body size limit for this route. */
   maxBodyBytes?: number;
+  /** For the OpenAPI document (src/server/openapi.ts). */
+  doc?: RouteDoc;
   handle(r: RouteRequest): Promise<RouteResult>;
 }
 

@@ -11,6 +11,7 @@ export function kubiyaRoutes(kubiya: KubiyaApi): Route[] {
       method: "POST",
       path: "/api/v1/executions/{execution_id}/events",
       dialect: "fastapi",
+      doc: { summary: "Publish an execution event (Kubiya)", body: StreamingEventRequestSchema, responses: [{ status: 202, description: "Stored", schema: PublishExecutionEventResponseSchema }] },
       async handle(r) {
         const body = typeof r.body === "object" && r.body !== null && !Array.isArray(r.body) ? { ...r.body, execution_id: r.params["execution_id"] } : r.body;
         const req = parseRequest(StreamingEventRequestSchema, body);
@@ -21,6 +22,7 @@ export function kubiyaRoutes(kubiya: KubiyaApi): Route[] {
       method: "GET",
       path: "/api/v1/executions/{execution_id}/stream",
       dialect: "fastapi",
+      doc: { summary: "Stream an execution's events over SSE (Kubiya)", query: StreamExecutionEventsRequestSchema, responses: [{ status: 200, description: "SSE: event = event_type, id = sequence", schema: ExecutionEventSchema, sse: true }] },
       async handle(r) {
         const resume = lastEventId(r);
         const executionId = r.params["execution_id"]!;

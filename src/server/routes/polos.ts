@@ -11,6 +11,7 @@ export function polosRoutes(polos: PolosApi): Route[] {
       method: "POST",
       path: "/api/v1/events/publish",
       dialect: "error",
+      doc: { summary: "Publish events to a topic (Polos)", body: PublishEventRequestSchema, responses: [{ status: 200, description: "Stored", schema: PublishEventResponseSchema }] },
       async handle(r) {
         const req = parseRequest(PublishEventRequestSchema, r.body);
         return json(PublishEventResponseSchema, await polos.publishEvents(req, r.ctx));
@@ -20,6 +21,7 @@ export function polosRoutes(polos: PolosApi): Route[] {
       method: "GET",
       path: "/api/v1/events",
       dialect: "error",
+      doc: { summary: "List a topic's events (Polos)", query: ListEventsRequestSchema, responses: [{ status: 200, description: "A page of events", schema: ListEventsResponseSchema }] },
       async handle(r) {
         return json(ListEventsResponseSchema, await polos.listEvents(fromQuery(ListEventsRequestSchema, r), r.ctx));
       },
@@ -28,6 +30,7 @@ export function polosRoutes(polos: PolosApi): Route[] {
       method: "GET",
       path: "/api/v1/events/stream",
       dialect: "error",
+      doc: { summary: "Stream a topic's events over SSE (Polos)", query: StreamEventsRequestSchema, responses: [{ status: 200, description: "SSE: id = sequence, data = the event", schema: EventResponseSchema, sse: true }] },
       async handle(r) {
         const resume = lastEventId(r);
         const extra = resume !== undefined && !r.query.has("last_sequence_id") ? { last_sequence_id: resume } : {};

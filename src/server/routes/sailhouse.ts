@@ -25,28 +25,27 @@ function withParams(r: RouteRequest, body: unknown = r.body ?? {}): unknown {
 
 /** Sailhouse's paths. Errors are `{"error": ...}` with 400/404/413; sends answer 201 (Sailhouse's SDKs accept only 201). */
 export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
-  const putSubscription: Route["handle"] = async (r) => {
-    const res = messageToJson(PutSubscriptionResponseSchema, await sailhouse.putSubscription(parseRequest(PutSubscriptionRequestSchema, withParams(r)), r.ctx));
-    if (res["secret"] === "") delete res["secret"];
-    return { status: 200, json: res };
-  };
+  const putSubscription: Route["handle"] = async (r) => json(PutSubscriptionResponseSchema, await sailhouse.putSubscription(parseRequest(PutSubscriptionRequestSchema, withParams(r)), r.ctx));
+  const putDoc = { summary: "Create or update a subscription (Sailhouse)", body: PutSubscriptionRequestSchema, responses: [{ status: 200, description: "Outcome (and the push secret)", schema: PutSubscriptionResponseSchema }] };
   return [
     {
       method: "POST",
       path: "/topics/{topic_slug}/events",
       dialect: "error",
+      doc: { summary: "Send an event (Sailhouse)", body: SendEventRequestSchema, responses: [{ status: 201, description: "Accepted (stored, or scheduled for send_at)", schema: SendEventResponseSchema }] },
       maxBodyBytes: MAX_EVENT_BYTES,
       async handle(r) {
         return json(SendEventResponseSchema, await sailhouse.sendEvent(parseRequest(SendEventRequestSchema, withParams(r, r.body)), r.ctx), 201);
       },
     },
-    { method: "PUT", path: SUB, dialect: "error", handle: putSubscription },
+    { method: "PUT", path: SUB, dialect: "error", handle: putSubscription, doc: putDoc },
     // The SDK's admin client registers subscriptions under /api/v1.
-    { method: "PUT", path: `/api/v1${SUB}`, dialect: "error", handle: putSubscription },
+    { method: "PUT", path: `/api/v1${SUB}`, dialect: "error", handle: putSubscription, doc: putDoc },
     {
       method: "GET",
       path: `${SUB}/events/pull`,
       dialect: "error",
+      doc: { summary: "Pull one event, locked for 30 s (Sailhouse)", responses: [{ status: 200, description: "An event", schema: SubscriptionEventSchema }, { status: 204, description: "Nothing due" }] },
       async handle(r) {
         const res = await sailhouse.pullEvent(parseRequest(SubscriptionRefSchema, r.params, ["path"]), r.ctx);
         return res.found && res.event ? { status: 200, json: messageToJson(SubscriptionEventSchema, res.event) } : { status: 204 };
@@ -56,6 +55,7 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
       method: "GET",
       path: `${SUB}/events`,
       dialect: "error",
+      doc: { summary: "List a subscription's events (Sailhouse)", query: ListSubscriptionEventsRequestSchema, responses: [{ status: 200, description: "A page", schema: ListSubscriptionEventsResponseSchema }] },
       async handle(r) {
         return json(ListSubscriptionEventsResponseSchema, await sailhouse.listSubscriptionEvents(fromQuery(ListSubscriptionEventsRequestSchema, r, r.params), r.ctx));
       },
@@ -64,6 +64,7 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
       method: "POST",
       path: `${SUB}/events/{event_id}`,
       dialect: "error",
+      doc: { summary: "Acknowledge an event (Sailhouse)", responses: [{ status: 204, description: "Acknowledged" }] },
       async handle(r) {
         await sailhouse.ackEvent(parseRequest(EventRefSchema, r.params, ["path"]), r.ctx);
         return { status: 204 };
@@ -73,6 +74,7 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
       method: "POST",
       path: `${SUB}/events/{event_id}/nack`,
       dialect: "error",
+      doc: { summary: "Return an event to the queue (Sailhouse)", responses: [{ status: 204, description: "Due again" }] },
       async handle(r) {
         await sailhouse.nackEvent(parseRequest(EventRefSchema, r.params, ["path"]), r.ctx);
         return { status: 204 };
@@ -82,6 +84,7 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
       method: "POST",
       path: "/waitgroups/instances",
       dialect: "error",
+      doc: { summary: "Create a wait group instance (Sailhouse)", body: CreateWaitGroupInstanceRequestSchema, responses: [{ status: 200, description: "Created", schema: CreateWaitGroupInstanceResponseSchema }] },
       async handle(r) {
         return json(CreateWaitGroupInstanceResponseSchema, await sailhouse.createWaitGroupInstance(parseRequest(CreateWaitGroupInstanceRequestSchema, r.body), r.ctx));
       },
@@ -90,6 +93,7 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
       method: "PUT",
       path: "/waitgroups/instances/{wait_group_instance_id}/events",
       dialect: "error",
+      doc: { summary: "Mark a wait group instance in progress (Sailhouse)", responses: [{ status: 200, description: "In progress", empty: true }] },
       async handle(r) {
         await sailhouse.startWaitGroupInstance(parseRequest(StartWaitGroupInstanceRequestSchema, r.params, ["path"]), r.ctx);
         return { status: 200, json: {} };

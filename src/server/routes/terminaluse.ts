@@ -22,6 +22,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       method: "POST",
       path: "/tasks",
       dialect: "fastapi",
+      doc: { summary: "Create a task (TerminalUse)", body: CreateTaskRequestSchema, responses: [{ status: 201, description: "Created", schema: TaskSchema }] },
       async handle(r) {
         return json(TaskSchema, await tu.createTask(parseRequest(CreateTaskRequestSchema, r.body), r.ctx), 201);
       },
@@ -30,6 +31,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       method: "GET",
       path: "/tasks/{task_id}",
       dialect: "fastapi",
+      doc: { summary: "Get a task (TerminalUse)", responses: [{ status: 200, description: "The task", schema: TaskSchema }] },
       async handle(r) {
         return json(TaskSchema, await tu.getTask(parseRequest(GetTaskRequestSchema, r.params, ["path"]), r.ctx));
       },
@@ -38,6 +40,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       method: "POST",
       path: "/tasks/{task_id}/events",
       dialect: "fastapi",
+      doc: { summary: "Send an event to a task (TerminalUse)", body: SendTaskEventRequestSchema, responses: [{ status: 201, description: "Stored (or the original event for a repeated idempotency_key)", schema: TaskEventSchema }] },
       async handle(r) {
         const body = typeof r.body === "object" && r.body !== null && !Array.isArray(r.body) ? { ...r.body, task_id: r.params["task_id"] } : r.body;
         return json(TaskEventSchema, await tu.sendTaskEvent(parseRequest(SendTaskEventRequestSchema, body), r.ctx), 201);
@@ -47,6 +50,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       method: "GET",
       path: "/events",
       dialect: "fastapi",
+      doc: { summary: "List a task's events (TerminalUse)", query: ListTaskEventsRequestSchema, responses: [{ status: 200, description: "Events by sequence_id", schema: TaskEventSchema, array: true }] },
       async handle(r) {
         const res = await tu.listEvents(fromQuery(ListTaskEventsRequestSchema, r), r.ctx);
         return { status: 200, json: res.events.map((e) => messageToJson(TaskEventSchema, e)) };
@@ -56,6 +60,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       method: "GET",
       path: "/events/{event_id}",
       dialect: "fastapi",
+      doc: { summary: "Get an event (TerminalUse)", responses: [{ status: 200, description: "The event", schema: TaskEventSchema }] },
       async handle(r) {
         return json(TaskEventSchema, await tu.getEvent(parseRequest(GetTaskEventRequestSchema, r.params, ["path"]), r.ctx));
       },
@@ -64,6 +69,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       method: "GET",
       path: "/tasks/{task_id}/stream",
       dialect: "fastapi",
+      doc: { summary: "Stream a task's events over SSE (TerminalUse)", query: StreamTaskEventsRequestSchema, responses: [{ status: 200, description: "SSE: id = sequence_id, data = the event", schema: TaskEventSchema, sse: true }] },
       async handle(r) {
         const resume = lastEventId(r);
         const extra: Record<string, unknown> = { task_id: r.params["task_id"] };
@@ -76,6 +82,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       method: "GET",
       path: "/tasks/{task_id}/messages",
       dialect: "fastapi",
+      doc: { summary: "List a task's messages (TerminalUse)", responses: [{ status: 200, description: "Messages, oldest first", schema: TaskMessageSchema, array: true }] },
       async handle(r) {
         const res = await tu.listMessages(parseRequest(ListMessagesRequestSchema, r.params, ["path"]), r.ctx);
         return { status: 200, json: res.messages.map((m) => messageToJson(TaskMessageSchema, m)) };
