@@ -95,8 +95,23 @@ export function kindFromPb(kind: PbStreamKind): StreamKind | undefined {
   return (Object.keys(KINDS) as StreamKind[]).find((k) => KINDS[k] === kind);
 }
 
+/**
+ * Messages already built for stored events: subscribers that read the shared tail get the same
+ * StoredEvent objects, so each event is converted once, not once per subscriber.
+ */
+const eventMessages = new WeakMap<StoredEvent, Event>();
+
 /** The shared events.v1.Event view of a stored event. */
 export function toEventMessage(e: StoredEvent, stream: StreamId): Event {
+  let msg = eventMessages.get(e);
+  if (!msg) {
+    msg = buildEventMessage(e, stream);
+    eventMessages.set(e, msg);
+  }
+  return msg;
+}
+
+function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
   const x = e.extra ?? {};
   const str = (k: string): string | undefined => (typeof x[k] === "string" ? (x[k] as string) : undefined);
   const msg = create(EventSchema, {

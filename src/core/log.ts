@@ -30,6 +30,9 @@ export interface LogObserver {
   delivered(events: number, lagMs: number): void;
 }
 
+/** Recent events kept per followed stream for subscribers that keep up. */
+const TAIL_EVENTS = 4096;
+
 export const DEFAULT_LOG_OPTIONS: EventLogOptions = {
   holeTimeoutMs: 2000,
   maxBatchEvents: 1000,
@@ -92,6 +95,13 @@ export class EventLog {
   readonly #queues = new Map<string, Queue>();
   /** Streams with live subscribers here, for the store's cross-instance watcher. */
   readonly #followed = new Map<string, { id: StreamId; count: number }>();
+  /**
+   * The tail of each followed stream as committed by this process: contiguous sequences only, at
+   * most TAIL_EVENTS. Subscribers that keep up read from here instead of the store (one store write,
+   * N subscribers, no N store reads). Anything else (another instance's appends, a gap, an older
+   * position, events with an expiry that another publish may extend) is read from the store.
+   */
+  readonly #tails = new Map<string, StoredEvent[]>();
   readonly #stopWatching: () => Promise<void>;
   readonly #now: () => number;
   /** Aborted by close(): ends every subscription. */
@@ -289,8 +299,34 @@ export class EventLog {
     }
     this.stats.commits++;
     this.stats.published += count;
+    this.#remember(name, all);
     this.#hub.notify(name);
     batch.forEach((p, k) => p.resolve(results[k]!));
+  }
+
+  #remember(name: string, events: StoredEvent[]): void {
+    if (!this.#followed.has(name)) return;
+    if (events.some((e) => e.expireAt !== undefined)) {
+      this.#tails.delete(name);
+      return;
+    }
+    const tail = this.#tails.get(name);
+    if (tail && tail.length > 0 && tail[tail.length - 1]!.seq + 1 === events[0]!.seq) {
+      tail.push(...events);
+      if (tail.length > TAIL_EVENTS) tail.splice(0, tail.length - TAIL_EVENTS);
+    } else {
+      this.#tails.set(name, events.slice(-TAIL_EVENTS));
+    }
+  }
+
+  /** Events after `cursor` from the tail, when the tail holds cursor + 1 (else undefined: read the store). */
+  #fromTail(name: string, cursor: number, limit: number): StoredEvent[] | undefined {
+    const tail = this.#tails.get(name);
+    if (!tail || tail.length === 0) return undefined;
+    const first = tail[0]!.seq;
+    const last = tail[tail.length - 1]!.seq;
+    if (cursor + 1 < first || cursor >= last) return undefined;
+    return tail.slice(cursor + 1 - first, cursor + 1 - first + limit);
   }
 
   /**
@@ -380,7 +416,7 @@ export class EventLog {
         const ticket = this.#hub.ticket(name);
         let docs: StoredEvent[];
         try {
-          docs = await this.#store.read(stream, cursor, this.#opts.readBatch);
+          docs = this.#fromTail(name, cursor, this.#opts.readBatch) ?? (await this.#store.read(stream, cursor, this.#opts.readBatch));
           outageDelay = 0;
         } catch (err) {
           // The store is unreachable: keep the subscriber, retry with backoff, resume at the cursor.
@@ -435,6 +471,7 @@ export class EventLog {
       else this.#followed.set(name, { id, count: 1 });
     } else if (f && --f.count === 0) {
       this.#followed.delete(name);
+      this.#tails.delete(name);
     }
   }
 }
