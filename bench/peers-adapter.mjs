@@ -108,7 +108,9 @@ function createMode(mode, { env = process.env, log = () => {} }) {
     async start() {
       const port = await freePort();
       baseUrl = `http://127.0.0.1:${port}`;
-      child = spawn(process.execPath, [path.join(ROOT, 'dist/src/main.js')], {
+      // BENCH_CPU_PROF_DIR=<dir>: profile the server (node --cpu-prof), written when it stops.
+      const prof = env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${env.BENCH_CPU_PROF_DIR}`] : [];
+      child = spawn(process.execPath, [...prof, path.join(ROOT, 'dist/src/main.js')], {
         env: { ...env, PORT: String(port), HOST: '127.0.0.1', AUTH: 'off', LOG_LEVEL: 'warn' },
         stdio: ['ignore', 'ignore', 'inherit'],
       });

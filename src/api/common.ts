@@ -15,6 +15,8 @@ export interface CallContext {
   /** The project the caller named (X-Project-ID, Project-ID, ?project_id=, or RPC header x-project-id). */
   project?: string;
   signal: AbortSignal;
+  /** The call uses a binary protobuf codec (not JSON): responses may carry pre-encoded fields. */
+  binaryWire?: boolean;
 }
 
 export interface ApiDeps {

@@ -1,7 +1,9 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  EventSchema,
   ListEventsRequestSchema,
   ListEventsResponseSchema,
   ListStreamsResponseSchema,
@@ -135,7 +137,15 @@ export function streamsApi(deps: ApiDeps) {
         // An empty first response tells the client the subscription is live (headers go out with it).
         yield create(SubscribeResponseSchema, { events: [] });
         for await (const batch of follow(deps, stream, after, ctx.signal, req.eventTypes)) {
-          yield create(SubscribeResponseSchema, { events: batch.map((e) => toEventMessage(e, stream)) });
+          if (ctx.binaryWire) {
+            // Each event is encoded once for all subscribers: the response carries the encoded
+            // events as field 1, byte-for-byte what encoding `events` would write.
+            const res = create(SubscribeResponseSchema);
+            res.$unknown = batch.map((e) => ({ no: 1, wireType: WireType.LengthDelimited, data: encodedEvent(e, stream) }));
+            yield res;
+          } else {
+            yield create(SubscribeResponseSchema, { events: batch.map((e) => toEventMessage(e, stream)) });
+          }
         }
       })();
     },
@@ -164,6 +174,18 @@ export function streamsApi(deps: ApiDeps) {
 }
 
 export type StreamsApi = ReturnType<typeof streamsApi>;
+
+const encodedEvents = new WeakMap<StoredEvent, Uint8Array>();
+
+/** An event's binary encoding with its length prefix (a length-delimited field's payload), built once. */
+function encodedEvent(e: StoredEvent, stream: StreamId): Uint8Array {
+  let bytes = encodedEvents.get(e);
+  if (!bytes) {
+    bytes = new BinaryWriter().bytes(toBinary(EventSchema, toEventMessage(e, stream))).finish();
+    encodedEvents.set(e, bytes);
+  }
+  return bytes;
+}
 
 /** The fields PublishResponse and PublishStreamResponse share, for a non-empty publish. */
 function published(stored: StoredEvent[]) {

@@ -23,7 +23,8 @@ export const SERVICES: readonly DescService[] = [StreamService, EventsService, E
 /** The call's project was settled by the auth interceptor (src/server/auth.ts). */
 export function callContext(ctx: HandlerContext): CallContext {
   const project = ctx.values.get(PROJECT);
-  return { signal: ctx.signal, ...(project ? { project } : {}) };
+  const binaryWire = !(ctx.requestHeader.get("content-type") ?? "").includes("json");
+  return { signal: ctx.signal, binaryWire, ...(project ? { project } : {}) };
 }
 
 /** Maps core errors onto Connect codes. */
