@@ -1,0 +1,79 @@
+// Soak: the service under a steady 2,000 events/s with 10 subscribers for 10 minutes (by default),
+// sampling the server's RSS every 10 s. Reports the RSS slope (least squares, MiB per minute) and
+// whether every subscriber got every event once, in order. Loopback only; stops by itself.
+//   npm run build && node bench/soak.mjs [--minutes 10] [--rate 2000] [--subscribers 10]
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import createSystem from './peers-adapter.mjs';
+
+const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, rate: { type: 'string', default: '2000' }, subscribers: { type: 'string', default: '10' }, out: { type: 'string' } } });
+const minutes = Number(values.minutes);
+const rate = Number(values.rate);
+const subscribers = Number(values.subscribers);
+
+const sys = createSystem({ env: process.env, log: (m) => console.error(m) });
+const info = await sys.start();
+const pid = info.serverPids[0];
+const rssMiB = () => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+const stream = `soak-${Date.now()}`;
+await sys.createStream(stream);
+
+const got = Array.from({ length: subscribers }, () => ({ next: 1, bad: 0 }));
+const subs = [];
+for (let i = 0; i < subscribers; i++) {
+  subs.push(
+    await sys.subscribe(stream, (payload) => {
+      const seq = Number(/"seq":(\d+)/.exec(String(payload))[1]);
+      const s = got[i];
+      if (seq === s.next) s.next++;
+      else s.bad++;
+    }),
+  );
+}
+
+const samples = [];
+const t0 = Date.now();
+const end = t0 + minutes * 60_000;
+let sent = 0;
+let failed = 0;
+const sampler = setInterval(() => {
+  const rss = rssMiB();
+  samples.push([(Date.now() - t0) / 60_000, rss]);
+  console.error(`t=${((Date.now() - t0) / 1000).toFixed(0)}s rss=${rss.toFixed(1)} MiB sent=${sent} min delivered=${Math.min(...got.map((g) => g.next - 1))}`);
+}, 10_000);
+// Open loop: every 10 ms publish rate/100 events, each event its own publish (PublishStream).
+while (Date.now() < end) {
+  const tick = Date.now();
+  const n = Math.round(rate / 100);
+  for (let k = 0; k < n; k++) {
+    const seq = ++sent;
+    sys.publish(stream, [Buffer.from(JSON.stringify({ seq, ts: tick, pad: 'x'.repeat(120) }))]).catch(() => failed++);
+  }
+  await new Promise((r) => setTimeout(r, Math.max(0, 10 - (Date.now() - tick))));
+}
+const drainBy = Date.now() + 30_000;
+while (got.some((g) => g.next - 1 < sent) && Date.now() < drainBy) await new Promise((r) => setTimeout(r, 100));
+clearInterval(sampler);
+for (const s of subs) await s.close();
+await sys.stop();
+
+// Least-squares slope of RSS over time, after the first minute (warm-up).
+const pts = samples.filter(([m]) => m >= Math.min(1, minutes / 5));
+const n = pts.length;
+const mx = pts.reduce((a, [x]) => a + x, 0) / n;
+const my = pts.reduce((a, [, y]) => a + y, 0) / n;
+const slope = pts.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / pts.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+const result = {
+  minutes,
+  rate,
+  subscribers,
+  sent,
+  publish_failures: failed,
+  all_delivered_in_order: got.every((g) => g.next - 1 === sent && g.bad === 0),
+  rss_mib: { first: samples[0]?.[1], last: samples[samples.length - 1]?.[1], max: Math.max(...samples.map(([, y]) => y)) },
+  rss_slope_mib_per_min: Number(slope.toFixed(3)),
+  samples,
+};
+console.log(JSON.stringify({ ...result, samples: undefined }, null, 2));
+if (values.out) fs.writeFileSync(values.out, JSON.stringify(result, null, 2));
+process.exit(result.all_delivered_in_order ? 0 : 1);
