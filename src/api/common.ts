@@ -1,11 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { create, fromJson, getOption, isFieldSet, toJson, type DescMessage, type JsonValue as PbJson, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromJson, isFieldSet, toJson, type DescMessage, type JsonValue as PbJson, type MessageShape } from "@bufbuild/protobuf";
 import { ValueSchema, timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
-import { identifier, required } from "../../gen/events/v1/options_pb.js";
 import { ContentSchema, EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
 import type { EventLog } from "../core/log.js";
 import type { JsonValue, StoredEvent, StreamId, StreamKind } from "../core/types.js";
-import { ValidationError, lengthError, messageFromJson, type FieldError } from "./json.js";
+import { ValidationError, fieldRules, lengthError, messageFromJson, type FieldError } from "./json.js";
 
 /** Projects are named by the caller (`x-project-id`); this one is used when a dialect has no such notion. */
 export const DEFAULT_PROJECT = "default";
@@ -45,7 +44,7 @@ export const IDENTIFIER = /^[A-Za-z0-9_.:@~+=/-]{1,256}$/;
 export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, loc: (string | number)[] = ["body"]): void {
   const errors: FieldError[] = [];
   for (const field of schema.fields) {
-    if (getOption(field, identifier) && field.fieldKind === "scalar" && isFieldSet(msg, field)) {
+    if (fieldRules(field).identifier && field.fieldKind === "scalar" && isFieldSet(msg, field)) {
       const v = (msg as Record<string, unknown>)[field.localName];
       if (typeof v === "string" && !IDENTIFIER.test(v)) {
         errors.push({ loc: [...loc, field.name], msg: "must be 1-256 characters of letters, digits and _ . : @ ~ + = / -", type: "string_pattern_mismatch", input: v });
@@ -56,7 +55,7 @@ export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: Messa
       const e = typeof v === "string" ? lengthError(field, v, [...loc, field.name]) : undefined;
       if (e) errors.push(e);
     }
-    if (!getOption(field, required)) continue;
+    if (!fieldRules(field).required) continue;
     if (isFieldSet(msg, field)) continue;
     if (field.fieldKind === "list") errors.push({ loc: [...loc, field.name], msg: "List should have at least 1 item after validation, not 0", type: "too_short" });
     else errors.push({ loc: [...loc, field.name], msg: "Field required", type: "missing" });

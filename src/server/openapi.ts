@@ -4,8 +4,8 @@
  * JSON for google.protobuf.Value/Struct, TextPart/DataPart as a `type`-tagged union), so the
  * document cannot drift from what the service serves. Served at GET /openapi.json.
  */
-import { getOption, type DescField, type DescMessage } from "@bufbuild/protobuf";
-import { required } from "../../gen/events/v1/options_pb.js";
+import type { DescField, DescMessage } from "@bufbuild/protobuf";
+import { fieldRules } from "../api/json.js";
 import type { Dialect, Route } from "./gateway.js";
 
 export interface RouteDoc {
@@ -71,7 +71,7 @@ class Builder {
     for (const f of m.fields) {
       if (omit.has(f.name)) continue;
       properties[f.name] = this.field(f, mode);
-      const isRequired = mode === "request" ? getOption(f, required) : f.fieldKind !== "message" && !(f.fieldKind === "scalar" && f.presence === 1);
+      const isRequired = mode === "request" ? fieldRules(f).required : f.fieldKind !== "message" && !(f.fieldKind === "scalar" && f.presence === 1);
       if (isRequired) req.push(f.name);
     }
     return { type: "object", properties, ...(req.length ? { required: req } : {}) };
@@ -97,7 +97,7 @@ class Builder {
         break;
     }
     // Requests may send null for anything optional (it means absent).
-    if (mode === "request" && !getOption(f, required)) return { anyOf: [s, { type: "null" }] };
+    if (mode === "request" && !fieldRules(f).required) return { anyOf: [s, { type: "null" }] };
     return s;
   }
 }
@@ -137,7 +137,7 @@ export function openApiDocument(routes: readonly Route[], version: string): Sche
     if (doc.query) {
       for (const f of doc.query.fields) {
         if (omit.has(f.name)) continue;
-        parameters.push({ name: f.name, in: "query", required: Boolean(getOption(f, required)), schema: b.field(f, "response") });
+        parameters.push({ name: f.name, in: "query", required: Boolean(fieldRules(f).required), schema: b.field(f, "response") });
       }
     }
     const responses: Record<string, Schema> = {};
