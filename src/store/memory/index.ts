@@ -54,7 +54,9 @@ export class MemoryStore implements Store {
       if (e.idempotencyKey !== undefined && this.#byKey.has(`${e.stream}\n${e.idempotencyKey}`)) throw new DuplicateEventError(`idempotency key ${e.idempotencyKey} is taken`);
     }
     for (const e of events) {
-      const copy = structuredClone(e);
+      // A shallow copy: stored events are never mutated in place by callers (extendExpiry and
+      // voidRange change or replace the store's own copies), so readers can share them.
+      const copy = { ...e };
       this.#stream(e.stream).events.set(e.seq, copy);
       this.#byId.set(e.id, copy);
       if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, copy);
@@ -81,19 +83,19 @@ export class MemoryStore implements Store {
     if (!s) return out;
     for (let seq = Math.max(after, 0) + 1; seq <= s.head && out.length < limit; seq++) {
       const e = s.events.get(seq);
-      if (e) out.push(structuredClone(e));
+      if (e) out.push(e);
     }
     return out;
   }
 
   async findByIdempotencyKey(stream: StreamId, key: string): Promise<StoredEvent | undefined> {
     const e = this.#byKey.get(`${streamName(stream)}\n${key}`);
-    return e && structuredClone(e);
+    return e;
   }
 
   async getEvent(id: string): Promise<StoredEvent | undefined> {
     const e = this.#byId.get(id);
-    return e && !e.void ? structuredClone(e) : undefined;
+    return e && !e.void ? e : undefined;
   }
 
   async readBefore(stream: StreamId, before: number, limit: number): Promise<StoredEvent[]> {
@@ -102,7 +104,7 @@ export class MemoryStore implements Store {
     if (!s) return out;
     for (let seq = Math.min(before - 1, s.head); seq >= 1 && out.length < limit; seq--) {
       const e = s.events.get(seq);
-      if (e) out.push(structuredClone(e));
+      if (e) out.push(e);
     }
     return out;
   }
@@ -125,8 +127,13 @@ export class MemoryStore implements Store {
   async extendExpiry(stream: StreamId, expireAt: Date): Promise<void> {
     const s = this.#streams.get(streamName(stream));
     if (!s) return;
-    for (const e of s.events.values()) {
-      if (e.expireAt && e.expireAt < expireAt) e.expireAt = expireAt;
+    // Replaced, not changed in place: readers may hold (and caches may key on) the old objects.
+    for (const [seq, e] of s.events) {
+      if (!e.expireAt || e.expireAt >= expireAt) continue;
+      const updated = { ...e, expireAt };
+      s.events.set(seq, updated);
+      if (!e.void) this.#byId.set(e.id, updated);
+      if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, updated);
     }
   }
 
