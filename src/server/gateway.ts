@@ -70,6 +70,14 @@ export function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<D
   return { status, json: messageToJson(schema, msg) };
 }
 
+/**
+ * A JSON body with the path parameters added (they name the resource the body is for). A body
+ * that is not an object is passed on as it is, for validation to reject.
+ */
+export function withParams(r: RouteRequest, body: unknown = r.body): unknown {
+  return typeof body === "object" && body !== null && !Array.isArray(body) ? { ...body, ...r.params } : body;
+}
+
 /** Builds a GET route's request from its query parameters plus path parameters; errors are located in "query". */
 export function fromQuery<Desc extends DescMessage>(schema: Desc, r: RouteRequest, extra: Record<string, unknown> = {}): MessageShape<Desc> {
   return parseRequest(schema, { ...queryToJson(schema, r.query), ...extra }, ["query"]);

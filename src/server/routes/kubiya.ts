@@ -2,7 +2,7 @@ import { ExecutionEventSchema, PublishExecutionEventResponseSchema, StreamExecut
 import { parseRequest } from "../../api/common.js";
 import { messageToJson } from "../../api/json.js";
 import type { KubiyaApi } from "../../api/kubiya.js";
-import { fromQuery, json, lastEventId, mapSse, type Route } from "../gateway.js";
+import { fromQuery, json, lastEventId, mapSse, withParams, type Route } from "../gateway.js";
 
 /** Kubiya's paths (`/api/v1/executions/{execution_id}/...`). */
 export function kubiyaRoutes(kubiya: KubiyaApi): Route[] {
@@ -13,8 +13,7 @@ export function kubiyaRoutes(kubiya: KubiyaApi): Route[] {
       dialect: "fastapi",
       doc: { summary: "Publish an execution event (Kubiya)", body: StreamingEventRequestSchema, responses: [{ status: 202, description: "Stored", schema: PublishExecutionEventResponseSchema }] },
       async handle(r) {
-        const body = typeof r.body === "object" && r.body !== null && !Array.isArray(r.body) ? { ...r.body, execution_id: r.params["execution_id"] } : r.body;
-        const req = parseRequest(StreamingEventRequestSchema, body);
+        const req = parseRequest(StreamingEventRequestSchema, withParams(r));
         return json(PublishExecutionEventResponseSchema, await kubiya.publishExecutionEvent(req, r.ctx), 202);
       },
     },

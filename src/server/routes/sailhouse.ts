@@ -15,17 +15,13 @@ import {
 import { parseRequest } from "../../api/common.js";
 import { messageToJson } from "../../api/json.js";
 import { MAX_EVENT_BYTES, type SailhouseApi } from "../../api/sailhouse.js";
-import { fromQuery, json, type Route, type RouteRequest } from "../gateway.js";
+import { fromQuery, json, withParams, type Route } from "../gateway.js";
 
 const SUB = "/topics/{topic_slug}/subscriptions/{subscription_slug}";
 
-function withParams(r: RouteRequest, body: unknown = r.body ?? {}): unknown {
-  return typeof body === "object" && body !== null && !Array.isArray(body) ? { ...body, ...r.params } : body;
-}
-
 /** Sailhouse's paths. Errors are `{"error": ...}` with 400/404/413; sends answer 201 (Sailhouse's SDKs accept only 201). */
 export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
-  const putSubscription: Route["handle"] = async (r) => json(PutSubscriptionResponseSchema, await sailhouse.putSubscription(parseRequest(PutSubscriptionRequestSchema, withParams(r)), r.ctx));
+  const putSubscription: Route["handle"] = async (r) => json(PutSubscriptionResponseSchema, await sailhouse.putSubscription(parseRequest(PutSubscriptionRequestSchema, withParams(r, r.body ?? {})), r.ctx));
   const putDoc = { summary: "Create or update a subscription (Sailhouse)", body: PutSubscriptionRequestSchema, responses: [{ status: 200, description: "Outcome (and the push secret)", schema: PutSubscriptionResponseSchema }] };
   return [
     {
@@ -35,7 +31,7 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
       doc: { summary: "Send an event (Sailhouse)", body: SendEventRequestSchema, responses: [{ status: 201, description: "Accepted (stored, or scheduled for send_at)", schema: SendEventResponseSchema }] },
       maxBodyBytes: MAX_EVENT_BYTES,
       async handle(r) {
-        return json(SendEventResponseSchema, await sailhouse.sendEvent(parseRequest(SendEventRequestSchema, withParams(r, r.body)), r.ctx), 201);
+        return json(SendEventResponseSchema, await sailhouse.sendEvent(parseRequest(SendEventRequestSchema, withParams(r)), r.ctx), 201);
       },
     },
     { method: "PUT", path: SUB, dialect: "error", handle: putSubscription, doc: putDoc },

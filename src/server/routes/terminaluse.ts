@@ -13,7 +13,7 @@ import {
 import { parseRequest } from "../../api/common.js";
 import { messageToJson } from "../../api/json.js";
 import type { TerminalUseApi } from "../../api/terminaluse.js";
-import { fromQuery, json, lastEventId, mapSse, type Route } from "../gateway.js";
+import { fromQuery, json, lastEventId, mapSse, withParams, type Route } from "../gateway.js";
 
 /** TerminalUse's paths. Bad input is FastAPI's 422 `detail`; unknown tasks and events 404. */
 export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
@@ -42,8 +42,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       dialect: "fastapi",
       doc: { summary: "Send an event to a task (TerminalUse)", body: SendTaskEventRequestSchema, responses: [{ status: 201, description: "Stored (or the original event for a repeated idempotency_key)", schema: TaskEventSchema }] },
       async handle(r) {
-        const body = typeof r.body === "object" && r.body !== null && !Array.isArray(r.body) ? { ...r.body, task_id: r.params["task_id"] } : r.body;
-        return json(TaskEventSchema, await tu.sendTaskEvent(parseRequest(SendTaskEventRequestSchema, body), r.ctx), 201);
+        return json(TaskEventSchema, await tu.sendTaskEvent(parseRequest(SendTaskEventRequestSchema, withParams(r)), r.ctx), 201);
       },
     },
     {
