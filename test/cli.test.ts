@@ -61,3 +61,33 @@ it("publishes through each dialect, lists streams, and tails a stream until Ctrl
   const help = await cli(["--help"]);
   expect(help.out).toMatch(/publish \[options\] <dialect> <stream> <json>/);
 }, 60_000);
+
+it("creates, lists and revokes API keys through the admin RPC", async () => {
+  const secured = await startTestServer({ env: { AUTH: "required", ADMIN_TOKEN: "op-token", AUTH_CACHE_MS: "0" } });
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "--url", secured.url, ...args], { env: { ...process.env, ADMIN_TOKEN: "op-token", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.stderr.on("data", (d) => (err += d));
+      child.on("exit", (code) => resolve({ code, out, err }));
+    });
+  try {
+    const created = await run(["keys", "create", "--project", "acme", "--name", "ci"]);
+    expect(created.code, created.err).toBe(0);
+    const key = JSON.parse(created.out) as { id: string; key: string; project: string };
+    expect(key.project).toBe("acme");
+    expect((await postJson(secured, "/api/v1/events/publish", { topic: "t", events: [{ data: 1 }] }, { authorization: `Bearer ${key.key}` })).status).toBe(200);
+    const listed = await run(["--project", "acme", "keys", "list"]);
+    expect(listed.out.trim().split("\n").map((l) => JSON.parse(l).id)).toEqual([key.id]);
+    expect(listed.out).not.toContain(key.key);
+    expect(JSON.parse((await run(["keys", "revoke", key.id])).out)).toEqual({ id: key.id, revoked: true });
+    expect((await postJson(secured, "/api/v1/events/publish", { topic: "t", events: [{ data: 2 }] }, { authorization: `Bearer ${key.key}` })).status).toBe(401);
+    const noToken = await run(["keys", "list"], { ADMIN_TOKEN: "" });
+    expect(noToken.code).toBe(1);
+    expect(noToken.err).toMatch(/ADMIN_TOKEN/);
+  } finally {
+    await secured.close();
+  }
+}, 60_000);

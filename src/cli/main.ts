@@ -4,10 +4,10 @@
  *   npm run cli -- publish polos orders '{"id": 1}'
  *   npm run cli -- tail topic/orders --from 0 --type created
  *   npm run cli -- streams
- *   npm run cli -- keys create --project acme
+ *   npm run cli -- keys create --project acme      (also: npm run keys -- create --project acme)
  */
 import { Command, Option } from "commander";
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
@@ -16,7 +16,8 @@ import { EventsService } from "../../gen/polos/v1/polos_pb.js";
 import { ExecutionEventsService } from "../../gen/kubiya/v1/kubiya_pb.js";
 import { SailhouseService } from "../../gen/sailhouse/v1/sailhouse_pb.js";
 import { TaskEventsService } from "../../gen/terminaluse/v1/terminaluse_pb.js";
-import { AdminService } from "../../gen/admin/v1/admin_pb.js";
+import { CreateApiKeyRequestSchema, ListApiKeysRequestSchema, RevokeApiKeyRequestSchema } from "../../gen/admin/v1/admin_pb.js";
+import { openKeyAdmin, type KeyAdmin } from "./admin.js";
 
 interface Globals {
   url: string;
@@ -167,28 +168,43 @@ program
     else console.table(rows);
   });
 
-const keys = program.command("keys").description("API keys through the admin RPC (needs ADMIN_TOKEN)");
-function admin() {
-  const g = program.opts<Globals>();
-  const token = process.env["ADMIN_TOKEN"];
-  if (!token) throw new Error("set ADMIN_TOKEN (the service's operator token)");
-  return { client: createClient(AdminService, transport(g)), h: { headers: { authorization: `Bearer ${token}` } } };
+const keys = program
+  .command("keys")
+  .description("API keys: straight to MongoDB when MONGODB_URI is set, else the service's admin RPC (ADMIN_TOKEN)");
+async function withKeyAdmin<T>(run: (api: KeyAdmin) => Promise<T>): Promise<T> {
+  const admin = await openKeyAdmin(program.opts<Globals>().url);
+  try {
+    return await run(admin.api);
+  } finally {
+    await admin.close();
+  }
 }
+// `--project` is the program's option (EVENTS_PROJECT): here it names the key's project.
 keys
   .command("create")
-  .requiredOption("--project <project>", "the key's project")
+  .description("create a key for --project (printed once: store it)")
   .option("--name <label>", "a label", "")
-  .action(async (opts: { project: string; name: string }) => {
-    const { client, h } = admin();
-    const r = await client.createApiKey({ project: opts.project, name: opts.name }, h);
+  .action(async (opts: { name: string }) => {
+    const project = program.opts<Globals>().project;
+    if (!project) throw new Error("keys create needs --project <project>");
+    const r = await withKeyAdmin((api) => api.createApiKey(create(CreateApiKeyRequestSchema, { project, name: opts.name })));
     console.log(JSON.stringify({ id: r.id, project: r.project, key: r.key }));
   });
 keys
   .command("revoke")
+  .description("revoke a key")
   .argument("<id>", "key id")
   .action(async (id: string) => {
-    const { client, h } = admin();
-    console.log(JSON.stringify({ id, revoked: (await client.revokeApiKey({ id }, h)).revoked }));
+    const r = await withKeyAdmin((api) => api.revokeApiKey(create(RevokeApiKeyRequestSchema, { id })));
+    console.log(JSON.stringify({ id, revoked: r.revoked }));
+    if (!r.revoked) process.exitCode = 1;
+  });
+keys
+  .command("list")
+  .description("list keys (ids and labels, never the keys); with --project only that project's")
+  .action(async () => {
+    const r = await withKeyAdmin((api) => api.listApiKeys(create(ListApiKeysRequestSchema, { project: program.opts<Globals>().project ?? "" })));
+    for (const k of r.keys) console.log(JSON.stringify({ id: k.id, project: k.project, name: k.name, created_at: k.createdAt, revoked_at: k.revokedAt }));
   });
 
 async function headOf(client: ReturnType<typeof createClient<typeof StreamService>>, stream: { kind: StreamKind; key: string }, g: Globals): Promise<bigint> {
