@@ -159,6 +159,7 @@ export async function* follow(deps: ApiDeps, stream: StreamId, after: number, si
   }
 }
 
-export async function* mapBatches<T>(source: AsyncIterable<StoredEvent[]>, map: (e: StoredEvent) => T): AsyncGenerator<T[]> {
+/** Maps every item of every batch (events to messages, messages to SSE frames). */
+export async function* mapBatches<S, T>(source: AsyncIterable<S[]>, map: (item: S) => T): AsyncGenerator<T[]> {
   for await (const batch of source) yield batch.map(map);
 }

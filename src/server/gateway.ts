@@ -91,10 +91,6 @@ export function lastEventId(r: RouteRequest): number | undefined {
   return Number(v);
 }
 
-export async function* mapSse<T>(source: AsyncIterable<T[]>, map: (x: T) => SseMessage): AsyncGenerator<SseMessage[]> {
-  for await (const batch of source) yield batch.map(map);
-}
-
 interface CompiledRoute extends Route {
   regex: RegExp;
   names: string[];

@@ -1,8 +1,8 @@
 import { ExecutionEventSchema, PublishExecutionEventResponseSchema, StreamExecutionEventsRequestSchema, StreamingEventRequestSchema } from "../../../gen/kubiya/v1/kubiya_pb.js";
-import { parseRequest } from "../../api/common.js";
+import { mapBatches, parseRequest } from "../../api/common.js";
 import { messageToJson } from "../../api/json.js";
 import type { KubiyaApi } from "../../api/kubiya.js";
-import { fromQuery, json, lastEventId, mapSse, withParams, type Route } from "../gateway.js";
+import { fromQuery, json, lastEventId, withParams, type Route } from "../gateway.js";
 
 /** Kubiya's paths (`/api/v1/executions/{execution_id}/...`). */
 export function kubiyaRoutes(kubiya: KubiyaApi): Route[] {
@@ -30,7 +30,7 @@ export function kubiyaRoutes(kubiya: KubiyaApi): Route[] {
         const source = await kubiya.streamExecutionEvents(fromQuery(StreamExecutionEventsRequestSchema, r, extra), r.ctx);
         return {
           hello: { event: "connected", data: JSON.stringify({ execution_id: executionId, status: "connected" }) },
-          sse: mapSse(source, (e) => ({ event: e.event?.eventType ?? "", id: String(e.sequence), data: JSON.stringify(e.event ? messageToJson(ExecutionEventSchema, e.event) : {}) })),
+          sse: mapBatches(source, (e) => ({ event: e.event?.eventType ?? "", id: String(e.sequence), data: JSON.stringify(e.event ? messageToJson(ExecutionEventSchema, e.event) : {}) })),
           keepalive: ": keepalive\n\n",
         };
       },

@@ -1,8 +1,8 @@
 import { EventResponseSchema, ListEventsRequestSchema, ListEventsResponseSchema, PublishEventRequestSchema, PublishEventResponseSchema, StreamEventsRequestSchema } from "../../../gen/polos/v1/polos_pb.js";
-import { parseRequest } from "../../api/common.js";
+import { mapBatches, parseRequest } from "../../api/common.js";
 import { messageToJson } from "../../api/json.js";
 import type { PolosApi } from "../../api/polos.js";
-import { fromQuery, json, lastEventId, mapSse, type Route } from "../gateway.js";
+import { fromQuery, json, lastEventId, type Route } from "../gateway.js";
 
 /** Polos's paths (`/api/v1/events/...`). */
 export function polosRoutes(polos: PolosApi): Route[] {
@@ -36,7 +36,7 @@ export function polosRoutes(polos: PolosApi): Route[] {
         const extra = resume !== undefined && !r.query.has("last_sequence_id") ? { last_sequence_id: resume } : {};
         const source = await polos.streamEvents(fromQuery(StreamEventsRequestSchema, r, extra), r.ctx);
         return {
-          sse: mapSse(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(EventResponseSchema, e)) })),
+          sse: mapBatches(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(EventResponseSchema, e)) })),
           keepalive: "data: keepalive\n\n",
         };
       },

@@ -10,10 +10,10 @@ import {
   TaskMessageSchema,
   TaskSchema,
 } from "../../../gen/terminaluse/v1/terminaluse_pb.js";
-import { parseRequest } from "../../api/common.js";
+import { mapBatches, parseRequest } from "../../api/common.js";
 import { messageToJson } from "../../api/json.js";
 import type { TerminalUseApi } from "../../api/terminaluse.js";
-import { fromQuery, json, lastEventId, mapSse, withParams, type Route } from "../gateway.js";
+import { fromQuery, json, lastEventId, withParams, type Route } from "../gateway.js";
 
 /** TerminalUse's paths. Bad input is FastAPI's 422 `detail`; unknown tasks and events 404. */
 export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
@@ -74,7 +74,7 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
         const extra: Record<string, unknown> = { task_id: r.params["task_id"] };
         if (resume !== undefined) extra["last_sequence_id"] = resume;
         const source = await tu.streamTaskEvents(fromQuery(StreamTaskEventsRequestSchema, r, extra), r.ctx);
-        return { sse: mapSse(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(TaskEventSchema, e)) })), keepalive: ": keepalive\n\n" };
+        return { sse: mapBatches(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(TaskEventSchema, e)) })), keepalive: ": keepalive\n\n" };
       },
     },
     {
