@@ -206,6 +206,6 @@ async function ackFor(requestId: bigint, result: Promise<StoredEvent[]>): Promis
 }
 
 /** Connect's wire name of a code: Code.InvalidArgument -> "invalid_argument". */
-export function codeName(code: Code): string {
+function codeName(code: Code): string {
   return Code[code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase());
 }

@@ -180,7 +180,7 @@ export class EventLog {
         count += q.pending[take]!.drafts.length;
         take++;
       }
-      await this.#commit(q.stream, name, q.pending.splice(0, take), count, (again) => q.pending.unshift(...again));
+      await this.#commit(q.stream, name, q.pending.splice(0, take), (again) => q.pending.unshift(...again));
     }
     q.running = false;
     if (q.pending.length === 0) this.#queues.delete(name);
@@ -220,7 +220,7 @@ export class EventLog {
     return { fresh, followers };
   }
 
-  async #commit(stream: StreamId, name: string, pending: Pending[], _count: number, requeue: (again: Pending[]) => void): Promise<void> {
+  async #commit(stream: StreamId, name: string, pending: Pending[], requeue: (again: Pending[]) => void): Promise<void> {
     let batch: Pending[];
     let followers: Map<Pending, Pending[]>;
     try {
