@@ -28,6 +28,12 @@ export interface Config {
   authCacheMs: number;
   /** How long a MongoDB operation may wait for a reachable server (fail fast while it is down). */
   mongodbTimeoutMs: number;
+  /** A response (a subscription, mostly) whose client takes no data for this long is cut off; 0: never. */
+  stallTimeoutMs: number;
+  /** A response holding more unsent bytes than this in the server is cut off at once. */
+  backlogBytes: number;
+  /** In-memory store only: newest events kept per stream (0: all). */
+  memoryRetainEvents: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -62,6 +68,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxBatchEvents: int(env, "MAX_BATCH_EVENTS", 1000, 1),
     maxEventBytes: int(env, "MAX_EVENT_BYTES", 4 * 1024 * 1024, 16),
     requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 30_000, 100),
+    stallTimeoutMs: int(env, "SUBSCRIBER_STALL_TIMEOUT_MS", 30_000, 0),
+    backlogBytes: int(env, "RESPONSE_BACKLOG_BYTES", 64 * 1024 * 1024, 65536),
+    memoryRetainEvents: int(env, "MEMORY_RETAIN_EVENTS", 0, 0),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

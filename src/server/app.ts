@@ -21,6 +21,7 @@ import { MemorySailhouseStore } from "../store/memory/sailhouse.js";
 import { MongoSailhouseStore } from "../store/mongo/sailhouse.js";
 import { createGateway, sendJson } from "./gateway.js";
 import { Metrics } from "./metrics.js";
+import { releaseWriters, StallWatch } from "./stall.js";
 import { openApiDocument } from "./openapi.js";
 import { Auth, isLoopback } from "./auth.js";
 import { adminApi } from "../api/admin.js";
@@ -104,7 +105,7 @@ const VERSION = ((): string => {
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 export function createStore(cfg: Config, logger: Logger): Store {
-  if (!cfg.mongodbUri) return new MemoryStore();
+  if (!cfg.mongodbUri) return new MemoryStore({ retainEvents: cfg.memoryRetainEvents });
   return new MongoStore({
     uri: cfg.mongodbUri,
     ...(cfg.mongodbDb ? { dbName: cfg.mongodbDb } : {}),
@@ -228,6 +229,15 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     return false;
   }
 
+  const stalls = new StallWatch({
+    stallTimeoutMs: cfg.stallTimeoutMs,
+    backlogBytes: cfg.backlogBytes,
+    onCut(reason, req, unsent) {
+      metrics.cut.inc({ reason });
+      logger.warn({ reason, path: req.url, unsentBytes: unsent }, reason === "stalled" ? "client stopped reading; response cut off" : "too much unsent for a client; response cut off");
+    },
+  });
+
   // Requests being served, so shutdown can wait for them; once shutting down, new requests are
   // refused with 503 and HTTP/1.1 connections close after their response.
   let inFlight = 0;
@@ -240,7 +250,11 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       return;
     }
     inFlight++;
-    res.once("close", () => inFlight--);
+    res.once("close", () => {
+      inFlight--;
+      releaseWriters(res as Res);
+    });
+    stalls.track(req as Req, res as Res);
     handler(req as never, res as never);
   };
 
@@ -318,6 +332,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
         );
         for (const s of sockets) s.destroy();
         await stopped;
+        stalls.close();
         await store.close();
       })();
       return closing;

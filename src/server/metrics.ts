@@ -13,6 +13,8 @@ export class Metrics implements LogObserver {
   readonly #deliveryLag: Histogram;
   readonly #delivered: Counter;
   readonly requests: Counter<"route" | "status">;
+  /** Responses cut off because their reader stopped taking data (src/server/stall.ts). */
+  readonly cut: Counter<"reason">;
   #log: EventLog | undefined;
 
   constructor() {
@@ -34,6 +36,7 @@ export class Metrics implements LogObserver {
     });
     this.#delivered = new Counter({ name: "events_delivered_total", help: "Events delivered to subscribers", registers: [this.registry] });
     this.requests = new Counter({ name: "http_requests_total", help: "Requests on the documented JSON paths, by route and status", labelNames: ["route", "status"], registers: [this.registry] });
+    this.cut = new Counter({ name: "responses_cut_total", help: "Responses (mostly subscriptions) cut off because the client stopped reading: stalled too long, or too much unsent", labelNames: ["reason"], registers: [this.registry] });
     const self = this;
     new Gauge({
       name: "subscribers",

@@ -3,14 +3,28 @@ import type { Store } from "../port.js";
 
 interface MemStream {
   id: StreamId;
+  /** The last sequence handed out. */
   head: number;
-  events: Map<number, StoredEvent>;
+  /** Sequences up to `base` are gone (retention, expiry); events[i] holds sequence base + i + 1. */
+  base: number;
+  /** Undefined where a sequence is reserved but not (yet) stored. */
+  events: (StoredEvent | undefined)[];
+  /** Stored events that are not void placeholders. */
+  count: number;
+}
+
+export interface MemoryStoreOptions {
+  /** Keep at most this many of each stream's newest events (0: keep all). Older ones are dropped, like Redis's MAXLEN. */
+  retainEvents?: number;
+  /** How often events past their expire_at are deleted (MongoDB's TTL monitor runs every 60 s); 0: never. */
+  sweepIntervalMs?: number;
 }
 
 /**
  * The embedded store: everything in this process's memory, lost on restart. Same contract as the
  * MongoDB adapter (sequences are reserved and appended in separate steps, so readers meet the same
- * transient holes), which keeps the core honest when it runs on either.
+ * transient holes), which keeps the core honest when it runs on either. Like MongoDB's TTL index,
+ * a periodic sweep deletes events past their expire_at; `retainEvents` bounds each stream.
  */
 export class MemoryStore implements Store {
   readonly kind = "memory";
@@ -20,18 +34,90 @@ export class MemoryStore implements Store {
   readonly #byId = new Map<string, StoredEvent>();
   /** `stream` + "\n" + idempotency key → event. */
   readonly #byKey = new Map<string, StoredEvent>();
+  readonly #retain: number;
+  readonly #sweepMs: number;
+  #sweeper: NodeJS.Timeout | undefined;
 
-  async init(): Promise<void> {}
-  async close(): Promise<void> {}
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.#retain = opts.retainEvents ?? 0;
+    this.#sweepMs = opts.sweepIntervalMs ?? 60_000;
+  }
+
+  async init(): Promise<void> {
+    if (this.#sweepMs > 0 && !this.#sweeper) {
+      this.#sweeper = setInterval(() => this.sweepExpired(Date.now()), this.#sweepMs);
+      this.#sweeper.unref();
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+  }
+
   async ping(): Promise<void> {}
 
   #stream(name: string, id?: StreamId): MemStream {
     let s = this.#streams.get(name);
     if (!s) {
-      s = { id: id ?? parseStreamName(name), head: 0, events: new Map() };
+      s = { id: id ?? parseStreamName(name), head: 0, base: 0, events: [], count: 0 };
       this.#streams.set(name, s);
     }
     return s;
+  }
+
+  #at(s: MemStream, seq: number): StoredEvent | undefined {
+    return seq > s.base ? s.events[seq - s.base - 1] : undefined;
+  }
+
+  #put(s: MemStream, e: StoredEvent): void {
+    const old = this.#at(s, e.seq);
+    if (old && !old.void) s.count--;
+    if (!e.void) s.count++;
+    s.events[e.seq - s.base - 1] = e;
+  }
+
+  /** Drops an event from the id and key indexes (its slot is the caller's business). */
+  #unindex(e: StoredEvent): void {
+    if (e.void) return;
+    if (this.#byId.get(e.id) === e) this.#byId.delete(e.id);
+    if (e.idempotencyKey !== undefined && this.#byKey.get(`${e.stream}\n${e.idempotencyKey}`) === e) this.#byKey.delete(`${e.stream}\n${e.idempotencyKey}`);
+  }
+
+  /** Removes the first `n` slots of the stream (retention or expiry). */
+  #dropFront(s: MemStream, n: number): void {
+    for (let i = 0; i < n; i++) {
+      const e = s.events[i];
+      if (!e) continue;
+      this.#unindex(e);
+      if (!e.void) s.count--;
+    }
+    s.events.splice(0, n);
+    s.base += n;
+  }
+
+  /** Deletes events whose expire_at has passed (what MongoDB's TTL monitor does for the Mongo store). */
+  sweepExpired(now: number): void {
+    for (const s of this.#streams.values()) {
+      let leading = 0;
+      let contiguous = true;
+      for (let i = 0; i < s.events.length; i++) {
+        const e = s.events[i];
+        if (e === undefined || !(e.expireAt && e.expireAt.getTime() <= now)) {
+          contiguous = false;
+          continue;
+        }
+        if (contiguous) {
+          leading++;
+          continue;
+        }
+        this.#unindex(e);
+        if (!e.void) s.count--;
+        s.events[i] = undefined;
+      }
+      // Expired slots at the front are cut off; a reserved slot still waiting for its append stops this.
+      if (leading > 0) this.#dropFront(s, leading);
+    }
   }
 
   async reserve(stream: StreamId, count: number): Promise<number> {
@@ -49,31 +135,38 @@ export class MemoryStore implements Store {
     for (const e of events) {
       const s = this.#streams.get(e.stream);
       if (!s || e.seq > s.head || e.seq < 1) throw new Error(`sequence ${e.seq} of ${e.stream} was not reserved`);
-      if (s.events.has(e.seq)) throw new Error(`duplicate sequence ${e.seq} in ${e.stream}`);
+      if (e.seq <= s.base) throw new Error(`sequence ${e.seq} of ${e.stream} is older than the retained window`);
+      if (this.#at(s, e.seq)) throw new Error(`duplicate sequence ${e.seq} in ${e.stream}`);
       if (this.#byId.has(e.id)) throw new DuplicateEventError(`event id ${e.id} is taken`);
       if (e.idempotencyKey !== undefined && this.#byKey.has(`${e.stream}\n${e.idempotencyKey}`)) throw new DuplicateEventError(`idempotency key ${e.idempotencyKey} is taken`);
     }
+    const touched = new Set<MemStream>();
     for (const e of events) {
       // A shallow copy: stored events are never mutated in place by callers (extendExpiry and
       // voidRange change or replace the store's own copies), so readers can share them.
       const copy = { ...e };
-      this.#stream(e.stream).events.set(e.seq, copy);
+      const s = this.#stream(e.stream);
+      this.#put(s, copy);
       this.#byId.set(e.id, copy);
       if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, copy);
+      touched.add(s);
+    }
+    if (this.#retain > 0) {
+      // Trimmed in chunks (an eighth of the bound at least), so the splice is amortized. One
+      // stream's commits are serialized, so only what was just appended is newer than the cut.
+      const slack = Math.max(64, this.#retain >> 3);
+      for (const s of touched) if (s.events.length > this.#retain + slack) this.#dropFront(s, s.events.length - this.#retain);
     }
   }
 
   async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
     const name = streamName(stream);
     const s = this.#stream(name);
-    for (let seq = from; seq <= to; seq++) {
-      const existing = s.events.get(seq);
+    for (let seq = Math.max(from, s.base + 1); seq <= to; seq++) {
+      const existing = this.#at(s, seq);
       if (existing && !ids.includes(existing.id)) continue;
-      if (existing) {
-        this.#byId.delete(existing.id);
-        if (existing.idempotencyKey !== undefined) this.#byKey.delete(`${name}\n${existing.idempotencyKey}`);
-      }
-      s.events.set(seq, { id: `void:${name}:${seq}`, stream: name, seq, eventType: "", data: null, metadata: {}, createdAt: at, void: true });
+      if (existing) this.#unindex(existing);
+      this.#put(s, { id: `void:${name}:${seq}`, stream: name, seq, eventType: "", data: null, metadata: {}, createdAt: at, void: true });
     }
   }
 
@@ -81,16 +174,15 @@ export class MemoryStore implements Store {
     const s = this.#streams.get(streamName(stream));
     const out: StoredEvent[] = [];
     if (!s) return out;
-    for (let seq = Math.max(after, 0) + 1; seq <= s.head && out.length < limit; seq++) {
-      const e = s.events.get(seq);
+    for (let i = Math.max(after, s.base) - s.base; i < s.events.length && out.length < limit; i++) {
+      const e = s.events[i];
       if (e) out.push(e);
     }
     return out;
   }
 
   async findByIdempotencyKey(stream: StreamId, key: string): Promise<StoredEvent | undefined> {
-    const e = this.#byKey.get(`${streamName(stream)}\n${key}`);
-    return e;
+    return this.#byKey.get(`${streamName(stream)}\n${key}`);
   }
 
   async getEvent(id: string): Promise<StoredEvent | undefined> {
@@ -102,8 +194,8 @@ export class MemoryStore implements Store {
     const s = this.#streams.get(streamName(stream));
     const out: StoredEvent[] = [];
     if (!s) return out;
-    for (let seq = Math.min(before - 1, s.head); seq >= 1 && out.length < limit; seq--) {
-      const e = s.events.get(seq);
+    for (let i = Math.min(before - 1 - s.base, s.events.length) - 1; i >= 0 && out.length < limit; i--) {
+      const e = s.events[i];
       if (e) out.push(e);
     }
     return out;
@@ -113,7 +205,7 @@ export class MemoryStore implements Store {
     const s = this.#streams.get(streamName(stream));
     if (!s) return 0;
     let best = 0;
-    for (const e of s.events.values()) if (e.createdAt <= at && e.seq > best) best = e.seq;
+    for (const e of s.events) if (e && e.createdAt <= at && e.seq > best) best = e.seq;
     return best;
   }
 
@@ -121,20 +213,20 @@ export class MemoryStore implements Store {
     return [...this.#streams.values()]
       .filter((s) => s.id.project === project)
       .slice(0, limit)
-      .map((s) => ({ stream: s.id, head: s.head, events: [...s.events.values()].filter((e) => !e.void).length }));
+      .map((s) => ({ stream: s.id, head: s.head, events: s.count }));
   }
 
   async extendExpiry(stream: StreamId, expireAt: Date): Promise<void> {
     const s = this.#streams.get(streamName(stream));
     if (!s) return;
     // Replaced, not changed in place: readers may hold (and caches may key on) the old objects.
-    for (const [seq, e] of s.events) {
-      if (!e.expireAt || e.expireAt >= expireAt) continue;
+    s.events.forEach((e, i) => {
+      if (!e?.expireAt || e.expireAt >= expireAt) return;
       const updated = { ...e, expireAt };
-      s.events.set(seq, updated);
+      s.events[i] = updated;
       if (!e.void) this.#byId.set(e.id, updated);
       if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, updated);
-    }
+    });
   }
 
   async bindExecution(executionId: string, project: string): Promise<string> {
