@@ -1,7 +1,9 @@
 // Soak: the service under a steady 2,000 events/s with 10 subscribers for 10 minutes (by default),
 // sampling the server's RSS every 10 s. Reports the RSS slope (least squares, MiB per minute) and
 // whether every subscriber got every event once, in order. Loopback only; stops by itself.
-//   npm run build && node bench/soak.mjs [--minutes 10] [--rate 2000] [--subscribers 10]
+//   npm run build && MEMORY_RETAIN_EVENTS=100000 node bench/soak.mjs [--minutes 10] [--rate 2000] [--subscribers 10]
+// (The in-memory store keeps every event unless MEMORY_RETAIN_EVENTS bounds it, so without it RSS
+// grows with the data by design; with MONGODB_URI the events live in MongoDB.)
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import createSystem from './peers-adapter.mjs';
@@ -64,6 +66,7 @@ const mx = pts.reduce((a, [x]) => a + x, 0) / n;
 const my = pts.reduce((a, [, y]) => a + y, 0) / n;
 const slope = pts.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / pts.reduce((a, [x]) => a + (x - mx) ** 2, 0);
 const result = {
+  store: process.env.MONGODB_URI ? 'mongodb' : `memory (MEMORY_RETAIN_EVENTS=${process.env.MEMORY_RETAIN_EVENTS ?? '0'})`,
   minutes,
   rate,
   subscribers,

@@ -121,7 +121,6 @@ function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
     sequence: BigInt(e.seq),
     eventType: e.eventType,
     data: jsonToValue(e.data),
-    metadata: e.metadata,
     createdAt: timestampFromDate(e.createdAt),
     idempotencyKey: e.idempotencyKey,
     executionId: str("execution_id"),
@@ -130,6 +129,8 @@ function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
     waitGroupInstanceId: str("wait_group_instance_id"),
     timestamp: str("timestamp"),
   });
+  // Left unset when empty: an empty Struct costs every subscriber a message to decode per event.
+  if (e.metadata && Object.keys(e.metadata).length > 0) msg.metadata = e.metadata;
   if (e.expireAt) msg.expireAt = timestampFromDate(e.expireAt);
   // Stored in TerminalUse's JSON form ({"type": "text", "text": ...}).
   if (x["content"] !== undefined) msg.content = messageFromJson(ContentSchema, x["content"]);

@@ -13,8 +13,8 @@ export interface StallOptions {
 interface Watched {
   req: Req;
   res: Res;
-  /** When the response last started waiting for 'drain' (0: it is not waiting). */
-  since: number;
+  /** When the response last started waiting for 'drain' (undefined: it is not waiting). */
+  since: number | undefined;
 }
 
 /**
@@ -44,9 +44,17 @@ export class StallWatch {
   /** Watches a response until it closes. */
   track(req: Req, res: Res): void {
     if (!this.#timer) return;
-    const w: Watched = { req, res, since: 0 };
+    const w: Watched = { req, res, since: undefined };
     this.#open.add(w);
-    res.once("close", () => this.#open.delete(w));
+    // A reader that is slow but reading drains now and then: each drain restarts the clock.
+    const drained = (): void => {
+      w.since = undefined;
+    };
+    res.on("drain", drained);
+    res.once("close", () => {
+      this.#open.delete(w);
+      res.off("drain", drained);
+    });
   }
 
   /** One round of the watch (run by the timer; exposed for tests). */
@@ -59,8 +67,8 @@ export class StallWatch {
       if (backlogBytes > 0 && unsent > backlogBytes) {
         this.#cut(w, "backlog", unsent);
       } else if (!out.writableNeedDrain) {
-        w.since = 0;
-      } else if (w.since === 0) {
+        w.since = undefined;
+      } else if (w.since === undefined) {
         w.since = now;
       } else if (stallTimeoutMs > 0 && now - w.since >= stallTimeoutMs) {
         this.#cut(w, "stalled", unsent);
