@@ -1,9 +1,9 @@
 // This service as a system of the peer benchmark in ../shared/bench/peers (contract: its README,
 // "Adding a system"). It starts the built service (`npm run build` first) on a free loopback port
 // with the in-memory store (or MONGODB_URI when set). The default export talks to it the way a
-// well-written client would: single events over one long-lived PublishStream call (acks with
-// sequences, in order), batches with unary Publish, subscribers with server-streaming Subscribe,
-// each on its own HTTP/2 connection, compression off (events are small). createVariant(mode) gives
+// well-written client would: every publish (single events and batches) over one long-lived
+// PublishStream call per stream (acks with sequences, in order), subscribers with server-streaming
+// Subscribe, each on its own connection, compression off (events are small). createVariant(mode) gives
 // the plain alternatives measured beside it (bench/variants/): unary gRPC, unary Connect protocol,
 // and HTTP/1.1 JSON on Polos's documented publish path.
 //
@@ -45,6 +45,7 @@ export function createVariant(mode) {
 }
 
 function createMode(mode, { env = process.env, log = () => {} }) {
+  const subscribeProtocol = env.BENCH_SUBSCRIBE ?? 'grpc';
   let child;
   let baseUrl;
   let client;
@@ -127,8 +128,9 @@ function createMode(mode, { env = process.env, log = () => {} }) {
       client = createClient(StreamService, transport(baseUrl));
       unaryClient = mode === 'connect-unary' ? createClient(StreamService, createConnectTransport({ baseUrl, httpVersion: '1.1', useBinaryFormat: true, acceptCompression: [] })) : client;
       return {
+        url: baseUrl,
         server: `agent-events (node ${process.version}, ${env.MONGODB_URI ? 'MongoDB store' : 'in-memory store'}) at ${baseUrl}`,
-        client: '@connectrpc/connect-node gRPC (h2c): PublishStream for single events, Publish for batches, Subscribe per subscriber',
+        client: `@connectrpc/connect-node: ${{ stream: 'gRPC (h2c) PublishStream for every publish', 'grpc-unary': 'unary gRPC Publish', 'connect-unary': 'unary Connect-protocol Publish (binary, HTTP/1.1)', json: 'POST /api/v1/events/publish (HTTP/1.1 JSON, fetch)' }[mode]}; Subscribe (${subscribeProtocol === 'connect' ? 'Connect protocol, HTTP/1.1' : 'gRPC, h2c'}) per subscriber`,
         serverPids: [child.pid],
         durability: env.MONGODB_URI ? 'ack after MongoDB insertMany (write concern majority), group commit' : 'ack after the in-memory store has it (not durable)',
       };
@@ -152,15 +154,17 @@ function createMode(mode, { env = process.env, log = () => {} }) {
         await res.arrayBuffer();
         return;
       }
-      if (batch.length === 1 && mode === 'stream') {
-        await publisherFor(stream).push([toInput(batch[0])]);
+      if (mode === 'stream') {
+        // Single events and batches alike go over the producer's long-lived PublishStream call.
+        await publisherFor(stream).push(batch.map(toInput));
         return;
       }
       await unaryClient.publish({ stream: { kind: StreamKind.TOPIC, key: stream }, events: batch.map(toInput) });
     },
 
     async subscribe(stream, onEvent) {
-      const own = createClient(StreamService, transport(baseUrl)); // its own HTTP/2 connection
+      // Its own connection: HTTP/2 (gRPC), or HTTP/1.1 with the Connect protocol (BENCH_SUBSCRIBE=connect).
+      const own = createClient(StreamService, subscribeProtocol === 'connect' ? createConnectTransport({ baseUrl, httpVersion: '1.1', useBinaryFormat: true, acceptCompression: [] }) : transport(baseUrl));
       const abort = new AbortController();
       let ready;
       const started = new Promise((r) => (ready = r));

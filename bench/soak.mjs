@@ -38,11 +38,17 @@ const t0 = Date.now();
 const end = t0 + minutes * 60_000;
 let sent = 0;
 let failed = 0;
-const sampler = setInterval(() => {
+// The server's V8 heap in use (prom-client's nodejs_heap_size_used_bytes), MiB.
+const heapMiB = async () => Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(await (await fetch(`${info.url}/metrics`)).text())[1]) / 2 ** 20;
+const heap = [];
+const sampler = setInterval(async () => {
+  const at = (Date.now() - t0) / 60_000;
   const rss = rssMiB();
-  samples.push([(Date.now() - t0) / 60_000, rss]);
-  console.error(`t=${((Date.now() - t0) / 1000).toFixed(0)}s rss=${rss.toFixed(1)} MiB sent=${sent} min delivered=${Math.min(...got.map((g) => g.next - 1))}`);
-}, 10_000);
+  samples.push([at, rss]);
+  const used = await heapMiB().catch(() => NaN);
+  heap.push([at, used]);
+  console.error(`t=${((Date.now() - t0) / 1000).toFixed(0)}s rss=${rss.toFixed(1)} MiB heap used=${used.toFixed(1)} MiB sent=${sent} min delivered=${Math.min(...got.map((g) => g.next - 1))}`);
+}, 5_000);
 // Open loop: every 10 ms publish rate/100 events, each event its own publish (PublishStream).
 while (Date.now() < end) {
   const tick = Date.now();
@@ -59,12 +65,22 @@ clearInterval(sampler);
 for (const s of subs) await s.close();
 await sys.stop();
 
-// Least-squares slope of RSS over time, after the first minute (warm-up).
-const pts = samples.filter(([m]) => m >= Math.min(1, minutes / 5));
-const n = pts.length;
-const mx = pts.reduce((a, [x]) => a + x, 0) / n;
-const my = pts.reduce((a, [, y]) => a + y, 0) / n;
-const slope = pts.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / pts.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+// Least-squares slopes over time, after the first minute (warm-up): of RSS, and of the heap's
+// floor (the least heap in use in each minute, i.e. after its collections: what is really kept).
+const warm = (pts) => pts.filter(([m]) => m >= Math.min(1, minutes / 5) && Number.isFinite(m));
+function slopeOf(pts) {
+  const n = pts.length;
+  const mx = pts.reduce((a, [x]) => a + x, 0) / n;
+  const my = pts.reduce((a, [, y]) => a + y, 0) / n;
+  return pts.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / pts.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+}
+const floors = [];
+for (const [m, y] of warm(heap.filter(([, y]) => Number.isFinite(y)))) {
+  const minute = Math.floor(m);
+  if (!floors[minute] || y < floors[minute][1]) floors[minute] = [minute + 0.5, y];
+}
+const heapFloor = floors.filter(Boolean);
+const slope = slopeOf(warm(samples));
 const result = {
   store: process.env.MONGODB_URI ? 'mongodb' : `memory (MEMORY_RETAIN_EVENTS=${process.env.MEMORY_RETAIN_EVENTS ?? '0'})`,
   minutes,
@@ -75,8 +91,11 @@ const result = {
   all_delivered_in_order: got.every((g) => g.next - 1 === sent && g.bad === 0),
   rss_mib: { first: samples[0]?.[1], last: samples[samples.length - 1]?.[1], max: Math.max(...samples.map(([, y]) => y)) },
   rss_slope_mib_per_min: Number(slope.toFixed(3)),
+  heap_used_floor_mib_per_minute: heapFloor.map(([, y]) => Number(y.toFixed(1))),
+  heap_used_floor_slope_mib_per_min: Number(slopeOf(heapFloor).toFixed(3)),
   samples,
+  heap_used_samples: heap,
 };
-console.log(JSON.stringify({ ...result, samples: undefined }, null, 2));
+console.log(JSON.stringify({ ...result, samples: undefined, heap_used_samples: undefined }, null, 2));
 if (values.out) fs.writeFileSync(values.out, JSON.stringify(result, null, 2));
 process.exit(result.all_delivered_in_order ? 0 : 1);

@@ -97,19 +97,33 @@ export function kindFromPb(kind: PbStreamKind): StreamKind | undefined {
 }
 
 /**
- * Messages already built for stored events: subscribers that read the shared tail get the same
- * StoredEvent objects, so each event is converted once, not once per subscriber.
+ * What was built for the most recently delivered events, keyed by the StoredEvent object.
+ * Subscribers that read the log's shared tail get the same objects, so an event fanned out to N
+ * subscribers is converted once. Bounded (oldest out first): a WeakMap would keep the conversion
+ * as long as the event lives, which in the in-memory store is as long as it is retained.
  */
-const eventMessages = new WeakMap<StoredEvent, Event>();
+export class RecentCache<V> {
+  readonly #map = new Map<StoredEvent, V>();
+  constructor(readonly max: number) {}
+
+  get(e: StoredEvent, build: (e: StoredEvent) => V): V {
+    let v = this.#map.get(e);
+    if (v === undefined) {
+      v = build(e);
+      if (this.#map.size >= this.max) this.#map.delete(this.#map.keys().next().value!);
+      this.#map.set(e, v);
+    }
+    return v;
+  }
+}
+
+/** Enough for the log's per-stream tail (4,096) on a few busy streams at once. */
+export const RECENT_EVENTS = 16_384;
+const eventMessages = new RecentCache<Event>(RECENT_EVENTS);
 
 /** The shared events.v1.Event view of a stored event. */
 export function toEventMessage(e: StoredEvent, stream: StreamId): Event {
-  let msg = eventMessages.get(e);
-  if (!msg) {
-    msg = buildEventMessage(e, stream);
-    eventMessages.set(e, msg);
-  }
-  return msg;
+  return eventMessages.get(e, (ev) => buildEventMessage(ev, stream));
 }
 
 function buildEventMessage(e: StoredEvent, stream: StreamId): Event {

@@ -28,7 +28,7 @@ import {
   type SubscribeResponse,
 } from "../../gen/events/v1/events_pb.js";
 import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
-import { checkRequired, DEFAULT_PROJECT, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, DEFAULT_PROJECT, RecentCache, RECENT_EVENTS, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
 export const PUBLISH_STREAM_WINDOW = 256;
@@ -175,16 +175,11 @@ export function streamsApi(deps: ApiDeps) {
 
 export type StreamsApi = ReturnType<typeof streamsApi>;
 
-const encodedEvents = new WeakMap<StoredEvent, Uint8Array>();
+const encodedEvents = new RecentCache<Uint8Array>(RECENT_EVENTS);
 
 /** An event's binary encoding with its length prefix (a length-delimited field's payload), built once. */
 function encodedEvent(e: StoredEvent, stream: StreamId): Uint8Array {
-  let bytes = encodedEvents.get(e);
-  if (!bytes) {
-    bytes = new BinaryWriter().bytes(toBinary(EventSchema, toEventMessage(e, stream))).finish();
-    encodedEvents.set(e, bytes);
-  }
-  return bytes;
+  return encodedEvents.get(e, (ev) => new BinaryWriter().bytes(toBinary(EventSchema, toEventMessage(ev, stream))).finish());
 }
 
 /** The fields PublishResponse and PublishStreamResponse share, for a non-empty publish. */

@@ -140,23 +140,23 @@ export class MemoryStore implements Store {
       if (this.#byId.has(e.id)) throw new DuplicateEventError(`event id ${e.id} is taken`);
       if (e.idempotencyKey !== undefined && this.#byKey.has(`${e.stream}\n${e.idempotencyKey}`)) throw new DuplicateEventError(`idempotency key ${e.idempotencyKey} is taken`);
     }
-    const touched = new Set<MemStream>();
     for (const e of events) {
-      // A shallow copy: stored events are never mutated in place by callers (extendExpiry and
-      // voidRange change or replace the store's own copies), so readers can share them.
-      const copy = { ...e };
-      const s = this.#stream(e.stream);
-      this.#put(s, copy);
-      this.#byId.set(e.id, copy);
-      if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, copy);
-      touched.add(s);
+      // Kept as given, not copied: stored events are immutable (the log never changes one after
+      // appending it; extendExpiry and voidRange replace the store's objects), so readers share them.
+      const s = this.#streams.get(e.stream)!; // checked above
+      this.#put(s, e);
+      this.#byId.set(e.id, e);
+      if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, e);
+      this.#trim(s);
     }
-    if (this.#retain > 0) {
-      // Trimmed in chunks (an eighth of the bound at least), so the splice is amortized. One
-      // stream's commits are serialized, so only what was just appended is newer than the cut.
-      const slack = Math.max(64, this.#retain >> 3);
-      for (const s of touched) if (s.events.length > this.#retain + slack) this.#dropFront(s, s.events.length - this.#retain);
-    }
+  }
+
+  /**
+   * Retention: trimmed in chunks (an eighth of the bound at least), so the splice is amortized.
+   * One stream's commits are serialized, so only what is being appended is newer than the cut.
+   */
+  #trim(s: MemStream): void {
+    if (this.#retain > 0 && s.events.length > this.#retain + Math.max(64, this.#retain >> 3)) this.#dropFront(s, s.events.length - this.#retain);
   }
 
   async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
