@@ -54,12 +54,13 @@ function createMode(mode, { env = process.env, log = () => {} }) {
   function publisherFor(stream) {
     let p = publishers.get(stream);
     if (p) return p;
-    // One PublishStream call per stream: requests are pushed into an async queue; acks come back
-    // in send order, so the oldest waiter is the one an ack answers.
+    // One PublishStream call per stream, as a producer library would run it: publishes are queued,
+    // everything queued goes out as one request message (the first publish, the rest in `more`),
+    // and acks come back in send order, several per response (`combine_acks`), so the oldest
+    // waiter is the one each ack answers.
     const queue = [];
     let wake;
     const waiters = [];
-    let nextId = 0n;
     const abort = new AbortController();
     async function* requests() {
       for (;;) {
@@ -67,21 +68,27 @@ function createMode(mode, { env = process.env, log = () => {} }) {
           if (abort.signal.aborted) return;
           await new Promise((r) => (wake = r));
         }
-        yield queue.shift();
+        const all = queue.splice(0, 256);
+        yield { ...all[0], more: all.slice(1), combineAcks: true };
       }
     }
+    const settle = (ack) => {
+      const w = waiters.shift();
+      if (!w) return;
+      if (ack.error) w.reject(new Error(`${ack.error.code}: ${ack.error.message}`));
+      else w.resolve(ack);
+    };
     const call = (async () => {
       try {
-        for await (const ack of client.publishStream(requests(), { signal: abort.signal })) {
-          const w = waiters.shift();
-          if (!w) continue;
-          if (ack.error) w.reject(new Error(`${ack.error.code}: ${ack.error.message}`));
-          else w.resolve(ack);
+        for await (const res of client.publishStream(requests(), { signal: abort.signal })) {
+          settle(res);
+          for (const more of res.more) settle(more);
         }
       } catch (err) {
         for (const w of waiters.splice(0)) w.reject(err);
       }
     })();
+    let nextId = 0n;
     p = {
       push(events) {
         return new Promise((resolve, reject) => {

@@ -331,6 +331,54 @@ for (const factory of storeFactories) {
       expect(page.events.map((e) => e.eventType)).toEqual(Array.from({ length: N }, (_, i) => String(i)).filter((s) => s !== "7"));
     });
 
+    it("PublishStream: several publishes per request (`more`) and combined acks, each acked on its own, in order", async () => {
+      const streams = client(StreamService, app, "grpc");
+      const key = name("pubstream-more");
+      const stream = { kind: StreamKind.TOPIC, key };
+      const N = 300; // publishes, sent 10 per request message
+      const pub = (i: number) => ({
+        requestId: BigInt(i),
+        stream,
+        // 13 is empty (refused), 14 carries a `more` of its own (refused); the rest go through.
+        events: i === 13 ? [] : [{ eventType: String(i) }, ...(i % 5 === 0 ? [{ eventType: `${i}b` }] : [])],
+        more: i === 14 ? [{ requestId: 9999n, stream, events: [{ eventType: "nested" }] }] : [],
+      });
+      async function* requests() {
+        for (let i = 0; i < N; i += 10) yield { ...pub(i), more: Array.from({ length: 9 }, (_, k) => pub(i + k + 1)), combineAcks: true };
+      }
+      const responses = [];
+      for await (const res of streams.publishStream(requests())) responses.push(res);
+      const acks = responses.flatMap((r) => [r, ...r.more]);
+      // Fewer responses than publishes: acks ready together came in one response.
+      expect(responses.length).toBeLessThan(N);
+      expect(acks.map((a) => a.requestId)).toEqual(Array.from({ length: N }, (_, i) => BigInt(i)));
+      expect(acks[13]!.error?.code).toBe("invalid_argument");
+      expect(acks[14]!.error?.message).toMatch(/more/);
+      const ok = acks.filter((a) => !a.error);
+      expect(ok.length).toBe(N - 2);
+      // Gapless sequences in send order; a two-event publish takes two.
+      expect(ok.flatMap((a) => a.sequences)).toEqual(Array.from({ length: ok.flatMap((a) => a.sequences).length }, (_, i) => BigInt(i + 1)));
+      expect(ok.find((a) => a.requestId === 10n)!.sequences.length).toBe(2);
+      const page = await streams.listEvents({ stream, limit: 1000 });
+      expect(page.events.map((e) => e.eventType)).toEqual(
+        Array.from({ length: N }, (_, i) => i).filter((i) => i !== 13 && i !== 14).flatMap((i) => (i % 5 === 0 ? [String(i), `${i}b`] : [String(i)])),
+      );
+    });
+
+    it("PublishStream without combine_acks answers every publish with a response of its own", async () => {
+      const streams = client(StreamService, app, "grpc");
+      const stream = { kind: StreamKind.TOPIC, key: name("pubstream-single") };
+      async function* requests() {
+        yield { requestId: 1n, stream, events: [{ eventType: "a" }], more: [{ requestId: 2n, stream, events: [{ eventType: "b" }] }] };
+      }
+      const responses = [];
+      for await (const res of streams.publishStream(requests())) responses.push(res);
+      expect(responses.map((r) => [r.requestId, r.sequences, r.more.length])).toEqual([
+        [1n, [1n], 0],
+        [2n, [2n], 0],
+      ]);
+    });
+
     it("64 concurrent publishers x 200 events while 3 subscribers follow: all 12,800 in order, once", async () => {
       const topic = name("load");
       const PUBLISHERS = 64;

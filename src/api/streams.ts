@@ -72,11 +72,14 @@ export function streamsApi(deps: ApiDeps) {
     /**
      * Reads publishes as they come and hands each to the log at once, so one call keeps many in
      * flight (group commit batches them) while the log's per-stream queue keeps their send order.
-     * Acks are written in send order. At most PUBLISH_STREAM_WINDOW publishes are outstanding:
-     * past that the call stops reading, and HTTP/2 flow control pushes back on the producer.
+     * Acks are written in send order; with `combine_acks`, the acks ready at once share a response.
+     * At most PUBLISH_STREAM_WINDOW publishes are outstanding: past that the call stops reading,
+     * and HTTP/2 flow control pushes back on the producer.
      */
     async *publishStream(reqs: AsyncIterable<PublishStreamRequest>, ctx: CallContext): AsyncGenerator<PublishStreamResponse> {
-      const inflight: { requestId: bigint; result: Promise<StoredEvent[]> }[] = [];
+      /** Outstanding publishes in send order; `ack` is set once the publish has settled. */
+      const inflight: { ack?: PublishStreamResponse }[] = [];
+      let combine = false;
       let reading = true;
       let readError: unknown;
       let wakeWriter: (() => void) | undefined;
@@ -86,20 +89,29 @@ export function streamsApi(deps: ApiDeps) {
         wakeWriter = undefined;
         w?.();
       };
+      const start = (req: PublishStreamRequest, nested: boolean): void => {
+        const entry: { ack?: PublishStreamResponse } = {};
+        inflight.push(entry);
+        let result: Promise<StoredEvent[]>;
+        try {
+          checkRequired(PublishStreamRequestSchema, req, []);
+          if (nested && req.more.length > 0) throw invalidField(["more"], "a publish inside `more` cannot carry `more` of its own", "value_error");
+          result = startPublish(req, ctx);
+        } catch (err) {
+          result = Promise.reject(err);
+        }
+        void ackFor(req.requestId, result).then((ack) => {
+          entry.ack = ack;
+          signalWriter();
+        });
+      };
       // The reader runs beside the writer: acks flow while requests keep coming.
       const reader = (async () => {
         try {
           for await (const req of reqs) {
-            let result: Promise<StoredEvent[]>;
-            try {
-              checkRequired(PublishStreamRequestSchema, req, []);
-              result = startPublish(req, ctx);
-            } catch (err) {
-              result = Promise.reject(err);
-            }
-            result.catch(() => {}); // acked in order by the writer; never an unhandled rejection
-            inflight.push({ requestId: req.requestId, result });
-            signalWriter();
+            combine ||= req.combineAcks;
+            start(req, false);
+            for (const more of req.more) start(more, true);
             if (inflight.length >= PUBLISH_STREAM_WINDOW) await new Promise<void>((r) => (wakeReader = r));
           }
         } catch (err) {
@@ -111,14 +123,17 @@ export function streamsApi(deps: ApiDeps) {
       })();
       for (;;) {
         const head = inflight[0];
-        if (head) {
-          const ack = await ackFor(head.requestId, head.result);
-          inflight.shift();
+        if (head?.ack) {
+          let n = 1;
+          if (combine) while (n < inflight.length && n < PUBLISH_STREAM_WINDOW && inflight[n]!.ack) n++;
+          const done = inflight.splice(0, n);
           const r = wakeReader;
           wakeReader = undefined;
           r?.();
+          const ack = head.ack;
+          if (n > 1) ack.more = done.slice(1).map((d) => d.ack!);
           yield ack;
-        } else if (reading) {
+        } else if (head || reading) {
           await new Promise<void>((r) => (wakeWriter = r));
         } else {
           break;
