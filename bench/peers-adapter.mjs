@@ -14,11 +14,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
-import { toJson } from '@bufbuild/protobuf';
-import { ValueSchema } from '@bufbuild/protobuf/wkt';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { StreamService, StreamKind } = await import(path.join(ROOT, 'dist/gen/events/v1/events_pb.js'));
+const { StreamService, StreamKind, EventView } = await import(path.join(ROOT, 'dist/gen/events/v1/events_pb.js'));
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -177,11 +175,14 @@ function createMode(mode, { env = process.env, log = () => {} }) {
       const started = new Promise((r) => (ready = r));
       const done = (async () => {
         try {
-          const it = own.subscribe({ stream: { kind: StreamKind.TOPIC, key: stream } }, { signal: abort.signal });
+          // The COMPACT view: flat events with the data as JSON text, much less to decode (a
+          // consumer running many subscriptions in one process is bound by decoding).
+          const it = own.subscribe({ stream: { kind: StreamKind.TOPIC, key: stream }, view: EventView.COMPACT }, { signal: abort.signal });
           for await (const res of it) {
             ready(); // the first (empty) response: the subscription is live
-            // JSON-published events carry the event object as data; the others its JSON text.
-            for (const e of res.events) onEvent(e.data?.kind.case === 'stringValue' ? e.data.kind.value : JSON.stringify(toJson(ValueSchema, e.data)));
+            // The payload is the event's JSON text: JSON-published events carry it as their data
+            // (so data_json is that text), the others as a string (data_json is that string, quoted).
+            for (const e of res.compactEvents) onEvent(e.dataJson.charCodeAt(0) === 34 ? JSON.parse(e.dataJson) : e.dataJson);
           }
         } catch (err) {
           if (!abort.signal.aborted) log(`subscriber ended: ${err}`);

@@ -3,8 +3,11 @@
  * protocol and gRPC-Web; fetch on the documented JSON paths; an SSE reader), on every store adapter.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { StreamKind, StreamService } from "../gen/events/v1/events_pb.js";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { fromJson } from "@bufbuild/protobuf";
+import { ValueSchema, timestampDate } from "@bufbuild/protobuf/wkt";
+import { EventView, StreamKind, StreamService, type CompactEvent } from "../gen/events/v1/events_pb.js";
 import { EventsService } from "../gen/polos/v1/polos_pb.js";
 import { ExecutionEventsService } from "../gen/kubiya/v1/kubiya_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
@@ -331,6 +334,35 @@ for (const factory of storeFactories) {
       expect(page.events.map((e) => e.eventType)).toEqual(Array.from({ length: N }, (_, i) => String(i)).filter((s) => s !== "7"));
     });
 
+    it("Subscribe with the COMPACT view sends flat events (data as JSON text), over binary and JSON codecs", async () => {
+      const key = name("compact");
+      const stream = { kind: StreamKind.TOPIC, key };
+      const grpc = client(StreamService, app, "grpc");
+      const json = createClient(StreamService, createConnectTransport({ baseUrl: app.url, httpVersion: "1.1", useBinaryFormat: false }));
+      const first = await grpc.publish({ stream, events: [{ eventType: "a", data: { kind: { case: "stringValue", value: "text" } } }, { eventType: "b" }] });
+      await grpc.publish({ stream, events: [{ eventType: "c", data: fromJson(ValueSchema, { n: 1, list: [true, null], s: "é" }) }] });
+      for (const c of [grpc, json]) {
+        const abort = new AbortController();
+        const got: CompactEvent[] = [];
+        try {
+          for await (const res of c.subscribe({ stream, view: EventView.COMPACT }, { signal: abort.signal })) {
+            expect(res.events).toEqual([]);
+            got.push(...res.compactEvents);
+            if (got.length >= 3) abort.abort();
+          }
+        } catch (e) {
+          if (!(e instanceof ConnectError && e.code === Code.Canceled)) throw e;
+        }
+        expect(got.map((e) => [e.sequence, e.eventType, JSON.parse(e.dataJson)])).toEqual([
+          [1n, "a", "text"],
+          [2n, "b", null],
+          [3n, "c", { n: 1, list: [true, null], s: "é" }],
+        ]);
+        expect(got[0]!.id).toBe(first.ids[0]);
+        expect(Number(got[0]!.createdAtMs)).toBe(timestampDate(first.createdAt!).getTime());
+      }
+    });
+
     it("PublishStream: several publishes per request (`more`) and combined acks, each acked on its own, in order", async () => {
       const streams = client(StreamService, app, "grpc");
       const key = name("pubstream-more");
@@ -339,8 +371,9 @@ for (const factory of storeFactories) {
       const pub = (i: number) => ({
         requestId: BigInt(i),
         stream,
-        // 13 is empty (refused), 14 carries a `more` of its own (refused); the rest go through.
-        events: i === 13 ? [] : [{ eventType: String(i) }, ...(i % 5 === 0 ? [{ eventType: `${i}b` }] : [])],
+        // 13 is empty (refused), 14 carries a `more` of its own (refused), 15 is too big (refused);
+        // the rest go through.
+        events: i === 13 ? [] : i === 15 ? Array.from({ length: 1001 }, () => ({ eventType: "big" })) : [{ eventType: String(i) }, ...(i % 5 === 0 ? [{ eventType: `${i}b` }] : [])],
         more: i === 14 ? [{ requestId: 9999n, stream, events: [{ eventType: "nested" }] }] : [],
       });
       async function* requests() {
@@ -354,14 +387,15 @@ for (const factory of storeFactories) {
       expect(acks.map((a) => a.requestId)).toEqual(Array.from({ length: N }, (_, i) => BigInt(i)));
       expect(acks[13]!.error?.code).toBe("invalid_argument");
       expect(acks[14]!.error?.message).toMatch(/more/);
+      expect(acks[15]!.error?.code).toBe("resource_exhausted");
       const ok = acks.filter((a) => !a.error);
-      expect(ok.length).toBe(N - 2);
+      expect(ok.length).toBe(N - 3);
       // Gapless sequences in send order; a two-event publish takes two.
       expect(ok.flatMap((a) => a.sequences)).toEqual(Array.from({ length: ok.flatMap((a) => a.sequences).length }, (_, i) => BigInt(i + 1)));
       expect(ok.find((a) => a.requestId === 10n)!.sequences.length).toBe(2);
       const page = await streams.listEvents({ stream, limit: 1000 });
       expect(page.events.map((e) => e.eventType)).toEqual(
-        Array.from({ length: N }, (_, i) => i).filter((i) => i !== 13 && i !== 14).flatMap((i) => (i % 5 === 0 ? [String(i), `${i}b`] : [String(i)])),
+        Array.from({ length: N }, (_, i) => i).filter((i) => i < 13 || i > 15).flatMap((i) => (i % 5 === 0 ? [String(i), `${i}b`] : [String(i)])),
       );
     });
 

@@ -3,7 +3,7 @@ import { create, fromJson, isFieldSet, toJson, type DescMessage, type JsonValue 
 import { ValueSchema, timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
 import { ContentSchema, EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
 import type { EventLog } from "../core/log.js";
-import type { JsonValue, StoredEvent, StreamId, StreamKind } from "../core/types.js";
+import { DuplicateEventError, LimitError, StoreUnavailableError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { ValidationError, fieldRules, lengthError, messageFromJson, type FieldError } from "./json.js";
 
 /** Projects are named by the caller (`x-project-id`); this one is used when a dialect has no such notion. */
@@ -149,6 +149,16 @@ function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
   // Stored in TerminalUse's JSON form ({"type": "text", "text": ...}).
   if (x["content"] !== undefined) msg.content = messageFromJson(ContentSchema, x["content"]);
   return msg;
+}
+
+/** Maps core errors onto Connect codes (RPC errors, PublishStream's error acks). */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof StoreUnavailableError) return new ConnectError("the event store is unavailable; retry later", Code.Unavailable, undefined, undefined, err);
+  if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
+  if (err instanceof DuplicateEventError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
+  if (err instanceof LimitError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
 
 /** Sequences arrive as int64 (bigint); the core works with numbers, exact up to 2^53. */

@@ -1,9 +1,12 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import {
+  CompactEventSchema,
   EventSchema,
+  EventView,
+  type CompactEvent,
   ListEventsRequestSchema,
   ListEventsResponseSchema,
   ListStreamsResponseSchema,
@@ -28,7 +31,7 @@ import {
   type SubscribeResponse,
 } from "../../gen/events/v1/events_pb.js";
 import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
-import { checkRequired, DEFAULT_PROJECT, RecentCache, RECENT_EVENTS, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, DEFAULT_PROJECT, RecentCache, RECENT_EVENTS, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
 export const PUBLISH_STREAM_WINDOW = 256;
@@ -151,15 +154,18 @@ export function streamsApi(deps: ApiDeps) {
       return (async function* () {
         // An empty first response tells the client the subscription is live (headers go out with it).
         yield create(SubscribeResponseSchema, { events: [] });
+        const compact = req.view === EventView.COMPACT;
         for await (const batch of follow(deps, stream, after, ctx.signal, req.eventTypes)) {
           if (ctx.binaryWire) {
             // Each event is encoded once for all subscribers: the response carries the encoded
-            // events as field 1, byte-for-byte what encoding `events` would write.
+            // events as field 1 (2 when compact), byte-for-byte what encoding them would write.
             const res = create(SubscribeResponseSchema);
-            res.$unknown = batch.map((e) => ({ no: 1, wireType: WireType.LengthDelimited, data: encodedEvent(e, stream) }));
+            res.$unknown = compact
+              ? batch.map((e) => ({ no: 2, wireType: WireType.LengthDelimited, data: encodedCompact(e) }))
+              : batch.map((e) => ({ no: 1, wireType: WireType.LengthDelimited, data: encodedEvent(e, stream) }));
             yield res;
           } else {
-            yield create(SubscribeResponseSchema, { events: batch.map((e) => toEventMessage(e, stream)) });
+            yield create(SubscribeResponseSchema, compact ? { compactEvents: batch.map(toCompactEvent) } : { events: batch.map((e) => toEventMessage(e, stream)) });
           }
         }
       })();
@@ -197,6 +203,18 @@ function encodedEvent(e: StoredEvent, stream: StreamId): Uint8Array {
   return encodedEvents.get(e, (ev) => new BinaryWriter().bytes(toBinary(EventSchema, toEventMessage(ev, stream))).finish());
 }
 
+const encodedCompacts = new RecentCache<Uint8Array>(RECENT_EVENTS);
+
+/** The same for the compact view. */
+function encodedCompact(e: StoredEvent): Uint8Array {
+  return encodedCompacts.get(e, (ev) => new BinaryWriter().bytes(toBinary(CompactEventSchema, toCompactEvent(ev))).finish());
+}
+
+/** An event as events.v1.CompactEvent: flat, its data as JSON text. */
+function toCompactEvent(e: StoredEvent): CompactEvent {
+  return create(CompactEventSchema, { sequence: BigInt(e.seq), id: e.id, eventType: e.eventType, dataJson: JSON.stringify(e.data), createdAtMs: BigInt(e.createdAt.getTime()) });
+}
+
 /** The fields PublishResponse and PublishStreamResponse share, for a non-empty publish. */
 function published(stored: StoredEvent[]) {
   return {
@@ -210,7 +228,7 @@ async function ackFor(requestId: bigint, result: Promise<StoredEvent[]>): Promis
   try {
     return create(PublishStreamResponseSchema, { requestId, ...published(await result) });
   } catch (err) {
-    const e = ConnectError.from(err);
+    const e = toConnectError(err);
     return create(PublishStreamResponseSchema, { requestId, error: { code: codeName(e.code), message: e.rawMessage } });
   }
 }

@@ -6,8 +6,7 @@ import { ExecutionEventsService } from "../../gen/kubiya/v1/kubiya_pb.js";
 import { EventsService } from "../../gen/polos/v1/polos_pb.js";
 import { SailhouseService } from "../../gen/sailhouse/v1/sailhouse_pb.js";
 import { TaskEventsService } from "../../gen/terminaluse/v1/terminaluse_pb.js";
-import type { CallContext } from "../api/common.js";
-import { ValidationError } from "../api/json.js";
+import { toConnectError, type CallContext } from "../api/common.js";
 import type { KubiyaApi } from "../api/kubiya.js";
 import type { PolosApi } from "../api/polos.js";
 import type { SailhouseApi } from "../api/sailhouse.js";
@@ -15,7 +14,6 @@ import type { AdminApi } from "../api/admin.js";
 import type { TerminalUseApi } from "../api/terminaluse.js";
 import { AdminService } from "../../gen/admin/v1/admin_pb.js";
 import type { StreamsApi } from "../api/streams.js";
-import { DuplicateEventError, LimitError, StoreUnavailableError } from "../core/types.js";
 import { PROJECT } from "./auth.js";
 
 export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService, AdminService];
@@ -25,16 +23,6 @@ export function callContext(ctx: HandlerContext): CallContext {
   const project = ctx.values.get(PROJECT);
   const binaryWire = !(ctx.requestHeader.get("content-type") ?? "").includes("json");
   return { signal: ctx.signal, binaryWire, ...(project ? { project } : {}) };
-}
-
-/** Maps core errors onto Connect codes. */
-export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof StoreUnavailableError) return new ConnectError("the event store is unavailable; retry later", Code.Unavailable, undefined, undefined, err);
-  if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
-  if (err instanceof DuplicateEventError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
-  if (err instanceof LimitError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
-  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
 
 async function unary<T>(run: () => Promise<T>): Promise<T> {

@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file events/v1/events.proto.
  */
 export const file_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("ChZldmVudHMvdjEvZXZlbnRzLnByb3RvEglldmVudHMudjEiTQoJU3RyZWFtUmVmEikKBGtpbmQYASABKA4yFS5ldmVudHMudjEuU3RyZWFtS2luZEIEyPMYARIVCgNrZXkYAiABKAlCCMjzGAHQ8xgBIh4KCFRleHRQYXJ0EhIKBHRleHQYASABKAlCBMjzGAEiNwoIRGF0YVBhcnQSKwoEZGF0YRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBMjzGAEiWwoHQ29udGVudBIjCgR0ZXh0GAEgASgLMhMuZXZlbnRzLnYxLlRleHRQYXJ0SAASIwoEZGF0YRgCIAEoCzITLmV2ZW50cy52MS5EYXRhUGFydEgAQgYKBHBhcnQi3gQKBUV2ZW50EgoKAmlkGAEgASgJEiQKBnN0cmVhbRgCIAEoCzIULmV2ZW50cy52MS5TdHJlYW1SZWYSEAoIc2VxdWVuY2UYAyABKAMSEgoKZXZlbnRfdHlwZRgEIAEoCRIkCgRkYXRhGAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglleHBpcmVfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKD2lkZW1wb3RlbmN5X2tleRgJIAEoCUgAiAEBEhkKDGV4ZWN1dGlvbl9pZBgKIAEoCUgBiAEBEh4KEXJvb3RfZXhlY3V0aW9uX2lkGAsgASgJSAKIAQESGwoOYXR0ZW1wdF9udW1iZXIYDCABKAVIA4gBARIjCgdjb250ZW50GA0gASgLMhIuZXZlbnRzLnYxLkNvbnRlbnQSIwoWd2FpdF9ncm91cF9pbnN0YW5jZV9pZBgOIAEoCUgEiAEBEhYKCXRpbWVzdGFtcBgPIAEoCUgFiAEBQhIKEF9pZGVtcG90ZW5jeV9rZXlCDwoNX2V4ZWN1dGlvbl9pZEIUChJfcm9vdF9leGVjdXRpb25faWRCEQoPX2F0dGVtcHRfbnVtYmVyQhkKF193YWl0X2dyb3VwX2luc3RhbmNlX2lkQgwKCl90aW1lc3RhbXAiowEKCkV2ZW50SW5wdXQSEgoKZXZlbnRfdHlwZRgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEikKCG1ldGFkYXRhGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIcCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlIAIgBAUISChBfaWRlbXBvdGVuY3lfa2V5ImkKDlB1Ymxpc2hSZXF1ZXN0EioKBnN0cmVhbRgBIAEoCzIULmV2ZW50cy52MS5TdHJlYW1SZWZCBMjzGAESKwoGZXZlbnRzGAIgAygLMhUuZXZlbnRzLnYxLkV2ZW50SW5wdXRCBMjzGAEiYQoPUHVibGlzaFJlc3BvbnNlEhEKCXNlcXVlbmNlcxgBIAMoAxILCgNpZHMYAiADKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKFFB1Ymxpc2hTdHJlYW1SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSKgoGc3RyZWFtGAIgASgLMhQuZXZlbnRzLnYxLlN0cmVhbVJlZkIEyPMYARIrCgZldmVudHMYAyADKAsyFS5ldmVudHMudjEuRXZlbnRJbnB1dEIEyPMYARItCgRtb3JlGAQgAygLMh8uZXZlbnRzLnYxLlB1Ymxpc2hTdHJlYW1SZXF1ZXN0EhQKDGNvbWJpbmVfYWNrcxgFIAEoCCLTAQoVUHVibGlzaFN0cmVhbVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSEQoJc2VxdWVuY2VzGAIgAygDEgsKA2lkcxgDIAMoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgVlcnJvchgFIAEoCzIXLmV2ZW50cy52MS5QdWJsaXNoRXJyb3ISLgoEbW9yZRgGIAMoCzIgLmV2ZW50cy52MS5QdWJsaXNoU3RyZWFtUmVzcG9uc2UiLQoMUHVibGlzaEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSJrChBTdWJzY3JpYmVSZXF1ZXN0EioKBnN0cmVhbRgBIAEoCzIULmV2ZW50cy52MS5TdHJlYW1SZWZCBMjzGAESFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSEwoLZXZlbnRfdHlwZXMYAyADKAkiNQoRU3Vic2NyaWJlUmVzcG9uc2USIAoGZXZlbnRzGAEgAygLMhAuZXZlbnRzLnYxLkV2ZW50ImYKEUxpc3RFdmVudHNSZXF1ZXN0EioKBnN0cmVhbRgBIAEoCzIULmV2ZW50cy52MS5TdHJlYW1SZWZCBMjzGAESFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSDQoFbGltaXQYAyABKAUiZQoSTGlzdEV2ZW50c1Jlc3BvbnNlEiAKBmV2ZW50cxgBIAMoCzIQLmV2ZW50cy52MS5FdmVudBIbChNuZXh0X2FmdGVyX3NlcXVlbmNlGAIgASgDEhAKCGhhc19tb3JlGAMgASgIIkgKEkxpc3RTdHJlYW1zUmVxdWVzdBIjCgRraW5kGAEgASgOMhUuZXZlbnRzLnYxLlN0cmVhbUtpbmQSDQoFbGltaXQYAiABKAUiXgoKU3RyZWFtSW5mbxIkCgZzdHJlYW0YASABKAsyFC5ldmVudHMudjEuU3RyZWFtUmVmEhUKDWxhc3Rfc2VxdWVuY2UYAiABKAMSEwoLZXZlbnRfY291bnQYAyABKAMiPQoTTGlzdFN0cmVhbXNSZXNwb25zZRImCgdzdHJlYW1zGAEgAygLMhUuZXZlbnRzLnYxLlN0cmVhbUluZm8qcQoKU3RyZWFtS2luZBIbChdTVFJFQU1fS0lORF9VTlNQRUNJRklFRBAAEhUKEVNUUkVBTV9LSU5EX1RPUElDEAESGQoVU1RSRUFNX0tJTkRfRVhFQ1VUSU9OEAISFAoQU1RSRUFNX0tJTkRfVEFTSxADMowDCg1TdHJlYW1TZXJ2aWNlEkAKB1B1Ymxpc2gSGS5ldmVudHMudjEuUHVibGlzaFJlcXVlc3QaGi5ldmVudHMudjEuUHVibGlzaFJlc3BvbnNlElYKDVB1Ymxpc2hTdHJlYW0SHy5ldmVudHMudjEuUHVibGlzaFN0cmVhbVJlcXVlc3QaIC5ldmVudHMudjEuUHVibGlzaFN0cmVhbVJlc3BvbnNlKAEwARJICglTdWJzY3JpYmUSGy5ldmVudHMudjEuU3Vic2NyaWJlUmVxdWVzdBocLmV2ZW50cy52MS5TdWJzY3JpYmVSZXNwb25zZTABEkkKCkxpc3RFdmVudHMSHC5ldmVudHMudjEuTGlzdEV2ZW50c1JlcXVlc3QaHS5ldmVudHMudjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkwKC0xpc3RTdHJlYW1zEh0uZXZlbnRzLnYxLkxpc3RTdHJlYW1zUmVxdWVzdBoeLmV2ZW50cy52MS5MaXN0U3RyZWFtc1Jlc3BvbnNlYgZwcm90bzM", [file_events_v1_options, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZldmVudHMvdjEvZXZlbnRzLnByb3RvEglldmVudHMudjEiTQoJU3RyZWFtUmVmEikKBGtpbmQYASABKA4yFS5ldmVudHMudjEuU3RyZWFtS2luZEIEyPMYARIVCgNrZXkYAiABKAlCCMjzGAHQ8xgBIh4KCFRleHRQYXJ0EhIKBHRleHQYASABKAlCBMjzGAEiNwoIRGF0YVBhcnQSKwoEZGF0YRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBMjzGAEiWwoHQ29udGVudBIjCgR0ZXh0GAEgASgLMhMuZXZlbnRzLnYxLlRleHRQYXJ0SAASIwoEZGF0YRgCIAEoCzITLmV2ZW50cy52MS5EYXRhUGFydEgAQgYKBHBhcnQi3gQKBUV2ZW50EgoKAmlkGAEgASgJEiQKBnN0cmVhbRgCIAEoCzIULmV2ZW50cy52MS5TdHJlYW1SZWYSEAoIc2VxdWVuY2UYAyABKAMSEgoKZXZlbnRfdHlwZRgEIAEoCRIkCgRkYXRhGAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglleHBpcmVfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKD2lkZW1wb3RlbmN5X2tleRgJIAEoCUgAiAEBEhkKDGV4ZWN1dGlvbl9pZBgKIAEoCUgBiAEBEh4KEXJvb3RfZXhlY3V0aW9uX2lkGAsgASgJSAKIAQESGwoOYXR0ZW1wdF9udW1iZXIYDCABKAVIA4gBARIjCgdjb250ZW50GA0gASgLMhIuZXZlbnRzLnYxLkNvbnRlbnQSIwoWd2FpdF9ncm91cF9pbnN0YW5jZV9pZBgOIAEoCUgEiAEBEhYKCXRpbWVzdGFtcBgPIAEoCUgFiAEBQhIKEF9pZGVtcG90ZW5jeV9rZXlCDwoNX2V4ZWN1dGlvbl9pZEIUChJfcm9vdF9leGVjdXRpb25faWRCEQoPX2F0dGVtcHRfbnVtYmVyQhkKF193YWl0X2dyb3VwX2luc3RhbmNlX2lkQgwKCl90aW1lc3RhbXAiowEKCkV2ZW50SW5wdXQSEgoKZXZlbnRfdHlwZRgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEikKCG1ldGFkYXRhGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIcCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlIAIgBAUISChBfaWRlbXBvdGVuY3lfa2V5ImkKDlB1Ymxpc2hSZXF1ZXN0EioKBnN0cmVhbRgBIAEoCzIULmV2ZW50cy52MS5TdHJlYW1SZWZCBMjzGAESKwoGZXZlbnRzGAIgAygLMhUuZXZlbnRzLnYxLkV2ZW50SW5wdXRCBMjzGAEiYQoPUHVibGlzaFJlc3BvbnNlEhEKCXNlcXVlbmNlcxgBIAMoAxILCgNpZHMYAiADKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiyAEKFFB1Ymxpc2hTdHJlYW1SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSKgoGc3RyZWFtGAIgASgLMhQuZXZlbnRzLnYxLlN0cmVhbVJlZkIEyPMYARIrCgZldmVudHMYAyADKAsyFS5ldmVudHMudjEuRXZlbnRJbnB1dEIEyPMYARItCgRtb3JlGAQgAygLMh8uZXZlbnRzLnYxLlB1Ymxpc2hTdHJlYW1SZXF1ZXN0EhQKDGNvbWJpbmVfYWNrcxgFIAEoCCLTAQoVUHVibGlzaFN0cmVhbVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSEQoJc2VxdWVuY2VzGAIgAygDEgsKA2lkcxgDIAMoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgVlcnJvchgFIAEoCzIXLmV2ZW50cy52MS5QdWJsaXNoRXJyb3ISLgoEbW9yZRgGIAMoCzIgLmV2ZW50cy52MS5QdWJsaXNoU3RyZWFtUmVzcG9uc2UiLQoMUHVibGlzaEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSKPAQoQU3Vic2NyaWJlUmVxdWVzdBIqCgZzdHJlYW0YASABKAsyFC5ldmVudHMudjEuU3RyZWFtUmVmQgTI8xgBEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDEhMKC2V2ZW50X3R5cGVzGAMgAygJEiIKBHZpZXcYBCABKA4yFC5ldmVudHMudjEuRXZlbnRWaWV3ImYKEVN1YnNjcmliZVJlc3BvbnNlEiAKBmV2ZW50cxgBIAMoCzIQLmV2ZW50cy52MS5FdmVudBIvCg5jb21wYWN0X2V2ZW50cxgCIAMoCzIXLmV2ZW50cy52MS5Db21wYWN0RXZlbnQiagoMQ29tcGFjdEV2ZW50EhAKCHNlcXVlbmNlGAEgASgDEgoKAmlkGAIgASgJEhIKCmV2ZW50X3R5cGUYAyABKAkSEQoJZGF0YV9qc29uGAQgASgJEhUKDWNyZWF0ZWRfYXRfbXMYBSABKAMiZgoRTGlzdEV2ZW50c1JlcXVlc3QSKgoGc3RyZWFtGAEgASgLMhQuZXZlbnRzLnYxLlN0cmVhbVJlZkIEyPMYARIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxINCgVsaW1pdBgDIAEoBSJlChJMaXN0RXZlbnRzUmVzcG9uc2USIAoGZXZlbnRzGAEgAygLMhAuZXZlbnRzLnYxLkV2ZW50EhsKE25leHRfYWZ0ZXJfc2VxdWVuY2UYAiABKAMSEAoIaGFzX21vcmUYAyABKAgiSAoSTGlzdFN0cmVhbXNSZXF1ZXN0EiMKBGtpbmQYASABKA4yFS5ldmVudHMudjEuU3RyZWFtS2luZBINCgVsaW1pdBgCIAEoBSJeCgpTdHJlYW1JbmZvEiQKBnN0cmVhbRgBIAEoCzIULmV2ZW50cy52MS5TdHJlYW1SZWYSFQoNbGFzdF9zZXF1ZW5jZRgCIAEoAxITCgtldmVudF9jb3VudBgDIAEoAyI9ChNMaXN0U3RyZWFtc1Jlc3BvbnNlEiYKB3N0cmVhbXMYASADKAsyFS5ldmVudHMudjEuU3RyZWFtSW5mbypxCgpTdHJlYW1LaW5kEhsKF1NUUkVBTV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRU1RSRUFNX0tJTkRfVE9QSUMQARIZChVTVFJFQU1fS0lORF9FWEVDVVRJT04QAhIUChBTVFJFQU1fS0lORF9UQVNLEAMqVAoJRXZlbnRWaWV3EhoKFkVWRU5UX1ZJRVdfVU5TUEVDSUZJRUQQABITCg9FVkVOVF9WSUVXX0ZVTEwQARIWChJFVkVOVF9WSUVXX0NPTVBBQ1QQAjKMAwoNU3RyZWFtU2VydmljZRJACgdQdWJsaXNoEhkuZXZlbnRzLnYxLlB1Ymxpc2hSZXF1ZXN0GhouZXZlbnRzLnYxLlB1Ymxpc2hSZXNwb25zZRJWCg1QdWJsaXNoU3RyZWFtEh8uZXZlbnRzLnYxLlB1Ymxpc2hTdHJlYW1SZXF1ZXN0GiAuZXZlbnRzLnYxLlB1Ymxpc2hTdHJlYW1SZXNwb25zZSgBMAESSAoJU3Vic2NyaWJlEhsuZXZlbnRzLnYxLlN1YnNjcmliZVJlcXVlc3QaHC5ldmVudHMudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJJCgpMaXN0RXZlbnRzEhwuZXZlbnRzLnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh0uZXZlbnRzLnYxLkxpc3RFdmVudHNSZXNwb25zZRJMCgtMaXN0U3RyZWFtcxIdLmV2ZW50cy52MS5MaXN0U3RyZWFtc1JlcXVlc3QaHi5ldmVudHMudjEuTGlzdFN0cmVhbXNSZXNwb25zZWIGcHJvdG8z", [file_events_v1_options, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message events.v1.StreamRef
@@ -416,6 +416,13 @@ export type SubscribeRequest = Message<"events.v1.SubscribeRequest"> & {
    * @generated from field: repeated string event_types = 3;
    */
   eventTypes: string[];
+
+  /**
+   * How events are sent: FULL (default) as `events`, COMPACT as `compact_events`.
+   *
+   * @generated from field: events.v1.EventView view = 4;
+   */
+  view: EventView;
 };
 
 /**
@@ -433,6 +440,13 @@ export type SubscribeResponse = Message<"events.v1.SubscribeResponse"> & {
    * @generated from field: repeated events.v1.Event events = 1;
    */
   events: Event[];
+
+  /**
+   * With view COMPACT: the events as flat messages.
+   *
+   * @generated from field: repeated events.v1.CompactEvent compact_events = 2;
+   */
+  compactEvents: CompactEvent[];
 };
 
 /**
@@ -441,6 +455,50 @@ export type SubscribeResponse = Message<"events.v1.SubscribeResponse"> & {
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
   messageDesc(file_events_v1_events, 12);
+
+/**
+ * An event as one flat message, for consumers that follow many subscriptions: its data as JSON
+ * text, no nested messages, so much less to decode. ListEvents has the full event.
+ *
+ * @generated from message events.v1.CompactEvent
+ */
+export type CompactEvent = Message<"events.v1.CompactEvent"> & {
+  /**
+   * @generated from field: int64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string event_type = 3;
+   */
+  eventType: string;
+
+  /**
+   * The event's data as JSON text.
+   *
+   * @generated from field: string data_json = 4;
+   */
+  dataJson: string;
+
+  /**
+   * Creation time, Unix milliseconds.
+   *
+   * @generated from field: int64 created_at_ms = 5;
+   */
+  createdAtMs: bigint;
+};
+
+/**
+ * Describes the message events.v1.CompactEvent.
+ * Use `create(CompactEventSchema)` to create a new message.
+ */
+export const CompactEventSchema: GenMessage<CompactEvent> = /*@__PURE__*/
+  messageDesc(file_events_v1_events, 13);
 
 /**
  * @generated from message events.v1.ListEventsRequest
@@ -469,7 +527,7 @@ export type ListEventsRequest = Message<"events.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_events_v1_events, 13);
+  messageDesc(file_events_v1_events, 14);
 
 /**
  * @generated from message events.v1.ListEventsResponse
@@ -498,7 +556,7 @@ export type ListEventsResponse = Message<"events.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_events_v1_events, 14);
+  messageDesc(file_events_v1_events, 15);
 
 /**
  * @generated from message events.v1.ListStreamsRequest
@@ -524,7 +582,7 @@ export type ListStreamsRequest = Message<"events.v1.ListStreamsRequest"> & {
  * Use `create(ListStreamsRequestSchema)` to create a new message.
  */
 export const ListStreamsRequestSchema: GenMessage<ListStreamsRequest> = /*@__PURE__*/
-  messageDesc(file_events_v1_events, 15);
+  messageDesc(file_events_v1_events, 16);
 
 /**
  * @generated from message events.v1.StreamInfo
@@ -555,7 +613,7 @@ export type StreamInfo = Message<"events.v1.StreamInfo"> & {
  * Use `create(StreamInfoSchema)` to create a new message.
  */
 export const StreamInfoSchema: GenMessage<StreamInfo> = /*@__PURE__*/
-  messageDesc(file_events_v1_events, 16);
+  messageDesc(file_events_v1_events, 17);
 
 /**
  * @generated from message events.v1.ListStreamsResponse
@@ -572,7 +630,7 @@ export type ListStreamsResponse = Message<"events.v1.ListStreamsResponse"> & {
  * Use `create(ListStreamsResponseSchema)` to create a new message.
  */
 export const ListStreamsResponseSchema: GenMessage<ListStreamsResponse> = /*@__PURE__*/
-  messageDesc(file_events_v1_events, 17);
+  messageDesc(file_events_v1_events, 18);
 
 /**
  * @generated from enum events.v1.StreamKind
@@ -610,6 +668,32 @@ export enum StreamKind {
  */
 export const StreamKindSchema: GenEnum<StreamKind> = /*@__PURE__*/
   enumDesc(file_events_v1_events, 0);
+
+/**
+ * @generated from enum events.v1.EventView
+ */
+export enum EventView {
+  /**
+   * @generated from enum value: EVENT_VIEW_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: EVENT_VIEW_FULL = 1;
+   */
+  FULL = 1,
+
+  /**
+   * @generated from enum value: EVENT_VIEW_COMPACT = 2;
+   */
+  COMPACT = 2,
+}
+
+/**
+ * Describes the enum events.v1.EventView.
+ */
+export const EventViewSchema: GenEnum<EventView> = /*@__PURE__*/
+  enumDesc(file_events_v1_events, 1);
 
 /**
  * The shared event log. A stream is one ordered log inside a project, named by (kind, key);
