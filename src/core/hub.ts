@@ -29,11 +29,16 @@ export class Hub {
   streams(): IterableIterator<string> {
     return this.#tickets.keys();
   }
+
+  /** Ends every wait now, as a timeout would (the log's periodic idle recheck). */
+  expireAll(): void {
+    for (const set of this.#tickets.values()) for (const t of [...set]) t.expire();
+  }
 }
 
 export class Ticket {
   #fired = false;
-  #wake: (() => void) | undefined;
+  #done: ((notified: boolean) => void) | undefined;
 
   constructor(private readonly release: () => void) {}
 
@@ -44,25 +49,29 @@ export class Ticket {
   fire(): void {
     this.#fired = true;
     this.release();
-    this.#wake?.();
+    this.#done?.(true);
   }
 
-  /** Resolves true when notified, false on timeout or abort. Releases the ticket either way. */
-  wait(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  /** Ends a wait in progress as a timeout would (no-op when not waiting). */
+  expire(): void {
+    this.#done?.(false);
+  }
+
+  /**
+   * Resolves true when notified, false on timeout (`timeoutMs`; none: only expire() ends it
+   * early). Releases the ticket either way.
+   */
+  wait(timeoutMs?: number): Promise<boolean> {
     if (this.#fired) return Promise.resolve(true);
     return new Promise<boolean>((resolve) => {
+      const timer = timeoutMs === undefined ? undefined : setTimeout(() => done(false), timeoutMs);
       const done = (notified: boolean): void => {
         clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.#wake = undefined;
+        this.#done = undefined;
         this.release();
         resolve(notified);
       };
-      const onAbort = (): void => done(false);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      this.#wake = () => done(true);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      if (signal?.aborted) done(false);
+      this.#done = done;
     });
   }
 

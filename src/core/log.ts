@@ -15,7 +15,7 @@ export interface EventLogOptions {
   readBatch: number;
   /** Most events coalesced into one store write by group commit. */
   maxCommitEvents: number;
-  /** A subscriber with nothing to do re-reads after this long even without a wake-up. */
+  /** Subscribers with nothing to do re-read this often even without a wake-up. */
   idleRecheckMs: number;
   now?: () => number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
@@ -106,6 +106,7 @@ export class EventLog {
   readonly #now: () => number;
   /** Aborted by close(): ends every subscription. */
   readonly #closing = new AbortController();
+  readonly #recheck: NodeJS.Timeout;
 
   constructor(store: Store, opts: Partial<EventLogOptions> = {}) {
     this.#store = store;
@@ -115,6 +116,9 @@ export class EventLog {
       (name) => this.#hub.notify(name),
       () => [...this.#followed.values()].map((f) => f.id),
     );
+    // Idle subscribers look at the store now and then even without a wake-up (one timer for all).
+    this.#recheck = setInterval(() => this.#hub.expireAll(), this.#opts.idleRecheckMs);
+    this.#recheck.unref();
   }
 
   get store(): Store {
@@ -123,6 +127,7 @@ export class EventLog {
 
   /** Ends every subscription (their generators return) and stops watching the store. */
   async close(): Promise<void> {
+    clearInterval(this.#recheck);
     this.#closing.abort();
     await this.#stopWatching();
   }
@@ -407,13 +412,16 @@ export class EventLog {
     const signal = AbortSignal.any([callerSignal, this.#closing.signal]);
     const name = streamName(stream);
     this.#follow(name, stream, +1);
+    // Taken before each read: whatever is appended after the read fires it, so no wake-up is lost.
+    let ticket = this.#hub.ticket(name);
+    const onAbort = (): void => ticket.expire();
+    signal.addEventListener("abort", onAbort, { once: true });
     try {
       let cursor = after;
       let chaseDelay = 0;
       let chaseStarted = 0;
       let outageDelay = 0;
       while (!signal.aborted) {
-        const ticket = this.#hub.ticket(name);
         let docs: StoredEvent[];
         try {
           docs = this.#fromTail(name, cursor, this.#opts.readBatch) ?? (await this.#store.read(stream, cursor, this.#opts.readBatch));
@@ -423,23 +431,32 @@ export class EventLog {
           this.stats.storeErrors++;
           outageDelay = Math.min(outageDelay === 0 ? 100 : outageDelay * 2, 2000);
           if (outageDelay === 100) this.#opts.log?.("subscriber read failed; retrying", { stream: name, err: String(err) });
-          await ticket.wait(outageDelay, signal);
+          await ticket.wait(outageDelay);
+          ticket = this.#hub.ticket(name);
           continue;
         }
         const now = this.#now();
-        const r = ready(docs, cursor, now, this.#opts.holeTimeoutMs, docs.length === this.#opts.readBatch);
+        const truncated = docs.length === this.#opts.readBatch;
+        const r = ready(docs, cursor, now, this.#opts.holeTimeoutMs, truncated);
         this.stats.holesSkipped += r.holesSkipped;
         if (r.next > cursor) {
-          ticket.cancel();
           cursor = r.next;
           chaseDelay = 0;
           if (r.events.length > 0) {
             this.#opts.observer?.delivered(r.events.length, now - r.events[r.events.length - 1]!.createdAt.getTime());
             yield r.events;
           }
-          continue;
+          // Read again at once when there may be more: the page was full, a hole stopped it, or
+          // something was appended since the read (the ticket fired, perhaps during the yield).
+          // Otherwise the read saw everything: wait on the same ticket.
+          if (truncated || r.blockedUntil !== undefined || ticket.fired) {
+            ticket.cancel();
+            ticket = this.#hub.ticket(name);
+            continue;
+          }
         }
-        let waitMs = this.#opts.idleRecheckMs;
+        // No timeout: woken by an append, or by the log's periodic idle recheck.
+        let waitMs: number | undefined;
         if (r.blockedUntil !== undefined) {
           // A hole: its insert may land any moment (possibly from another instance).
           chaseDelay = Math.min(chaseDelay === 0 ? 5 : chaseDelay * 2, 250);
@@ -451,7 +468,9 @@ export class EventLog {
         } else {
           chaseDelay = 0;
         }
-        const notified = await ticket.wait(waitMs, signal);
+        if (signal.aborted) break;
+        const notified = await ticket.wait(waitMs);
+        ticket = this.#hub.ticket(name);
         if (notified && chaseDelay === 0 && r.blockedUntil === undefined && (await this.#store.head(stream).catch(() => 0)) > cursor) {
           // The head moved but nothing was readable: another writer is between reserve and append.
           chaseDelay = 5;
@@ -459,6 +478,8 @@ export class EventLog {
         }
       }
     } finally {
+      ticket.cancel();
+      signal.removeEventListener("abort", onAbort);
       this.#follow(name, stream, -1);
     }
   }
