@@ -115,10 +115,11 @@ function createMode(mode, { env = process.env, log = () => {} }) {
       const port = await freePort();
       baseUrl = `http://127.0.0.1:${port}`;
       // BENCH_CPU_PROF_DIR=<dir>: profile the server (node --cpu-prof), written when it stops.
-      const prof = env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${env.BENCH_CPU_PROF_DIR}`] : [];
+      // BENCH_SERVER_FLAGS: extra node flags for the server (e.g. "--trace-gc").
+      const prof = [...(env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${env.BENCH_CPU_PROF_DIR}`] : []), ...(env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)];
       child = spawn(process.execPath, [...prof, path.join(ROOT, 'dist/src/main.js')], {
         env: { ...env, PORT: String(port), HOST: '127.0.0.1', AUTH: 'off', LOG_LEVEL: 'warn' },
-        stdio: ['ignore', 'ignore', 'inherit'],
+        stdio: ['ignore', env.BENCH_SERVER_FLAGS ? 'inherit' : 'ignore', 'inherit'],
       });
       for (let i = 0; ; i++) {
         try {
@@ -148,6 +149,9 @@ function createMode(mode, { env = process.env, log = () => {} }) {
     async deleteStream(stream) {
       await publishers.get(stream)?.close();
       publishers.delete(stream);
+      // Like the NATS and Redis adapters, leave nothing behind: the in-memory store would otherwise
+      // carry every earlier workload's events (and their garbage-collection cost) into the next.
+      await client.purgeStream({ stream: { kind: StreamKind.TOPIC, key: stream } });
     },
 
     async publish(stream, batch) {

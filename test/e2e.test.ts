@@ -399,6 +399,18 @@ for (const factory of storeFactories) {
       );
     });
 
+    it("PurgeStream deletes a stream's events; the next publish continues after the last sequence", async () => {
+      const streams = client(StreamService, app, "grpc");
+      const stream = { kind: StreamKind.TOPIC, key: name("purge") };
+      await streams.publish({ stream, events: [{ eventType: "a" }, { eventType: "b" }] });
+      expect(await streams.purgeStream({ stream })).toMatchObject({ purged: 2n, lastSequence: 2n });
+      expect((await streams.listEvents({ stream })).events).toEqual([]);
+      const next = await streams.publish({ stream, events: [{ eventType: "c" }] });
+      expect(next.sequences).toEqual([3n]);
+      expect((await streams.listEvents({ stream })).events.map((e) => [e.sequence, e.eventType])).toEqual([[3n, "c"]]);
+      await expect(streams.purgeStream({})).rejects.toMatchObject({ code: Code.InvalidArgument });
+    });
+
     it("PublishStream without combine_acks answers every publish with a response of its own", async () => {
       const streams = client(StreamService, app, "grpc");
       const stream = { kind: StreamKind.TOPIC, key: name("pubstream-single") };

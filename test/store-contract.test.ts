@@ -145,6 +145,27 @@ for (const factory of storeFactories) {
       expect((await store.read(s, 0, 10)).map((e) => e.expireAt?.getTime())).toEqual([3_000, 5_000]);
     });
 
+    it("purges a stream's events and no other's; its sequences stay taken", async () => {
+      const s = fresh();
+      const other = fresh();
+      await store.reserve(s, 3);
+      await store.append([event(s, 1, { idempotencyKey: "k1" }), event(s, 2), event(s, 3)]);
+      await store.reserve(other, 1);
+      await store.append([event(other, 1)]);
+      expect(await store.purge(s)).toBe(3);
+      // What is left is the purge marker at the last sequence: void, created at the epoch.
+      expect((await store.read(s, 0, 10)).map((e) => [e.seq, e.void, e.createdAt.getTime()])).toEqual([[3, true, 0]]);
+      expect(await store.getEvent(`${streamName(s)}#1`)).toBeUndefined();
+      expect(await store.findByIdempotencyKey(s, "k1")).toBeUndefined();
+      expect((await store.read(other, 0, 10)).map((e) => e.seq)).toEqual([1]);
+      expect(await store.head(s)).toBe(3);
+      // The next publish continues after 3, and its id/key may be used again.
+      expect(await store.reserve(s, 1)).toBe(4);
+      await store.append([event(s, 4, { idempotencyKey: "k1" })]);
+      expect((await store.read(s, 0, 10)).map((e) => e.seq)).toEqual([3, 4]);
+      expect(await store.purge(fresh())).toBe(0);
+    });
+
     it("finds the cursor for an instant", async () => {
       const s = fresh();
       await store.reserve(s, 3);

@@ -17,6 +17,10 @@ import {
   PublishResponseSchema,
   PublishStreamRequestSchema,
   PublishStreamResponseSchema,
+  PurgeStreamRequestSchema,
+  PurgeStreamResponseSchema,
+  type PurgeStreamRequest,
+  type PurgeStreamResponse,
   SubscribeRequestSchema,
   SubscribeResponseSchema,
   type EventInput,
@@ -179,6 +183,12 @@ export function streamsApi(deps: ApiDeps) {
       return create(ListStreamsResponseSchema, {
         streams: streams.map((s) => ({ stream: { kind: pbKind(s.stream.kind), key: s.stream.key }, lastSequence: BigInt(s.head), eventCount: BigInt(s.events) })),
       });
+    },
+
+    async purgeStream(req: PurgeStreamRequest, ctx: CallContext): Promise<PurgeStreamResponse> {
+      checkRequired(PurgeStreamRequestSchema, req, []);
+      const { purged, head } = await deps.log.purge(streamOf(ctx, req.stream));
+      return create(PurgeStreamResponseSchema, { purged: BigInt(purged), lastSequence: BigInt(head) });
     },
 
     async listEvents(req: ListEventsRequest, ctx: CallContext): Promise<ListEventsResponse> {

@@ -381,6 +381,13 @@ export class EventLog {
     return true;
   }
 
+  /** Deletes a stream's stored events; its sequences stay taken. Returns how many and the last sequence. */
+  async purge(stream: StreamId): Promise<{ purged: number; head: number }> {
+    const purged = await this.#store.purge(stream);
+    this.#tails.delete(streamName(stream));
+    return { purged, head: await this.#store.head(stream) };
+  }
+
   /** One page of events after `after`, in order, applying the same ordering rules as subscribe(). */
   async list(stream: StreamId, after: number, limit: number): Promise<Page> {
     const events: StoredEvent[] = [];

@@ -1,4 +1,4 @@
-import type { StoredEvent } from "./types.js";
+import { isPurgeMarker, type StoredEvent } from "./types.js";
 
 export interface Readiness {
   /** Events to deliver now, in sequence order (void and expired ones left out). */
@@ -20,7 +20,9 @@ export interface Readiness {
  * - a hole is skipped once `holeTimeoutMs` has passed since the event after it was created (its
  *   publisher has crashed; a failed publish writes placeholders instead and never leaves one);
  * - the events of one multi-event publish (`batchEnd`) are delivered together or not at all;
- * - void placeholders and events past their `expireAt` advance the cursor but are not delivered.
+ * - void placeholders and events past their `expireAt` advance the cursor but are not delivered;
+ * - a purge marker (created at the epoch) is older than any deadline, so the purged range before it
+ *   is passed at once.
  */
 export function ready(
   docs: readonly StoredEvent[],
@@ -51,7 +53,8 @@ export function ready(
       const deadline = first.createdAt.getTime() + holeTimeoutMs;
       if (now < deadline) return { events, next, holesSkipped, blockedUntil: deadline };
       if (gapBefore) {
-        holesSkipped += first.seq - next - 1;
+        // Purged sequences are gone, not holes.
+        if (!isPurgeMarker(first)) holesSkipped += first.seq - next - 1;
         next = first.seq - 1;
       }
       if (!complete) {

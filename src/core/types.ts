@@ -85,3 +85,15 @@ export class StoreUnavailableError extends Error {
     this.name = "StoreUnavailableError";
   }
 }
+
+/**
+ * What a purge leaves at the stream's last sequence: a void event created at the epoch. Readers
+ * behind it skip the purged sequences before it at once (they are gone, not holes to wait for).
+ */
+export function purgeMarker(stream: string, seq: number): StoredEvent {
+  return { id: `void:${stream}:${seq}`, stream, seq, eventType: "", data: null, metadata: {}, createdAt: new Date(0), void: true };
+}
+
+export function isPurgeMarker(e: StoredEvent): boolean {
+  return e.void === true && e.createdAt.getTime() === 0;
+}

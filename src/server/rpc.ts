@@ -61,6 +61,7 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
     subscribe: (req, ctx) => streaming(() => d.streams.subscribe(req, callContext(ctx))),
     listEvents: (req, ctx) => unary(() => d.streams.listEvents(req, callContext(ctx))),
     listStreams: (req, ctx) => unary(() => d.streams.listStreams(req, callContext(ctx))),
+    purgeStream: (req, ctx) => unary(() => d.streams.purgeStream(req, callContext(ctx))),
   });
   router.service(EventsService, {
     publishEvents: (req, ctx) => unary(() => d.polos.publishEvents(req, callContext(ctx))),

@@ -50,6 +50,8 @@ export interface Store {
   cursorAt(stream: StreamId, at: Date): Promise<number>;
   /** A project's streams (at most `limit`), with the last sequence handed out and the events stored. */
   listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]>;
+  /** Deletes the stream's stored events (its counter stays, so sequences are never reused). Returns how many. */
+  purge(stream: StreamId): Promise<number>;
   /** Sets expire_at on every event of the stream that expires earlier (sliding expiry). */
   extendExpiry(stream: StreamId, expireAt: Date): Promise<void>;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ready } from "../../src/core/ordering.js";
-import type { StoredEvent } from "../../src/core/types.js";
+import { purgeMarker, type StoredEvent } from "../../src/core/types.js";
 
 const T0 = 1_000_000;
 function ev(seq: number, extra: Partial<StoredEvent> = {}): StoredEvent {
@@ -21,6 +21,13 @@ describe("ready(): what a reader may deliver", () => {
     expect(seqs(r)).toEqual([4]);
     expect(r.next).toBe(4);
     expect(r.blockedUntil).toBe(T0 + 1000);
+    expect(r.holesSkipped).toBe(0);
+  });
+
+  it("passes a purged range at once, up to the purge marker, without counting holes", () => {
+    const r = ready([purgeMarker("p/topic/t", 50), ev(51)], 3, T0, 1000, false);
+    expect(seqs(r)).toEqual([51]);
+    expect(r.next).toBe(51);
     expect(r.holesSkipped).toBe(0);
   });
 

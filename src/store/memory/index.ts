@@ -1,4 +1,4 @@
-import { DuplicateEventError, parseStreamName, streamName, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, isPurgeMarker, parseStreamName, purgeMarker, streamName, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../port.js";
 
 interface MemStream {
@@ -98,26 +98,47 @@ export class MemoryStore implements Store {
 
   /** Deletes events whose expire_at has passed (what MongoDB's TTL monitor does for the Mongo store). */
   sweepExpired(now: number): void {
-    for (const s of this.#streams.values()) {
-      let leading = 0;
-      let contiguous = true;
-      for (let i = 0; i < s.events.length; i++) {
-        const e = s.events[i];
-        if (e === undefined || !(e.expireAt && e.expireAt.getTime() <= now)) {
-          contiguous = false;
-          continue;
-        }
-        if (contiguous) {
-          leading++;
-          continue;
-        }
-        this.#unindex(e);
-        if (!e.void) s.count--;
-        s.events[i] = undefined;
-      }
-      // Expired slots at the front are cut off; a reserved slot still waiting for its append stops this.
-      if (leading > 0) this.#dropFront(s, leading);
+    for (const s of this.#streams.values()) this.#remove(s, (e) => e.expireAt !== undefined && e.expireAt.getTime() <= now);
+  }
+
+  async purge(stream: StreamId): Promise<number> {
+    const name = streamName(stream);
+    const s = this.#streams.get(name);
+    if (!s) return 0;
+    let purged = this.#remove(s, (e) => e.seq < s.head);
+    // The last event becomes the purge marker (a slot still waiting for its append is left alone).
+    const last = this.#at(s, s.head);
+    if (last && !isPurgeMarker(last)) {
+      this.#unindex(last);
+      if (!last.void) purged++;
+      this.#put(s, purgeMarker(name, s.head));
     }
+    return purged;
+  }
+
+  /** Deletes the stream's stored events that `doomed` picks; returns how many were not void. */
+  #remove(s: MemStream, doomed: (e: StoredEvent) => boolean): number {
+    let removed = 0;
+    let leading = 0;
+    let contiguous = true;
+    for (let i = 0; i < s.events.length; i++) {
+      const e = s.events[i];
+      if (e === undefined || !doomed(e)) {
+        contiguous = false;
+        continue;
+      }
+      if (!e.void) removed++;
+      if (contiguous) {
+        leading++;
+        continue;
+      }
+      this.#unindex(e);
+      if (!e.void) s.count--;
+      s.events[i] = undefined;
+    }
+    // Deleted slots at the front are cut off; a reserved slot still waiting for its append stops this.
+    if (leading > 0) this.#dropFront(s, leading);
+    return removed;
   }
 
   async reserve(stream: StreamId, count: number): Promise<number> {

@@ -1,5 +1,5 @@
 import { Long, MongoClient, MongoServerError, type Collection, type Db, type WriteConcernSettings, type ChangeStream } from "mongodb";
-import { DuplicateEventError, streamName, StoreUnavailableError, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, purgeMarker, streamName, StoreUnavailableError, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../port.js";
 
 export interface MongoStoreOptions {
@@ -287,6 +287,19 @@ export class MongoStore implements Store {
           events: await this.#events.countDocuments({ stream: c._id, void: { $exists: false } }),
         })),
       );
+    });
+  }
+
+  async purge(stream: StreamId): Promise<number> {
+    const name = streamName(stream);
+    const head = Long.fromNumber(await this.head(stream));
+    return this.#guard(async () => {
+      const before = await this.#events.deleteMany({ stream: name, seq: { $lt: head } });
+      // The last event becomes the purge marker (a sequence still waiting for its insert is left alone).
+      const last = await this.#events.deleteOne({ stream: name, seq: head, created_at: { $ne: new Date(0) } });
+      if (last.deletedCount === 0) return before.deletedCount;
+      await this.#events.insertOne(toDoc(purgeMarker(name, head.toNumber())));
+      return before.deletedCount + 1;
     });
   }
 
