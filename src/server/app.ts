@@ -296,7 +296,9 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(cfg.port, cfg.host, () => resolve());
+    // A deep accept queue: bursts of new connections (HTTP/1.1 clients open one per call in flight)
+    // wait for accept() instead of being reset (the kernel caps it at net.core.somaxconn).
+    server.listen({ port: cfg.port, host: cfg.host, backlog: 4096 }, () => resolve());
   });
   const address = server.address() as net.AddressInfo;
   const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
