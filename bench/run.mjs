@@ -4,7 +4,8 @@
 // batches with Publish, server-streaming Subscribe) and with plain unary gRPC, unary Connect
 // protocol and HTTP/1.1 JSON on Polos's documented path. NATS and Redis are included when their
 // servers are installed (../shared/bench/peers/setup.sh). Everything runs on 127.0.0.1 and stops
-// by itself. Extra arguments go to the harness (e.g. --reps 1 --scale 0.3, --only A64,D).
+// by itself, in under 3 minutes (one repetition). Extra arguments go to the harness (e.g.
+// --reps 3, --scale 0.3, --only A64,D).
 // Writes bench/results.md and bench/results.json.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -29,6 +30,9 @@ else console.error('redis-server not installed: skipping Redis Streams');
 systems.push(path.join(ROOT, 'bench/peers-adapter.mjs'));
 for (const v of ['grpc-unary', 'connect-unary', 'json']) systems.push(path.join(ROOT, `bench/variants/${v}.mjs`));
 
-const args = ['run.mjs', '--systems', systems.join(','), '--out', path.join(ROOT, 'bench/results.md'), ...process.argv.slice(2)];
+// One repetition unless asked for more (`-- --reps 3` gives medians of 3 in about 8 minutes).
+const extra = process.argv.slice(2);
+const reps = extra.includes('--reps') ? [] : ['--reps', '1'];
+const args = ['run.mjs', '--systems', systems.join(','), '--out', path.join(ROOT, 'bench/results.md'), ...reps, ...extra];
 const r = spawnSync(process.execPath, args, { cwd: HARNESS, stdio: 'inherit', timeout: 15 * 60 * 1000 });
 process.exit(r.status ?? 1);
