@@ -9,6 +9,7 @@
 //
 //   cd ../shared/bench/peers && node run.mjs --systems nats,redis,../../../main/bench/peers-adapter.mjs
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -152,6 +153,14 @@ function createMode(mode, { env = process.env, log = () => {} }) {
     },
 
     async deleteStream(stream) {
+      // The server's memory after each workload (BENCH_RSS_OUT, set by bench/run.mjs): resident
+      // now and its peak so far, from /proc.
+      if (env.BENCH_RSS_OUT && child?.exitCode === null) {
+        const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
+        const kib = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+        const [, workload, rep] = /^b_([^_]+)_(\d+)_/.exec(stream) ?? [];
+        fs.appendFileSync(env.BENCH_RSS_OUT, `${JSON.stringify({ system: NAMES[mode], workload, rep: Number(rep), rss_mib: kib('VmRSS') / 1024, peak_mib: kib('VmHWM') / 1024 })}\n`);
+      }
       await publishers.get(stream)?.close();
       publishers.delete(stream);
       // Like the NATS and Redis adapters, leave nothing behind: the in-memory store would otherwise
