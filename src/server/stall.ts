@@ -25,8 +25,8 @@ interface Watched {
  * response that has waited for 'drain' longer than `stallTimeoutMs`, or holds more than
  * `backlogBytes` unsent, is cut off. HTTP/2 streams are reset with ENHANCE_YOUR_CALM (the gRPC spec
  * maps it to `resource_exhausted`; connect-node 2.1 reports `internal` naming the code); HTTP/1.1
- * connections are closed. Either way the
- * subscription ends and the client may resume from its last sequence.
+ * connections are closed. Either way the subscription ends and the client may resume from its
+ * last sequence.
  */
 export class StallWatch {
   readonly #opts: StallOptions;
