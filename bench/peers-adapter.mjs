@@ -44,7 +44,6 @@ export function createVariant(mode) {
 }
 
 function createMode(mode, { env = process.env, log = () => {} }) {
-  const subscribeProtocol = env.BENCH_SUBSCRIBE ?? 'grpc';
   // Publishes per PublishStream request message: a few dozen keep both sides busy at once
   // (measured at 64 in flight: 8 → 17.9–22.5k, 16 → 21.7–24.7k, 32 → 24.8–26.4k, 256 → 15.4–18.1k ev/s,
   // the last a ping-pong of one message each way per round).
@@ -142,7 +141,7 @@ function createMode(mode, { env = process.env, log = () => {} }) {
       return {
         url: baseUrl,
         server: `agent-events (node ${process.version}, ${env.MONGODB_URI ? 'MongoDB store' : 'in-memory store'}) at ${baseUrl}`,
-        client: `@connectrpc/connect-node: ${{ stream: 'gRPC (h2c) PublishStream for every publish', 'grpc-unary': 'unary gRPC Publish', 'connect-unary': 'unary Connect-protocol Publish (binary, HTTP/1.1)', json: 'POST /api/v1/events/publish (HTTP/1.1 JSON, fetch)' }[mode]}; Subscribe (${subscribeProtocol === 'connect' ? 'Connect protocol, HTTP/1.1' : 'gRPC, h2c'}) per subscriber`,
+        client: `@connectrpc/connect-node: ${{ stream: 'gRPC (h2c) PublishStream for every publish', 'grpc-unary': 'unary gRPC Publish', 'connect-unary': 'unary Connect-protocol Publish (binary, HTTP/1.1)', json: 'POST /api/v1/events/publish (HTTP/1.1 JSON, fetch)' }[mode]}; gRPC Subscribe (compact view) per subscriber`,
         serverPids: [child.pid],
         durability: env.MONGODB_URI ? 'ack after MongoDB insertMany (write concern majority), group commit' : 'ack after the in-memory store has it (not durable)',
       };
@@ -186,8 +185,7 @@ function createMode(mode, { env = process.env, log = () => {} }) {
     },
 
     async subscribe(stream, onEvent) {
-      // Its own connection: HTTP/2 (gRPC), or HTTP/1.1 with the Connect protocol (BENCH_SUBSCRIBE=connect).
-      const own = createClient(StreamService, subscribeProtocol === 'connect' ? createConnectTransport({ baseUrl, httpVersion: '1.1', useBinaryFormat: true, acceptCompression: [] }) : transport(baseUrl));
+      const own = createClient(StreamService, transport(baseUrl)); // its own HTTP/2 connection
       const abort = new AbortController();
       let ready;
       const started = new Promise((r) => (ready = r));

@@ -86,12 +86,17 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** A void placeholder: a sequence that is taken but holds no event (a failed publish's range). */
+export function voidEvent(stream: string, seq: number, at: Date): StoredEvent {
+  return { id: `void:${stream}:${seq}`, stream, seq, eventType: "", data: null, metadata: {}, createdAt: at, void: true };
+}
+
 /**
  * What a purge leaves at the stream's last sequence: a void event created at the epoch. Readers
  * behind it skip the purged sequences before it at once (they are gone, not holes to wait for).
  */
 export function purgeMarker(stream: string, seq: number): StoredEvent {
-  return { id: `void:${stream}:${seq}`, stream, seq, eventType: "", data: null, metadata: {}, createdAt: new Date(0), void: true };
+  return voidEvent(stream, seq, new Date(0));
 }
 
 export function isPurgeMarker(e: StoredEvent): boolean {

@@ -1,4 +1,4 @@
-import { DuplicateEventError, isPurgeMarker, parseStreamName, purgeMarker, streamName, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, isPurgeMarker, parseStreamName, purgeMarker, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../port.js";
 
 interface MemStream {
@@ -187,7 +187,7 @@ export class MemoryStore implements Store {
       const existing = this.#at(s, seq);
       if (existing && !ids.includes(existing.id)) continue;
       if (existing) this.#unindex(existing);
-      this.#put(s, { id: `void:${name}:${seq}`, stream: name, seq, eventType: "", data: null, metadata: {}, createdAt: at, void: true });
+      this.#put(s, voidEvent(name, seq, at));
     }
   }
 

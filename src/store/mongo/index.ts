@@ -1,5 +1,5 @@
 import { Long, MongoClient, MongoServerError, type Collection, type Db, type WriteConcernSettings, type ChangeStream } from "mongodb";
-import { DuplicateEventError, purgeMarker, streamName, StoreUnavailableError, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, purgeMarker, streamName, StoreUnavailableError, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../port.js";
 
 export interface MongoStoreOptions {
@@ -238,7 +238,7 @@ export class MongoStore implements Store {
       await this.#events.deleteMany({ stream: name, seq: { $gte: Long.fromNumber(from), $lte: Long.fromNumber(to) }, _id: { $in: [...ids] } });
       const placeholders: EventDoc[] = [];
       for (let seq = from; seq <= to; seq++) {
-        placeholders.push({ _id: `void:${name}:${seq}`, stream: name, seq: Long.fromNumber(seq), event_type: "", payload: "{}", created_at: at, void: true });
+        placeholders.push(toDoc(voidEvent(name, seq, at)));
       }
       try {
         await this.#events.insertMany(placeholders, { ordered: false });
