@@ -67,7 +67,7 @@ await sys.stop();
 
 // Least-squares slopes over time, after the first minute (warm-up): of RSS, and of the heap's
 // floor (the least heap in use in each minute, i.e. after its collections: what is really kept).
-const warm = (pts) => pts.filter(([m]) => m >= Math.min(1, minutes / 5) && Number.isFinite(m));
+const warm = (pts) => pts.filter(([m]) => m >= Math.min(1, minutes / 5));
 function slopeOf(pts) {
   const n = pts.length;
   const mx = pts.reduce((a, [x]) => a + x, 0) / n;
