@@ -1,7 +1,7 @@
 /** The store port's contract, run against every adapter. */
 import { afterAll, describe, expect, it } from "vitest";
 import { DuplicateEventError, streamName, type StoredEvent, type StreamId } from "../src/core/types.js";
-import type { Store } from "../src/store/port.js";
+import type { Store } from "../src/core/store.js";
 import { storeFactories } from "./support/stores.js";
 
 let n = 0;

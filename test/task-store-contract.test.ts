@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { MemoryTaskStore } from "../src/store/memory/tasks.js";
 import { MongoStore } from "../src/store/mongo/index.js";
 import { MongoTaskStore } from "../src/store/mongo/tasks.js";
-import type { Store } from "../src/store/port.js";
+import type { Store } from "../src/core/store.js";
 import type { MessageRecord, TaskRecord, TaskStore } from "../src/store/tasks.js";
 import { storeFactories } from "./support/stores.js";
 

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Store } from "../store/port.js";
+import type { Store } from "./store.js";
 import { Hub } from "./hub.js";
 import { ready } from "./ordering.js";
 import { DuplicateEventError, LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";

@@ -8,7 +8,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import type { Config } from "../config.js";
 import { EventLog } from "../core/log.js";
-import type { Store } from "../store/port.js";
+import type { Store } from "../core/store.js";
 import { MemoryStore } from "../store/memory/index.js";
 import { MongoStore } from "../store/mongo/index.js";
 import { polosApi } from "../api/polos.js";

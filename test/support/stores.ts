@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { MemoryStore } from "../../src/store/memory/index.js";
 import { MongoStore } from "../../src/store/mongo/index.js";
-import type { Store } from "../../src/store/port.js";
+import type { Store } from "../../src/core/store.js";
 
 export interface StoreFactory {
   name: string;

@@ -1,5 +1,5 @@
 import { DuplicateEventError, isPurgeMarker, parseStreamName, purgeMarker, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { Store } from "../port.js";
+import type { Store } from "../../core/store.js";
 
 interface MemStream {
   id: StreamId;

@@ -1,6 +1,6 @@
 import { Long, MongoClient, MongoServerError, type Collection, type Db, type WriteConcernSettings, type ChangeStream } from "mongodb";
 import { DuplicateEventError, purgeMarker, streamName, StoreUnavailableError, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { Store } from "../port.js";
+import type { Store } from "../../core/store.js";
 
 export interface MongoStoreOptions {
   uri: string;

@@ -1,4 +1,4 @@
-import type { StoredEvent, StreamId } from "../core/types.js";
+import type { StoredEvent, StreamId } from "./types.js";
 
 /**
  * The store port. Adapters: `mongo/` (production) and `memory/` (embedded default). Both pass the
