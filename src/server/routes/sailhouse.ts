@@ -23,6 +23,11 @@ const SUB = "/topics/{topic_slug}/subscriptions/{subscription_slug}";
 export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
   const putSubscription: Route["handle"] = async (r) => json(PutSubscriptionResponseSchema, await sailhouse.putSubscription(parseRequest(PutSubscriptionRequestSchema, withParams(r, r.body ?? {})), r.ctx));
   const putDoc = { summary: "Create or update a subscription (Sailhouse)", body: PutSubscriptionRequestSchema, responses: [{ status: 200, description: "Outcome (and the push secret)", schema: PutSubscriptionResponseSchema }] };
+  const pull: Route["handle"] = async (r) => {
+    const res = await sailhouse.pullEvent(parseRequest(SubscriptionRefSchema, r.params, ["path"]), r.ctx);
+    return res.found && res.event ? { status: 200, json: messageToJson(SubscriptionEventSchema, res.event) } : { status: 204 };
+  };
+  const pullDoc = { summary: "Pull one event, locked for 30 s (Sailhouse)", responses: [{ status: 200, description: "An event", schema: SubscriptionEventSchema }, { status: 204, description: "Nothing due" }] };
   return [
     {
       method: "POST",
@@ -37,16 +42,11 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
     { method: "PUT", path: SUB, dialect: "error", handle: putSubscription, doc: putDoc },
     // The SDK's admin client registers subscriptions under /api/v1.
     { method: "PUT", path: `/api/v1${SUB}`, dialect: "error", handle: putSubscription, doc: putDoc },
-    {
-      method: "GET",
-      path: `${SUB}/events/pull`,
-      dialect: "error",
-      doc: { summary: "Pull one event, locked for 30 s (Sailhouse)", responses: [{ status: 200, description: "An event", schema: SubscriptionEventSchema }, { status: 204, description: "Nothing due" }] },
-      async handle(r) {
-        const res = await sailhouse.pullEvent(parseRequest(SubscriptionRefSchema, r.params, ["path"]), r.ctx);
-        return res.found && res.event ? { status: 200, json: messageToJson(SubscriptionEventSchema, res.event) } : { status: 204 };
-      },
-    },
+    // Pull: Sailhouse's JS and Go SDKs send GET, its Python SDK sends POST; both pull. These
+    // routes come before the ack route (`POST …/events/{event_id}`), which would otherwise take
+    // the word `pull` for an event id: the first matching route wins.
+    { method: "GET", path: `${SUB}/events/pull`, dialect: "error", handle: pull, doc: pullDoc },
+    { method: "POST", path: `${SUB}/events/pull`, dialect: "error", handle: pull, doc: pullDoc },
     {
       method: "GET",
       path: `${SUB}/events`,
