@@ -8,7 +8,7 @@ import type { App } from "../src/server/app.js";
 import { startTestServer } from "./support/server.js";
 import { itSdk, runPythonSdk } from "./support/python-sdk.js";
 
-const MODES = [
+const MODES: { name: string; env: Record<string, string>; apiKey: string }[] = [
   { name: "auth off", env: { AUTH: "off" }, apiKey: "any-key-is-ignored" },
   { name: "AUTH=required", env: { AUTH: "required", API_KEYS: "acme:sh-key-1" }, apiKey: "sh-key-1" },
 ];
