@@ -34,6 +34,12 @@ export interface Config {
   backlogBytes: number;
   /** In-memory store only: newest events kept per stream (0: all). */
   memoryRetainEvents: number;
+  /** A connection with no open request or stream for this long is closed. */
+  idleTimeoutMs: number;
+  /** Most open connections per instance (more are answered 503 / GOAWAY and closed). */
+  maxConnections: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: most streams open at once on one HTTP/2 connection. */
+  maxConcurrentStreams: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -71,6 +77,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     stallTimeoutMs: int(env, "SUBSCRIBER_STALL_TIMEOUT_MS", 30_000, 0),
     backlogBytes: int(env, "RESPONSE_BACKLOG_BYTES", 64 * 1024 * 1024, 65536),
     memoryRetainEvents: int(env, "MEMORY_RETAIN_EVENTS", 0, 0),
+    idleTimeoutMs: int(env, "IDLE_TIMEOUT_MS", 60_000, 100),
+    maxConnections: int(env, "MAX_CONNECTIONS", 4096, 1),
+    maxConcurrentStreams: int(env, "MAX_CONCURRENT_STREAMS", 256, 1),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

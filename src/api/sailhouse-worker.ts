@@ -15,6 +15,8 @@ export interface SailhouseWorkerOptions {
   pushBatch: number;
   now: () => number;
   log: Logger;
+  /** Where a failed round is logged and counted (src/server/boundary.ts); the log alone otherwise. */
+  errors?: { caught(where: "background", err: unknown, fields?: Record<string, unknown>): void };
 }
 
 /** Retry backoff for failed pushes: 1 s, 2 s, 4 s, … capped at 5 minutes. */
@@ -44,7 +46,10 @@ export class SailhouseWorker {
     const loop = (): void => {
       if (this.#stopped) return;
       this.#running = this.round()
-        .catch((err: unknown) => this.opts.log.warn({ err }, "sailhouse worker round failed"))
+        .catch((err: unknown) => {
+          if (this.opts.errors) this.opts.errors.caught("background", err, { task: "sailhouse worker round" });
+          else this.opts.log.warn({ err }, "sailhouse worker round failed");
+        })
         .finally(() => {
           if (!this.#stopped) this.#timer = setTimeout(loop, this.opts.intervalMs);
         });

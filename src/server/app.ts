@@ -1,4 +1,3 @@
-import net from "node:net";
 import { readFileSync } from "node:fs";
 import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,8 +38,10 @@ import { MemoryTaskStore } from "../store/memory/tasks.js";
 import { MongoTaskStore } from "../store/mongo/tasks.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { registerHealth, registerReflection } from "./grpc.js";
-import { registerRpc, SERVICES } from "./rpc.js";
+import { registerRpc, SERVICES, STREAMING_REQUEST_PATHS } from "./rpc.js";
 import type { Req, Res } from "./sse.js";
+import { boundaryInterceptor, errorSink, guardProcess } from "./boundary.js";
+import { listen } from "./listener.js";
 
 export interface App {
   /** The port actually bound (useful with PORT=0). */
@@ -64,6 +65,11 @@ export interface AppOptions {
   now?: () => number;
   /** How often the Sailhouse worker runs (scheduled sends, wait groups, push). */
   workerIntervalMs?: number;
+  /**
+   * Install the process-level handlers for uncaught exceptions and unhandled rejections (log,
+   * count, keep serving) while the service runs. Default true.
+   */
+  guardProcess?: boolean;
 }
 
 /** The web console's files (src/server/console, copied next to the built module by `npm run build`). */
@@ -102,8 +108,6 @@ const VERSION = ((): string => {
   return "unknown";
 })();
 
-const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-
 export function createStore(cfg: Config, logger: Logger): Store {
   if (!cfg.mongodbUri) return new MemoryStore({ retainEvents: cfg.memoryRetainEvents });
   return new MongoStore({
@@ -139,6 +143,8 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
 
   const now = opts.now ?? Date.now;
   const metrics = new Metrics();
+  const errors = errorSink(logger, (where) => metrics.errorsCaught.inc({ where }));
+  const unguard = opts.guardProcess === false ? () => {} : guardProcess(process, errors);
   const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, maxBatchEvents: cfg.maxBatchEvents, maxEventBytes: cfg.maxEventBytes, now, observer: metrics, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
   metrics.watch(log);
   const storeHealthy = async (): Promise<boolean> => {
@@ -159,11 +165,11 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.db) : new MemoryTaskStore();
   await taskStore.init();
   const terminaluse = terminalUseApi({ ...deps, tasks: taskStore });
-  const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger });
+  const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger, errors });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
-  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger, requests: metrics.requests });
+  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger, requests: metrics.requests, errors });
   const handler = connectNodeAdapter({
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin, terminaluse });
@@ -171,7 +177,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       registerReflection(router, [...SERVICES, Health]);
     },
     readMaxBytes: cfg.maxBodyBytes,
-    interceptors: [auth.interceptor()],
+    interceptors: [boundaryInterceptor(errors), auth.interceptor()],
     fallback(req: Req, res: Res) {
       if (gateway(req, res)) return;
       if (req.method === "GET" && serveOps(req, res)) return;
@@ -212,7 +218,9 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       return true;
     }
     if (path === "/readyz") {
-      void storeHealthy().then((ok) => sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "store unavailable", store: store.kind }));
+      storeHealthy()
+        .then((ok) => sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "store unavailable", store: store.kind }))
+        .catch((err: unknown) => errors.caught("request", err, { path }));
       return true;
     }
     if (path === "/openapi.json") {
@@ -220,10 +228,16 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       return true;
     }
     if (path === "/metrics") {
-      void metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { "content-type": metrics.registry.contentType });
-        res.end(text);
-      });
+      metrics.registry
+        .metrics()
+        .then((text) => {
+          res.writeHead(200, { "content-type": metrics.registry.contentType });
+          res.end(text);
+        })
+        .catch((err: unknown) => {
+          errors.caught("request", err, { path });
+          if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
+        });
       return true;
     }
     return false;
@@ -242,73 +256,42 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   // refused with 503 and HTTP/1.1 connections close after their response.
   let inFlight = 0;
   let shuttingDown = false;
-  const serve = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
+  const serve = (req: Req, res: Res): void => {
     if (shuttingDown) {
       // gRPC clients read HTTP 503 as `unavailable`, a code they retry.
       if (req.httpVersionMajor === 1) res.setHeader("connection", "close");
-      sendJson(res as Res, 503, { error: "the service is shutting down; retry" });
+      sendJson(res, 503, { error: "the service is shutting down; retry" });
       return;
     }
     inFlight++;
     res.once("close", () => {
       inFlight--;
-      releaseWriters(res as Res);
+      releaseWriters(res);
     });
-    stalls.track(req as Req, res as Res);
+    stalls.track(req, res);
     handler(req as never, res as never);
   };
 
-  // Slow clients (slowloris) are cut off: a request must arrive whole within REQUEST_TIMEOUT_MS.
-  const h1 = http.createServer(
-    { requestTimeout: cfg.requestTimeoutMs, headersTimeout: Math.min(cfg.requestTimeoutMs, 60_000), connectionsCheckingInterval: Math.min(1000, cfg.requestTimeoutMs) },
+  const listener = await listen({
+    host: cfg.host,
+    port: cfg.port,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    idleTimeoutMs: cfg.idleTimeoutMs,
+    maxConnections: cfg.maxConnections,
+    maxConcurrentStreams: cfg.maxConcurrentStreams,
+    streamingRequestPaths: STREAMING_REQUEST_PATHS,
+    errors,
+    limited: (limit) => metrics.limited.inc({ limit }),
     serve,
-  );
-  h1.on("request", (req: http.IncomingMessage) => req.socket.setTimeout(0));
-  const h2 = http2.createServer({}, serve);
-  const sessions = new Set<http2.ServerHttp2Session>();
-  h2.on("session", (session: http2.ServerHttp2Session) => {
-    sessions.add(session);
-    session.on("close", () => sessions.delete(session));
   });
-  const sockets = new Set<net.Socket>();
-  // One port for both: an HTTP/2 client opens with the connection preface (h2c prior knowledge,
-  // as gRPC clients do); anything else is HTTP/1.1.
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.once("data", (first: Buffer) => {
-      socket.pause();
-      socket.unshift(first);
-      const isH2 = first.length >= HTTP2_PREFACE.length ? first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE) : HTTP2_PREFACE.subarray(0, first.length).equals(first);
-      // The HTTP/2 session reads the socket's handle itself and takes the buffered (unshifted)
-      // bytes first; resuming the socket here would steal its data. HTTP/1.1 reads via the stream.
-      if (isH2) h2.emit("connection", socket);
-      else {
-        // Until a request's headers have arrived, the connection has REQUEST_TIMEOUT_MS (slowloris);
-        // the body gets the same bound in the gateway. Node's own request timeouts are not armed
-        // for sockets handed over like this.
-        socket.setTimeout(cfg.requestTimeoutMs, () => socket.destroy());
-        h1.emit("connection", socket);
-        socket.resume();
-      }
-    });
-    socket.on("error", () => socket.destroy());
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    // A deep accept queue: bursts of new connections (HTTP/1.1 clients open one per call in flight)
-    // wait for accept() instead of being reset (the kernel caps it at net.core.somaxconn).
-    server.listen({ port: cfg.port, host: cfg.host, backlog: 4096 }, () => resolve());
-  });
-  const address = server.address() as net.AddressInfo;
-  const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  const url = listener.url;
   worker.start();
   logger.info({ url, store: store.kind }, "listening (HTTP/1.1 + h2c: gRPC, gRPC-Web, Connect, JSON, SSE)");
 
   let closing: Promise<void> | undefined;
   return {
-    port: address.port,
-    host: address.address,
+    port: listener.port,
+    host: listener.host,
     url,
     log,
     store,
@@ -316,9 +299,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       closing ??= (async () => {
         // 1. Stop accepting connections; tell HTTP/2 clients to go away once their calls finish.
         shuttingDown = true;
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const session of sessions) session.close();
-        h1.closeIdleConnections();
+        const stopped = listener.stop();
         // 2. Let publishes already received reach the store (they are acked as usual).
         const deadline = Date.now() + deadlineMs;
         const until = (p: Promise<unknown>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
@@ -332,10 +313,11 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
             while (inFlight > 0) await new Promise((r) => setTimeout(r, 5));
           })(),
         );
-        for (const s of sockets) s.destroy();
+        listener.destroyAll();
         await stopped;
         stalls.close();
         await store.close();
+        unguard();
       })();
       return closing;
     },

@@ -14,6 +14,7 @@ import { credentialOf, type Auth } from "./auth.js";
 import type { RouteDoc } from "./openapi.js";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
+import { decodeParam, type ErrorSink } from "./boundary.js";
 
 /**
  * How a route reports errors: `{"error": message}` with 400/404/... (Polos, Sailhouse), or
@@ -64,6 +65,8 @@ export interface GatewayOptions {
   log: Logger;
   /** Counts requests by route and status (Prometheus). */
   requests?: { inc(labels: { route: string; status: string }): void };
+  /** Where unexpected errors are logged and counted (src/server/boundary.ts). */
+  errors?: ErrorSink;
 }
 
 export function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, status = 200): RouteResult {
@@ -173,7 +176,13 @@ export function errorReply(dialect: Dialect, err: unknown): { status: number; js
 export function createGateway(routes: readonly Route[], d: GatewayOptions): (req: Req, res: Res) => boolean {
   const table = routes.map(compile);
   return (req, res) => {
-    const url = new URL(req.url ?? "/", "http://localhost");
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://localhost");
+    } catch {
+      // The listener answers unparsable request targets before routing; nothing here to match.
+      return false;
+    }
     let pathMatched: CompiledRoute | undefined;
     for (const route of table) {
       const m = route.regex.exec(url.pathname);
@@ -181,8 +190,18 @@ export function createGateway(routes: readonly Route[], d: GatewayOptions): (req
       pathMatched = route;
       if (route.method !== req.method) continue;
       const params: Record<string, string> = {};
-      route.names.forEach((n, i) => (params[n] = decodeURIComponent(m[i + 1]!)));
-      void serve(route, params, url, req, res, d);
+      for (const [i, n] of route.names.entries()) {
+        const v = decodeParam(m[i + 1]!);
+        if (v === undefined) {
+          // A malformed percent-escape (`%ZZ`) or escapes that are not UTF-8 (`%ED%A0%80`): the
+          // dialect's bad-input reply (FastAPI: 422 located at the path parameter), before auth.
+          const reply = errorReply(route.dialect, new HttpError(400, `path parameter ${n} is not valid percent-encoded UTF-8`, [{ loc: ["path", n], msg: "Invalid percent-encoding or UTF-8 in path parameter", type: "value_error" }]));
+          sendJson(res, reply.status, reply.json);
+          return true;
+        }
+        params[n] = v;
+      }
+      serve(route, params, url, req, res, d).catch((err: unknown) => d.errors?.caught("request", err, { path: url.pathname }));
       return true;
     }
     if (pathMatched) {
@@ -220,10 +239,13 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
   } catch (err) {
     abort.abort();
     const reply = errorReply(route.dialect, err);
-    if (reply.status >= 500) log.error({ err, path: url.pathname, status: reply.status }, "request failed");
-    else log.debug({ status: reply.status, error: reply.json }, "request rejected");
-    if (res.headersSent) {
-      if (!res.writableEnded) res.end();
+    if (reply.status >= 500 && reply.status !== 503) {
+      if (d.errors) d.errors.caught("request", err, { requestId, method: req.method, route: route.path, path: url.pathname, status: reply.status });
+      else log.error({ err, path: url.pathname, status: reply.status }, "request failed");
+    } else log.debug({ status: reply.status, error: reply.json }, "request rejected");
+    if (res.headersSent || res.destroyed) {
+      // A stream that already started ends here (SSE: the client sees the end and may resume).
+      if (!res.writableEnded && !res.destroyed) res.end();
       return;
     }
     sendJson(res, reply.status, reply.json, reply.status === 401 ? { "www-authenticate": "Bearer" } : {});

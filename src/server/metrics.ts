@@ -15,6 +15,10 @@ export class Metrics implements LogObserver {
   readonly requests: Counter<"route" | "status">;
   /** Responses cut off because their reader stopped taking data (src/server/stall.ts). */
   readonly cut: Counter<"reason">;
+  /** Errors caught by a boundary (src/server/boundary.ts), by where they were caught. */
+  readonly errorsCaught: Counter<"where">;
+  /** Requests, streams and connections refused by a limit (src/server/limits.ts), by limit. */
+  readonly limited: Counter<"limit">;
   #log: EventLog | undefined;
 
   constructor() {
@@ -37,6 +41,8 @@ export class Metrics implements LogObserver {
     this.#delivered = new Counter({ name: "events_delivered_total", help: "Events delivered to subscribers", registers: [this.registry] });
     this.requests = new Counter({ name: "http_requests_total", help: "Requests on the documented JSON paths, by route and status", labelNames: ["route", "status"], registers: [this.registry] });
     this.cut = new Counter({ name: "responses_cut_total", help: "Responses (mostly subscriptions) cut off because the client stopped reading: stalled too long, or too much unsent", labelNames: ["reason"], registers: [this.registry] });
+    this.errorsCaught = new Counter({ name: "errors_caught_total", help: "Errors caught by an error boundary (request, rpc, stream, background, socket, process); each is also logged once", labelNames: ["where"], registers: [this.registry] });
+    this.limited = new Counter({ name: "limited_total", help: "Requests, streams or connections refused or cut by a limit, by limit", labelNames: ["limit"], registers: [this.registry] });
     const self = this;
     new Gauge({
       name: "subscribers",

@@ -15,8 +15,15 @@ import type { TerminalUseApi } from "../api/terminaluse.js";
 import { AdminService } from "../../gen/admin/v1/admin_pb.js";
 import type { StreamsApi } from "../api/streams.js";
 import { PROJECT } from "./auth.js";
+import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionAlpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService, AdminService];
+
+/** Paths of the RPCs whose request is a stream (client or bidi streaming, reflection included): their body has no deadline. */
+export const STREAMING_REQUEST_PATHS: ReadonlySet<string> = new Set(
+  [...SERVICES, ServerReflection, ServerReflectionAlpha].flatMap((s) => s.methods.filter((m) => m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming").map((m) => `/${s.typeName}/${m.name}`)),
+);
 
 /** The call's project was settled by the auth interceptor (src/server/auth.ts). */
 export function callContext(ctx: HandlerContext): CallContext {

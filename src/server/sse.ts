@@ -44,18 +44,30 @@ export async function streamSse(req: Req, res: Res, abort: AbortController, sour
   req.on("close", onClose);
   res.on("close", onClose);
   let last = Date.now();
+  // A write never throws out of here and never waits for a connection that is gone: the client
+  // leaving (or the stream being cut) aborts, and every pending write resolves.
   const write = (chunk: string): Promise<void> => {
     last = Date.now();
+    if (abort.signal.aborted || res.destroyed || res.writableEnded) return Promise.resolve();
     return new Promise((resolve) => {
-      if ((res as ServerResponse).write(chunk)) resolve();
+      let ok: boolean;
+      try {
+        ok = (res as ServerResponse).write(chunk);
+      } catch {
+        abort.abort();
+        ok = true;
+      }
+      if (ok) resolve();
       else {
         const done = (): void => {
           res.off("drain", done);
           res.off("close", done);
+          abort.signal.removeEventListener("abort", done);
           resolve();
         };
         res.on("drain", done);
         res.on("close", done);
+        abort.signal.addEventListener("abort", done, { once: true });
       }
     });
   };
@@ -72,6 +84,6 @@ export async function streamSse(req: Req, res: Res, abort: AbortController, sour
   } finally {
     clearInterval(timer);
     req.off("close", onClose);
-    if (!res.writableEnded) res.end();
+    if (!res.writableEnded && !res.destroyed) res.end();
   }
 }
