@@ -40,6 +40,8 @@ export interface Config {
   maxConnections: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS: most streams open at once on one HTTP/2 connection. */
   maxConcurrentStreams: number;
+  /** Most bytes of a caller's input that an error reply quotes. */
+  errorQuoteBytes: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -80,6 +82,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     idleTimeoutMs: int(env, "IDLE_TIMEOUT_MS", 60_000, 100),
     maxConnections: int(env, "MAX_CONNECTIONS", 4096, 1),
     maxConcurrentStreams: int(env, "MAX_CONCURRENT_STREAMS", 256, 1),
+    errorQuoteBytes: int(env, "ERROR_QUOTE_BYTES", 2048, 16),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

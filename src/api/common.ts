@@ -1,10 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { create, fromJson, isFieldSet, toJson, type DescMessage, type JsonValue as PbJson, type MessageShape } from "@bufbuild/protobuf";
-import { ValueSchema, timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
-import { ContentSchema, EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
+import { create, isFieldSet, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
+import { EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
 import type { EventLog } from "../core/log.js";
-import { DuplicateEventError, LimitError, StoreUnavailableError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
+import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { ValidationError, fieldRules, lengthError, messageFromJson, type FieldError } from "./json.js";
+import { contentOf } from "./mapping.js";
+import { FreeJsonError, rawValue, valueToJson as freeValueToJson } from "./free-json.js";
 
 /** Projects are named by the caller (`x-project-id`); this one is used when a dialect has no such notion. */
 export const DEFAULT_PROJECT = "default";
@@ -70,12 +72,22 @@ export function parseRequest<Desc extends DescMessage>(schema: Desc, body: unkno
   return msg;
 }
 
-export function valueToJson(v: Value | undefined): JsonValue {
-  return v ? (toJson(ValueSchema, v) as JsonValue) : null;
+/**
+ * The JSON of a request's Value field (see free-json.ts); what cannot be stored (too deep, not
+ * finite, lone surrogates) is an invalid_argument located at `loc`.
+ */
+export function valueToJson(v: Value | undefined, loc: (string | number)[] = []): JsonValue {
+  try {
+    return freeValueToJson(v);
+  } catch (err) {
+    if (err instanceof FreeJsonError) throw invalidField(loc, `Input is not storable JSON: ${err.message}`);
+    throw err;
+  }
 }
 
+/** A Value holding stored JSON: no conversion unless protobuf binary encoding needs the tree. */
 export function jsonToValue(v: JsonValue): Value {
-  return fromJson(ValueSchema, v as PbJson);
+  return rawValue(v);
 }
 
 export function rfc3339(d: Date): string {
@@ -147,7 +159,7 @@ function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
   if (e.metadata && Object.keys(e.metadata).length > 0) msg.metadata = e.metadata;
   if (e.expireAt) msg.expireAt = timestampFromDate(e.expireAt);
   // Stored in TerminalUse's JSON form ({"type": "text", "text": ...}).
-  if (x["content"] !== undefined) msg.content = messageFromJson(ContentSchema, x["content"]);
+  if (x["content"] !== undefined) msg.content = contentOf(e);
   return msg;
 }
 
@@ -156,9 +168,15 @@ export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof StoreUnavailableError) return new ConnectError("the event store is unavailable; retry later", Code.Unavailable, undefined, undefined, err);
   if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
+  if (err instanceof InvalidEventError) return invalid([invalidEventField(err)]);
   if (err instanceof DuplicateEventError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
   if (err instanceof LimitError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+/** The field error of a draft the log refused (located as in a PublishRequest). */
+export function invalidEventField(err: InvalidEventError): FieldError {
+  return { loc: ["events", err.index, err.field], msg: `Input is not storable JSON: ${err.problem}`, type: "value_error" };
 }
 
 /** Sequences arrive as int64 (bigint); the core works with numbers, exact up to 2^53. */

@@ -14,6 +14,9 @@
  */
 import { fromJson, getOption, toJson, type DescField, type DescMessage, type JsonValue as PbJson, type MessageShape } from "@bufbuild/protobuf";
 import { identifier, max_length, min_length, required } from "../../gen/events/v1/options_pb.js";
+import { freeJsonProblem, quoteInput, rawValue, truncateUtf8, valueToJson, wellFormed } from "./free-json.js";
+import type { Value } from "@bufbuild/protobuf/wkt";
+import type { JsonValue } from "../core/types.js";
 
 export interface FieldError {
   loc: (string | number)[];
@@ -24,29 +27,38 @@ export interface FieldError {
   ctx?: Record<string, unknown>;
 }
 
+/** What an error reply quotes of the caller's input, at most (ERROR_QUOTE_BYTES sets the gateway's). */
+export const DEFAULT_QUOTE_BYTES = 2048;
+/** Problems listed in one error reply, at most; the rest are counted. */
+export const MAX_REPORTED_ERRORS = 50;
+
 export class ValidationError extends Error {
   constructor(readonly errors: FieldError[]) {
-    super(errors.map((e) => `${e.loc.join(".")}: ${e.msg}`).join("; "));
+    // The message (RPC errors carry it) names the first few problems, never the input.
+    const shown = errors.slice(0, 5).map((e) => `${e.loc.join(".")}: ${e.msg}`);
+    if (errors.length > 5) shown.push(`and ${errors.length - 5} more`);
+    super(truncateUtf8(shown.join("; "), 2048));
     this.name = "ValidationError";
   }
 }
 
-const INT32 = { min: -(2 ** 31), max: 2 ** 31 - 1 };
-/** Free-form JSON (data, metadata) may nest this deep at most. */
-export const MAX_JSON_DEPTH = 64;
-
-/** Why a free-form JSON value cannot be kept: too deep, or a number JSON cannot represent. */
-function freeJsonProblem(value: unknown): string | undefined {
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (typeof v === "number" && !Number.isFinite(v)) return "numbers must be finite";
-    if (v === null || typeof v !== "object") continue;
-    if (depth > MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH} levels`;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
-  }
-  return undefined;
+/**
+ * Field errors as an error reply may carry them: inputs quoted within quoteBytes (see quoteInput),
+ * messages and locations bounded, at most MAX_REPORTED_ERRORS entries (a last one counts the rest).
+ */
+export function boundedErrors(errors: FieldError[], quoteBytes = DEFAULT_QUOTE_BYTES): FieldError[] {
+  const out = errors.slice(0, MAX_REPORTED_ERRORS).map((e) => {
+    const b: FieldError = { loc: e.loc.map((l) => (typeof l === "string" ? truncateUtf8(l, quoteBytes) : l)), msg: truncateUtf8(e.msg, 1024), type: e.type };
+    if ("input" in e) b.input = quoteInput(e.input, quoteBytes);
+    if (e.ctx) b.ctx = e.ctx;
+    return b;
+  });
+  if (errors.length > MAX_REPORTED_ERRORS) out.push({ loc: [], msg: `${errors.length - MAX_REPORTED_ERRORS} more problems not listed`, type: "too_many_errors" });
+  return out;
 }
+
+const INT32 = { min: -(2 ** 31), max: 2 ** 31 - 1 };
+export { MAX_JSON_DEPTH } from "./free-json.js";
 const INT64_SAFE = { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER };
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -71,15 +83,34 @@ function wktKind(schema: DescMessage): "value" | "struct" | "timestamp" | undefi
 }
 
 /**
+ * A free-form JSON field (google.protobuf.Value or Struct) found while checking a body: it is left
+ * out of the proto JSON handed to fromJson and set on the built message afterwards (`path` leads
+ * from the message to the one that holds the field), so its JSON is kept as sent: never copied
+ * into a Value tree, `__proto__` keys included.
+ */
+interface FreeField {
+  path: (string | number)[];
+  field: DescField;
+  value: JsonValue;
+}
+
+/** What checking a body collects: the problems, and the free-form fields to set afterwards. */
+interface Check {
+  errors: FieldError[];
+  free: FreeField[];
+}
+
+/**
  * Checks `input` against the message and returns it in proto JSON form (ready for fromJson).
  * Unknown fields are ignored, as FastAPI and Go's encoding/json do.
  */
-function checkMessage(schema: DescMessage, input: unknown, loc: (string | number)[], errors: FieldError[]): Record<string, PbJson> | undefined {
+function checkMessage(schema: DescMessage, input: unknown, loc: (string | number)[], c: Check, path: (string | number)[]): Record<string, PbJson> | undefined {
+  const errors = c.errors;
   if (!isObject(input)) {
     errors.push({ loc, msg: "Input should be a valid dictionary or object to extract fields from", type: "model_attributes_type", input });
     return undefined;
   }
-  if (isUnion(schema)) return checkUnion(schema, input, loc, errors);
+  if (isUnion(schema)) return checkUnion(schema, input, loc, c, path);
   const out: Record<string, PbJson> = {};
   for (const field of schema.fields) {
     const value = input[field.name];
@@ -89,13 +120,18 @@ function checkMessage(schema: DescMessage, input: unknown, loc: (string | number
       if (fieldRules(field).required) errors.push({ loc: [...loc, field.name], msg: "Field required", type: "missing", input });
       continue;
     }
-    const v = checkField(field, value, [...loc, field.name], errors);
+    if (field.fieldKind === "message" && (wktKind(field.message) === "value" || wktKind(field.message) === "struct")) {
+      if (checkFree(field.message, value, [...loc, field.name], errors)) c.free.push({ path, field, value: value as JsonValue });
+      continue;
+    }
+    const v = checkField(field, value, [...loc, field.name], c, [...path, field.localName]);
     if (v !== undefined) out[field.jsonName] = v;
   }
   return out;
 }
 
-function checkUnion(schema: DescMessage, input: Record<string, unknown>, loc: (string | number)[], errors: FieldError[]): Record<string, PbJson> | undefined {
+function checkUnion(schema: DescMessage, input: Record<string, unknown>, loc: (string | number)[], c: Check, path: (string | number)[]): Record<string, PbJson> | undefined {
+  const errors = c.errors;
   const tags = schema.fields.map((f) => f.name);
   const tag = input["type"];
   if (typeof tag !== "string") {
@@ -106,14 +142,14 @@ function checkUnion(schema: DescMessage, input: Record<string, unknown>, loc: (s
   if (!member?.message) {
     errors.push({
       loc,
-      msg: `Input tag '${tag}' found using 'type' does not match any of the expected tags: ${tags.map((t) => `'${t}'`).join(", ")}`,
+      msg: `Input tag '${truncateUtf8(tag, 64)}' found using 'type' does not match any of the expected tags: ${tags.map((t) => `'${t}'`).join(", ")}`,
       type: "union_tag_invalid",
       input,
     });
     return undefined;
   }
   const { type: _type, ...rest } = input;
-  const inner = checkMessage(member.message, rest, [...loc, tag], errors);
+  const inner = checkMessage(member.message, rest, [...loc, tag], c, [...path, member.oneof!.localName, "value"]);
   return inner === undefined ? undefined : { [member.jsonName]: inner };
 }
 
@@ -150,7 +186,8 @@ export function lengthError(field: DescField, value: string, loc: (string | numb
   return undefined;
 }
 
-function checkField(field: DescField, value: unknown, loc: (string | number)[], errors: FieldError[]): PbJson | undefined {
+function checkField(field: DescField, value: unknown, loc: (string | number)[], c: Check, path: (string | number)[]): PbJson | undefined {
+  const errors = c.errors;
   switch (field.fieldKind) {
     case "scalar": {
       const v = checkScalar(field.scalar, value, loc, errors);
@@ -163,7 +200,7 @@ function checkField(field: DescField, value: unknown, loc: (string | number)[], 
       errors.push({ loc, msg: "Input should be a valid enumeration member", type: "enum", input: value });
       return undefined;
     case "message":
-      return checkMessageValue(field.message, value, loc, errors);
+      return checkMessageValue(field.message, value, loc, c, path);
     case "list": {
       if (!Array.isArray(value)) {
         errors.push({ loc, msg: "Input should be a valid list", type: "list_type", input: value });
@@ -173,7 +210,7 @@ function checkField(field: DescField, value: unknown, loc: (string | number)[], 
       value.forEach((item, i) => {
         const v =
           field.listKind === "message"
-            ? checkMessageValue(field.message, item, [...loc, i], errors)
+            ? checkMessageValue(field.message, item, [...loc, i], c, [...path, out.length])
             : field.listKind === "scalar"
               ? checkScalar(field.scalar, item, [...loc, i], errors)
               : (item as PbJson);
@@ -186,28 +223,38 @@ function checkField(field: DescField, value: unknown, loc: (string | number)[], 
         errors.push({ loc, msg: "Input should be a valid dictionary", type: "dict_type", input: value });
         return undefined;
       }
+      {
+        const problem = freeJsonProblem(value);
+        if (problem) {
+          errors.push({ loc, msg: `Input is not storable JSON: ${problem}`, type: "value_error" });
+          return undefined;
+        }
+      }
       return value as PbJson;
   }
 }
 
-function checkMessageValue(schema: DescMessage, value: unknown, loc: (string | number)[], errors: FieldError[]): PbJson | undefined {
-  const kind = wktKind(schema);
-  if (kind === "value" || kind === "struct") {
-    const problem = freeJsonProblem(value);
-    if (problem) {
-      errors.push({ loc, msg: `Input is not storable JSON: ${problem}`, type: "value_error" });
-      return undefined;
-    }
+/** Whether a free-form JSON value (a Value, or a Struct: an object) may be stored; records why not. */
+function checkFree(schema: DescMessage, value: unknown, loc: (string | number)[], errors: FieldError[]): boolean {
+  const problem = freeJsonProblem(value);
+  if (problem) {
+    errors.push({ loc, msg: `Input is not storable JSON: ${problem}`, type: "value_error" });
+    return false;
   }
-  switch (kind) {
+  if (wktKind(schema) === "struct" && !isObject(value)) {
+    errors.push({ loc, msg: "Input should be a valid dictionary", type: "dict_type", input: value });
+    return false;
+  }
+  return true;
+}
+
+function checkMessageValue(schema: DescMessage, value: unknown, loc: (string | number)[], c: Check, path: (string | number)[]): PbJson | undefined {
+  const errors = c.errors;
+  switch (wktKind(schema)) {
     case "value":
-      return value as PbJson;
     case "struct":
-      if (!isObject(value)) {
-        errors.push({ loc, msg: "Input should be a valid dictionary", type: "dict_type", input: value });
-        return undefined;
-      }
-      return value as PbJson;
+      // Free-form JSON inside a list (no such field today): checked, then converted by fromJson.
+      return checkFree(schema, value, loc, errors) ? (value as PbJson) : undefined;
     case "timestamp":
       if (typeof value !== "string" || Number.isNaN(Date.parse(value))) {
         errors.push({ loc, msg: "Input should be a valid datetime", type: "datetime_type", input: value });
@@ -215,7 +262,7 @@ function checkMessageValue(schema: DescMessage, value: unknown, loc: (string | n
       }
       return value;
     default:
-      return checkMessage(schema, value, loc, errors);
+      return checkMessage(schema, value, loc, c, path);
   }
 }
 
@@ -224,6 +271,10 @@ function checkMessageValue(schema: DescMessage, value: unknown, loc: (string | n
 function checkScalar(scalar: number, value: unknown, loc: (string | number)[], errors: FieldError[]): PbJson | undefined {
   switch (scalar) {
     case 9:
+      if (typeof value === "string" && !wellFormed(value)) {
+        errors.push({ loc, msg: "Input should be a valid string: well-formed Unicode (no lone surrogates)", type: "string_unicode", input: value });
+        return undefined;
+      }
       if (typeof value === "string") return value;
       errors.push({ loc, msg: "Input should be a valid string", type: "string_type", input: value });
       return undefined;
@@ -266,35 +317,88 @@ function checkScalar(scalar: number, value: unknown, loc: (string | number)[], e
  * Throws ValidationError listing every problem.
  */
 export function messageFromJson<Desc extends DescMessage>(schema: Desc, input: unknown, loc: (string | number)[] = ["body"]): MessageShape<Desc> {
-  const errors: FieldError[] = [];
-  const json = checkMessage(schema, input, loc, errors);
-  if (errors.length > 0 || json === undefined) throw new ValidationError(errors);
-  return fromJson(schema, json, { ignoreUnknownFields: true });
+  const c: Check = { errors: [], free: [] };
+  const json = checkMessage(schema, input, loc, c, []);
+  if (c.errors.length > 0 || json === undefined) throw new ValidationError(c.errors);
+  const msg = fromJson(schema, json, { ignoreUnknownFields: true });
+  for (const f of c.free) {
+    let holder = msg as unknown as Record<string | number, unknown>;
+    for (const step of f.path) holder = holder[step] as Record<string | number, unknown>;
+    holder[f.field.localName] = wktKind(f.field.message!) === "value" ? rawValue(f.value) : f.value;
+  }
+  return msg;
 }
 
 /** Serializes a message in the documented JSON shape (see the module comment). */
 export function messageToJson<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): Record<string, unknown> {
-  const json = toJson(schema, message, { useProtoFieldName: true, alwaysEmitImplicit: true }) as Record<string, unknown>;
-  return fixUp(schema, json) as Record<string, unknown>;
+  // Free-form fields are left out of toJson (see FreeField) and put back by fixUp as they are.
+  const json = toJson(schema, withoutFree(schema, message) as MessageShape<Desc>, { useProtoFieldName: true, alwaysEmitImplicit: true }) as Record<string, unknown>;
+  return fixUp(schema, json, message) as Record<string, unknown>;
 }
 
-function fixUp(schema: DescMessage, json: unknown): unknown {
+function isFree(field: DescField): boolean {
+  return field.fieldKind === "message" && (wktKind(field.message) === "value" || wktKind(field.message) === "struct");
+}
+
+const freeCache = new WeakMap<DescMessage, boolean>();
+
+/** Whether a message holds a free-form field anywhere inside. */
+function hasFree(schema: DescMessage, seen = new Set<DescMessage>()): boolean {
+  const known = freeCache.get(schema);
+  if (known !== undefined) return known;
+  if (seen.has(schema) || wktKind(schema)) return false;
+  seen.add(schema);
+  const r = schema.fields.some((f) => isFree(f) || ((f.fieldKind === "message" || (f.fieldKind === "list" && f.listKind === "message")) && hasFree(f.message!, seen)));
+  freeCache.set(schema, r);
+  return r;
+}
+
+type Obj = Record<string, unknown>;
+
+/** A shallow copy of the message with its free-form fields (at any depth) unset. */
+function withoutFree(schema: DescMessage, msg: unknown): unknown {
+  if (!hasFree(schema) || msg === undefined || msg === null) return msg;
+  const copy: Obj = { ...(msg as Obj) };
+  for (const field of schema.fields) {
+    if (field.oneof) {
+      const o = copy[field.oneof.localName] as { case?: string; value?: unknown } | undefined;
+      if (o?.case === field.localName && field.message && !isFree(field)) copy[field.oneof.localName] = { case: o.case, value: withoutFree(field.message, o.value) };
+    } else if (isFree(field)) copy[field.localName] = undefined;
+    else if (field.fieldKind === "message") copy[field.localName] = withoutFree(field.message, copy[field.localName]);
+    else if (field.fieldKind === "list" && field.listKind === "message") copy[field.localName] = (copy[field.localName] as unknown[]).map((x) => withoutFree(field.message, x));
+  }
+  return copy;
+}
+
+/** The JSON of a free-form field's value as held in a message (Value, or Struct as a JSON object). */
+function freeToJson(field: DescField, v: unknown): unknown {
+  return wktKind(field.message!) === "value" ? valueToJson(v as Value, Infinity, true) : v;
+}
+
+function fixUp(schema: DescMessage, json: unknown, msg: unknown): unknown {
   if (!isObject(json)) return json;
   if (wktKind(schema)) return json;
+  const m = (msg ?? {}) as Obj;
   if (isUnion(schema)) {
     for (const field of schema.fields) {
       const v = json[field.name];
-      if (v !== undefined && field.message) return { type: field.name, ...(fixUp(field.message, v) as Record<string, unknown>) };
+      const o = m[field.oneof!.localName] as { case?: string; value?: unknown } | undefined;
+      if (v !== undefined && field.message) return { type: field.name, ...(fixUp(field.message, v, o?.case === field.localName ? o.value : undefined) as Obj) };
     }
     return null;
   }
   for (const field of schema.fields) {
+    if (isFree(field) && !field.oneof) {
+      const held = m[field.localName];
+      if (held !== undefined) json[field.name] = freeToJson(field, held);
+      continue;
+    }
     const v = json[field.name];
     if (v === undefined) continue;
     if (field.fieldKind === "scalar" && isInt64(field.scalar)) json[field.name] = Number(v);
     else if (field.fieldKind === "list" && field.listKind === "scalar" && isInt64(field.scalar)) json[field.name] = (v as string[]).map(Number);
-    else if (field.fieldKind === "list" && field.listKind === "message") json[field.name] = (v as unknown[]).map((x) => fixUp(field.message, x));
-    else if (field.fieldKind === "message") json[field.name] = fixUp(field.message, v);
+    else if (field.fieldKind === "list" && field.listKind === "message") json[field.name] = (v as unknown[]).map((x, i) => fixUp(field.message, x, (m[field.localName] as unknown[] | undefined)?.[i]));
+    else if (field.fieldKind === "message") json[field.name] = fixUp(field.message, v, m[field.localName]);
   }
   return json;
 }

@@ -11,6 +11,7 @@ import {
   type StreamingEventRequest,
 } from "../../gen/kubiya/v1/kubiya_pb.js";
 import type { JsonObject, StreamId } from "../core/types.js";
+import { asObject } from "./mapping.js";
 import { checkRequired, DEFAULT_PROJECT, follow, mapBatches, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
 
 /** Events of an execution live this long after the execution's last event (Kubiya: "TTL: 1 hour"). */
@@ -44,7 +45,7 @@ export function kubiyaApi(deps: ApiDeps) {
           sequence: BigInt(e.seq),
           event: create(ExecutionEventSchema, {
             eventType: e.eventType,
-            data: (e.data ?? {}) as JsonObject,
+            data: asObject(e.data),
             timestamp: typeof e.extra?.["timestamp"] === "string" ? e.extra["timestamp"] : rfc3339(e.createdAt),
             executionId: req.executionId,
           }),

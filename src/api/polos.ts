@@ -74,7 +74,7 @@ export function polosApi(deps: ApiDeps) {
         if (executionId !== undefined) extra["execution_id"] = executionId;
         if (req.rootExecutionId !== undefined) extra["root_execution_id"] = req.rootExecutionId;
         if (ev.attemptNumber !== undefined) extra["attempt_number"] = ev.attemptNumber;
-        return { eventType: ev.eventType ?? "", data: valueToJson(ev.data), extra };
+        return { eventType: ev.eventType ?? "", data: valueToJson(ev.data, ["body", "events", i, "data"]), extra };
       });
       const stored = await deps.log.publish(topic(project, req.topic), drafts, { source: "polos" });
       return create(PublishEventResponseSchema, {

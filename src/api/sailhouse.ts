@@ -31,6 +31,7 @@ import {
 } from "../../gen/sailhouse/v1/sailhouse_pb.js";
 import type { JsonObject, JsonValue, StoredEvent, StreamId } from "../core/types.js";
 import type { Delivery, SailhouseStore, Subscription } from "../store/sailhouse.js";
+import { asObject } from "./mapping.js";
 import { checkRequired, DEFAULT_PROJECT, invalidField, pageLimit, rfc3339, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** How long a pulled event stays locked before it is due again (Sailhouse: 30 s). */
@@ -135,8 +136,8 @@ export function sailhouseApi(deps: SailhouseDeps) {
     const msg = create(SubscriptionEventSchema, {
       id: e.id,
       topicId: topicSlug,
-      data: (e.data ?? {}) as JsonObject,
-      metadata: e.metadata,
+      data: asObject(e.data),
+      metadata: asObject(e.metadata),
       timestamp: rfc3339(e.createdAt),
     });
     if (queryablePath) {
@@ -272,7 +273,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
         }
         if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) throw invalidField(["body", "endpoint"], "push subscriptions need an http(s) endpoint URL", "value_error", req.endpoint);
       }
-      const filter = req.filter ? valueToJson(req.filter) : undefined;
+      const filter = req.filter ? valueToJson(req.filter, ["body", "filter"]) : undefined;
       checkFilter(filter);
       if (req.rateLimit !== undefined && !/^\d+\/(s|m|h)$/.test(req.rateLimit)) throw invalidField(["body", "rate_limit"], 'rate_limit must look like "10/s", "100/m" or "1000/h"', "value_error", req.rateLimit);
       if (req.deduplication !== undefined && parseDuration(req.deduplication) === undefined) throw invalidField(["body", "deduplication"], 'deduplication must be a duration such as "5m"', "value_error", req.deduplication);

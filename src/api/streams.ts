@@ -52,7 +52,7 @@ export function streamsApi(deps: ApiDeps) {
 
   function drafts(events: readonly EventInput[]): EventDraft[] {
     return events.map((e, i) => {
-      const d: EventDraft = { eventType: e.eventType, data: valueToJson(e.data), metadata: e.metadata ?? {} };
+      const d: EventDraft = { eventType: e.eventType, data: valueToJson(e.data, ["events", i, "data"]), metadata: e.metadata ?? {} };
       if (e.idempotencyKey !== undefined) {
         if (e.idempotencyKey.length < 1 || e.idempotencyKey.length > 256) {
           throw invalidField(["events", i, "idempotency_key"], "String should have 1 to 256 characters", "string_too_long", e.idempotencyKey.length);

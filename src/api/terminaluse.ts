@@ -31,8 +31,9 @@ import {
 } from "../../gen/terminaluse/v1/terminaluse_pb.js";
 import { streamName, type JsonObject, type StoredEvent, type StreamId } from "../core/types.js";
 import type { TaskRecord, TaskStore } from "../store/tasks.js";
+import { contentOf } from "./mapping.js";
 import { checkRequired, DEFAULT_PROJECT, follow, invalid, invalidField, mapBatches, pageLimit, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
-import { messageFromJson, messageToJson } from "./json.js";
+import { messageToJson } from "./json.js";
 
 /**
  * What a subscriber of a task can use here, advertised on every event: SSE with Last-Event-ID
@@ -86,7 +87,7 @@ export function terminalUseApi(deps: TerminalUseDeps) {
       id: e.id,
       sequenceId: BigInt(e.seq),
       taskId: t.id,
-      content: messageFromJson(ContentSchema, e.extra?.["content"] ?? {}),
+      content: contentOf(e),
       createdAt: rfc3339(e.createdAt),
       streamCapabilities: STREAM_CAPABILITIES,
     });

@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import type { Store } from "./store.js";
 import { Hub } from "./hub.js";
 import { ready } from "./ordering.js";
-import { DuplicateEventError, LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
+import { freeJsonProblem, MAX_JSON_DEPTH } from "./json.js";
+import { DuplicateEventError, InvalidEventError, LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
 
 export interface EventLogOptions {
   /** How long a reader waits at a hole (a sequence taken but not stored) before skipping it. */
@@ -148,6 +149,13 @@ export class EventLog {
       return Promise.reject(new LimitError(`a publish may hold at most ${this.#opts.maxBatchEvents} events, got ${drafts.length}`));
     }
     for (const [i, d] of drafts.entries()) {
+      // Whatever a surface let through, only JSON every other surface can serve is stored. Callers
+      // hold their input to MAX_JSON_DEPTH; a dialect may wrap it in a level or two (TerminalUse's
+      // content part), which stays within what protobuf clients decode.
+      for (const field of ["data", "metadata", "extra"] as const) {
+        const problem = d[field] === undefined ? undefined : freeJsonProblem(d[field], MAX_JSON_DEPTH + (field === "extra" ? 4 : 2));
+        if (problem) return Promise.reject(new InvalidEventError(i, field, problem));
+      }
       const size = Buffer.byteLength(JSON.stringify([d.data, d.metadata ?? null, d.extra ?? null]));
       if (size > this.#opts.maxEventBytes) return Promise.reject(new LimitError(`event ${i} is ${size} bytes; the limit is ${this.#opts.maxEventBytes}`));
     }

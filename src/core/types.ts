@@ -79,6 +79,21 @@ export class LimitError extends Error {
   }
 }
 
+/**
+ * A draft whose free-form JSON cannot be stored (too deep, a non-finite number, a lone surrogate):
+ * see core/json.ts. `index` is the event's place in its publish, `field` the part at fault.
+ */
+export class InvalidEventError extends Error {
+  constructor(
+    readonly index: number,
+    readonly field: "data" | "metadata" | "extra",
+    readonly problem: string,
+  ) {
+    super(`event ${index}: ${field} is not storable JSON: ${problem}`);
+    this.name = "InvalidEventError";
+  }
+}
+
 export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -169,7 +169,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
-  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, log: logger, requests: metrics.requests, errors });
+  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, log: logger, requests: metrics.requests, errors });
   const handler = connectNodeAdapter({
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin, terminaluse });

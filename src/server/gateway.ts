@@ -6,9 +6,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { CallContext } from "../api/common.js";
-import { parseRequest } from "../api/common.js";
-import { messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
-import { DuplicateEventError, LimitError, StoreUnavailableError } from "../core/types.js";
+import { invalidEventField, parseRequest } from "../api/common.js";
+import { boundedErrors, DEFAULT_QUOTE_BYTES, messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
+import { truncateUtf8 } from "../api/free-json.js";
+import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 import { credentialOf, type Auth } from "./auth.js";
 import type { RouteDoc } from "./openapi.js";
@@ -62,6 +63,8 @@ export interface GatewayOptions {
   /** A body must arrive whole within this time (408 otherwise). */
   bodyTimeoutMs: number;
   sseKeepaliveMs: number;
+  /** Most bytes of a caller's input an error reply quotes (ERROR_QUOTE_BYTES). */
+  errorQuoteBytes?: number;
   log: Logger;
   /** Counts requests by route and status (Prometheus). */
   requests?: { inc(labels: { route: string; status: string }): void };
@@ -136,8 +139,11 @@ function statusOf(code: Code): number {
   }
 }
 
-/** The error body and status for a route's dialect. */
-export function errorReply(dialect: Dialect, err: unknown): { status: number; json: unknown } {
+/**
+ * The error body and status for a route's dialect. It quotes at most `quoteBytes` of any input
+ * (ERROR_QUOTE_BYTES) and lists a bounded number of problems, so it is small whatever was sent.
+ */
+export function errorReply(dialect: Dialect, err: unknown, quoteBytes = DEFAULT_QUOTE_BYTES): { status: number; json: unknown } {
   let status: number;
   let message: string;
   let fields: FieldError[] | undefined;
@@ -149,6 +155,11 @@ export function errorReply(dialect: Dialect, err: unknown): { status: number; js
     status = 400;
     message = err.message;
     fields = err.errors;
+  } else if (err instanceof InvalidEventError) {
+    status = 400;
+    fields = [invalidEventField(err)];
+    fields[0]!.loc.unshift("body");
+    message = err.message;
   } else if (err instanceof DuplicateEventError) {
     status = 409;
     message = err.message;
@@ -164,6 +175,8 @@ export function errorReply(dialect: Dialect, err: unknown): { status: number; js
     message = ce.code === Code.Internal || ce.code === Code.Unknown ? "internal error" : ce.rawMessage;
     if (ce.cause instanceof ValidationError) fields = ce.cause.errors;
   }
+  message = truncateUtf8(message, 1024 + quoteBytes);
+  if (fields) fields = boundedErrors(fields, quoteBytes);
   if (dialect === "fastapi") {
     // FastAPI: request validation errors are 422 with pydantic's detail list.
     if (fields && (status === 400 || status === 422)) return { status: 422, json: { detail: fields } };
@@ -238,7 +251,7 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
     }
   } catch (err) {
     abort.abort();
-    const reply = errorReply(route.dialect, err);
+    const reply = errorReply(route.dialect, err, d.errorQuoteBytes);
     if (reply.status >= 500 && reply.status !== 503) {
       if (d.errors) d.errors.caught("request", err, { requestId, method: req.method, route: route.path, path: url.pathname, status: reply.status });
       else log.error({ err, path: url.pathname, status: reply.status }, "request failed");
