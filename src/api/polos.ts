@@ -42,6 +42,19 @@ export function polosApi(deps: ApiDeps) {
     return project;
   }
 
+  /**
+   * The topic a read names: `topic`, or a workflow run's topic `workflow/{workflow_id}/{workflow_run_id}`
+   * (what Polos's `stream_workflow` sends; its workers and `resume()` publish there).
+   */
+  function readTopic(req: { topic: string; workflowId?: string; workflowRunId?: string }): string {
+    if (req.workflowRunId !== undefined) {
+      if (req.workflowId === undefined) throw invalidField(["query", "workflow_id"], "workflow_id must be provided when workflow_run_id is provided", "missing");
+      return `workflow/${req.workflowId}/${req.workflowRunId}`;
+    }
+    if (req.topic === "") throw invalidField(["query", "topic"], "Field required: topic (or workflow_id and workflow_run_id)", "missing");
+    return req.topic;
+  }
+
   async function cursor(stream: StreamId, lastSequenceId: bigint | undefined, lastTimestamp: string | undefined): Promise<number> {
     if (lastSequenceId !== undefined) return seqFromPb(lastSequenceId, ["query", "last_sequence_id"]);
     if (lastTimestamp !== undefined) {
@@ -85,7 +98,8 @@ export function polosApi(deps: ApiDeps) {
 
     async listEvents(req: ListEventsRequest, ctx: CallContext): Promise<ListEventsResponse> {
       checkRequired(ListEventsRequestSchema, req);
-      const stream = topic(readProject(ctx), req.topic);
+      const name = readTopic(req);
+      const stream = topic(readProject(ctx), name);
       const limit = pageLimit(req.limit, ["query", "limit"]);
       const sort = req.sort ?? "asc";
       if (sort !== "asc" && sort !== "desc") throw invalidField(["query", "sort"], "Input should be 'asc' or 'desc'", "literal_error", sort);
@@ -96,7 +110,7 @@ export function polosApi(deps: ApiDeps) {
         const docs = (await deps.log.store.readBefore(stream, before, limit + 1)).filter((e) => !e.void && !(e.expireAt && e.expireAt.getTime() <= now));
         const page = docs.slice(0, limit);
         return create(ListEventsResponseSchema, {
-          events: page.map((e) => toEventResponse(e, req.topic)),
+          events: page.map((e) => toEventResponse(e, name)),
           nextSequenceId: BigInt(page[page.length - 1]?.seq ?? 0),
           hasMore: docs.length > limit,
         });
@@ -104,7 +118,7 @@ export function polosApi(deps: ApiDeps) {
       const after = await cursor(stream, req.lastSequenceId, req.lastTimestamp);
       const page = await deps.log.list(stream, after, limit);
       return create(ListEventsResponseSchema, {
-        events: page.events.map((e) => toEventResponse(e, req.topic)),
+        events: page.events.map((e) => toEventResponse(e, name)),
         nextSequenceId: BigInt(page.next),
         hasMore: page.hasMore,
       });
@@ -113,9 +127,10 @@ export function polosApi(deps: ApiDeps) {
     /** Validates and positions the subscription, then returns the live batches. */
     async streamEvents(req: StreamEventsRequest, ctx: CallContext): Promise<AsyncIterable<EventResponse[]>> {
       checkRequired(StreamEventsRequestSchema, req);
-      const stream = topic(readProject(ctx), req.topic);
+      const name = readTopic(req);
+      const stream = topic(readProject(ctx), name);
       const after = await cursor(stream, req.lastSequenceId, req.lastTimestamp);
-      return mapBatches(follow(deps, stream, after, ctx.signal), (e) => toEventResponse(e, req.topic));
+      return mapBatches(follow(deps, stream, after, ctx.signal), (e) => toEventResponse(e, name));
     },
   };
 }

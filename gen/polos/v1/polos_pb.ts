@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file polos/v1/polos.proto.
  */
 export const file_polos_v1_polos: GenFile = /*@__PURE__*/
-  fileDesc("ChRwb2xvcy92MS9wb2xvcy5wcm90bxIIcG9sb3MudjEiwQEKCUV2ZW50RGF0YRIbCg5hdHRlbXB0X251bWJlchgBIAEoBUgAiAEBEioKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBMjzGAESFwoKZXZlbnRfdHlwZRgDIAEoCUgBiAEBEh8KDGV4ZWN1dGlvbl9pZBgEIAEoCUIE0PMYAUgCiAEBQhEKD19hdHRlbXB0X251bWJlckINCgtfZXZlbnRfdHlwZUIPCg1fZXhlY3V0aW9uX2lkIukBChNQdWJsaXNoRXZlbnRSZXF1ZXN0EhQKB2R1cmFibGUYASABKAhIAIgBARIpCgZldmVudHMYAiADKAsyEy5wb2xvcy52MS5FdmVudERhdGFCBMjzGAESHwoMZXhlY3V0aW9uX2lkGAMgASgJQgTQ8xgBSAGIAQESJAoRcm9vdF9leGVjdXRpb25faWQYBCABKAlCBNDzGAFIAogBARIXCgV0b3BpYxgFIAEoCUIIyPMYAdDzGAFCCgoIX2R1cmFibGVCDwoNX2V4ZWN1dGlvbl9pZEIUChJfcm9vdF9leGVjdXRpb25faWQiQAoUUHVibGlzaEV2ZW50UmVzcG9uc2USEgoKY3JlYXRlZF9hdBgBIAEoCRIUCgxzZXF1ZW5jZV9pZHMYAiADKAMijQEKDUV2ZW50UmVzcG9uc2USCgoCaWQYASABKAkSEwoLc2VxdWVuY2VfaWQYAiABKAMSDQoFdG9waWMYAyABKAkSEgoKZXZlbnRfdHlwZRgEIAEoCRIkCgRkYXRhGAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhIKCmNyZWF0ZWRfYXQYBiABKAkiygEKEUxpc3RFdmVudHNSZXF1ZXN0EhcKBXRvcGljGAEgASgJQgjI8xgB0PMYARIdChBsYXN0X3NlcXVlbmNlX2lkGAIgASgDSACIAQESGwoObGFzdF90aW1lc3RhbXAYAyABKAlIAYgBARISCgVsaW1pdBgEIAEoBUgCiAEBEhEKBHNvcnQYBSABKAlIA4gBAUITChFfbGFzdF9zZXF1ZW5jZV9pZEIRCg9fbGFzdF90aW1lc3RhbXBCCAoGX2xpbWl0QgcKBV9zb3J0IoMBChJMaXN0RXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcucG9sb3MudjEuRXZlbnRSZXNwb25zZRIdChBuZXh0X3NlcXVlbmNlX2lkGAIgASgDSACIAQESEAoIaGFzX21vcmUYAyABKAhCEwoRX25leHRfc2VxdWVuY2VfaWQikgEKE1N0cmVhbUV2ZW50c1JlcXVlc3QSFwoFdG9waWMYASABKAlCCMjzGAHQ8xgBEh0KEGxhc3Rfc2VxdWVuY2VfaWQYAiABKANIAIgBARIbCg5sYXN0X3RpbWVzdGFtcBgDIAEoCUgBiAEBQhMKEV9sYXN0X3NlcXVlbmNlX2lkQhEKD19sYXN0X3RpbWVzdGFtcDLyAQoNRXZlbnRzU2VydmljZRJOCg1QdWJsaXNoRXZlbnRzEh0ucG9sb3MudjEuUHVibGlzaEV2ZW50UmVxdWVzdBoeLnBvbG9zLnYxLlB1Ymxpc2hFdmVudFJlc3BvbnNlEkcKCkxpc3RFdmVudHMSGy5wb2xvcy52MS5MaXN0RXZlbnRzUmVxdWVzdBocLnBvbG9zLnYxLkxpc3RFdmVudHNSZXNwb25zZRJICgxTdHJlYW1FdmVudHMSHS5wb2xvcy52MS5TdHJlYW1FdmVudHNSZXF1ZXN0GhcucG9sb3MudjEuRXZlbnRSZXNwb25zZTABYgZwcm90bzM", [file_events_v1_options, file_google_protobuf_struct]);
+  fileDesc("ChRwb2xvcy92MS9wb2xvcy5wcm90bxIIcG9sb3MudjEiwQEKCUV2ZW50RGF0YRIbCg5hdHRlbXB0X251bWJlchgBIAEoBUgAiAEBEioKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCBMjzGAESFwoKZXZlbnRfdHlwZRgDIAEoCUgBiAEBEh8KDGV4ZWN1dGlvbl9pZBgEIAEoCUIE0PMYAUgCiAEBQhEKD19hdHRlbXB0X251bWJlckINCgtfZXZlbnRfdHlwZUIPCg1fZXhlY3V0aW9uX2lkIukBChNQdWJsaXNoRXZlbnRSZXF1ZXN0EhQKB2R1cmFibGUYASABKAhIAIgBARIpCgZldmVudHMYAiADKAsyEy5wb2xvcy52MS5FdmVudERhdGFCBMjzGAESHwoMZXhlY3V0aW9uX2lkGAMgASgJQgTQ8xgBSAGIAQESJAoRcm9vdF9leGVjdXRpb25faWQYBCABKAlCBNDzGAFIAogBARIXCgV0b3BpYxgFIAEoCUIIyPMYAdDzGAFCCgoIX2R1cmFibGVCDwoNX2V4ZWN1dGlvbl9pZEIUChJfcm9vdF9leGVjdXRpb25faWQiQAoUUHVibGlzaEV2ZW50UmVzcG9uc2USEgoKY3JlYXRlZF9hdBgBIAEoCRIUCgxzZXF1ZW5jZV9pZHMYAiADKAMijQEKDUV2ZW50UmVzcG9uc2USCgoCaWQYASABKAkSEwoLc2VxdWVuY2VfaWQYAiABKAMSDQoFdG9waWMYAyABKAkSEgoKZXZlbnRfdHlwZRgEIAEoCRIkCgRkYXRhGAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhIKCmNyZWF0ZWRfYXQYBiABKAkirgIKEUxpc3RFdmVudHNSZXF1ZXN0EhMKBXRvcGljGAEgASgJQgTQ8xgBEh0KEGxhc3Rfc2VxdWVuY2VfaWQYAiABKANIAIgBARIbCg5sYXN0X3RpbWVzdGFtcBgDIAEoCUgBiAEBEhIKBWxpbWl0GAQgASgFSAKIAQESEQoEc29ydBgFIAEoCUgDiAEBEh4KC3dvcmtmbG93X2lkGAYgASgJQgTQ8xgBSASIAQESIgoPd29ya2Zsb3dfcnVuX2lkGAcgASgJQgTQ8xgBSAWIAQFCEwoRX2xhc3Rfc2VxdWVuY2VfaWRCEQoPX2xhc3RfdGltZXN0YW1wQggKBl9saW1pdEIHCgVfc29ydEIOCgxfd29ya2Zsb3dfaWRCEgoQX3dvcmtmbG93X3J1bl9pZCKDAQoSTGlzdEV2ZW50c1Jlc3BvbnNlEicKBmV2ZW50cxgBIAMoCzIXLnBvbG9zLnYxLkV2ZW50UmVzcG9uc2USHQoQbmV4dF9zZXF1ZW5jZV9pZBgCIAEoA0gAiAEBEhAKCGhhc19tb3JlGAMgASgIQhMKEV9uZXh0X3NlcXVlbmNlX2lkIvYBChNTdHJlYW1FdmVudHNSZXF1ZXN0EhMKBXRvcGljGAEgASgJQgTQ8xgBEh0KEGxhc3Rfc2VxdWVuY2VfaWQYAiABKANIAIgBARIbCg5sYXN0X3RpbWVzdGFtcBgDIAEoCUgBiAEBEh4KC3dvcmtmbG93X2lkGAQgASgJQgTQ8xgBSAKIAQESIgoPd29ya2Zsb3dfcnVuX2lkGAUgASgJQgTQ8xgBSAOIAQFCEwoRX2xhc3Rfc2VxdWVuY2VfaWRCEQoPX2xhc3RfdGltZXN0YW1wQg4KDF93b3JrZmxvd19pZEISChBfd29ya2Zsb3dfcnVuX2lkMvIBCg1FdmVudHNTZXJ2aWNlEk4KDVB1Ymxpc2hFdmVudHMSHS5wb2xvcy52MS5QdWJsaXNoRXZlbnRSZXF1ZXN0Gh4ucG9sb3MudjEuUHVibGlzaEV2ZW50UmVzcG9uc2USRwoKTGlzdEV2ZW50cxIbLnBvbG9zLnYxLkxpc3RFdmVudHNSZXF1ZXN0GhwucG9sb3MudjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkgKDFN0cmVhbUV2ZW50cxIdLnBvbG9zLnYxLlN0cmVhbUV2ZW50c1JlcXVlc3QaFy5wb2xvcy52MS5FdmVudFJlc3BvbnNlMAFiBnByb3RvMw", [file_events_v1_options, file_google_protobuf_struct]);
 
 /**
  * @generated from message polos.v1.EventData
@@ -161,6 +161,8 @@ export const EventResponseSchema: GenMessage<EventResponse> = /*@__PURE__*/
  */
 export type ListEventsRequest = Message<"polos.v1.ListEventsRequest"> & {
   /**
+   * The topic; required unless workflow_run_id names a workflow's topic.
+   *
    * @generated from field: string topic = 1;
    */
   topic: string;
@@ -192,6 +194,18 @@ export type ListEventsRequest = Message<"polos.v1.ListEventsRequest"> & {
    * @generated from field: optional string sort = 5;
    */
   sort?: string | undefined;
+
+  /**
+   * As on StreamEventsRequest: `workflow/{workflow_id}/{workflow_run_id}` instead of topic.
+   *
+   * @generated from field: optional string workflow_id = 6;
+   */
+  workflowId?: string | undefined;
+
+  /**
+   * @generated from field: optional string workflow_run_id = 7;
+   */
+  workflowRunId?: string | undefined;
 };
 
 /**
@@ -233,6 +247,8 @@ export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PUR
  */
 export type StreamEventsRequest = Message<"polos.v1.StreamEventsRequest"> & {
   /**
+   * The topic; required unless workflow_run_id names a workflow's topic.
+   *
    * @generated from field: string topic = 1;
    */
   topic: string;
@@ -246,6 +262,20 @@ export type StreamEventsRequest = Message<"polos.v1.StreamEventsRequest"> & {
    * @generated from field: optional string last_timestamp = 3;
    */
   lastTimestamp?: string | undefined;
+
+  /**
+   * Polos's SDK streams a workflow run's events (`events.stream_workflow`, agent results) by these
+   * two instead of a topic: the topic is `workflow/{workflow_id}/{workflow_run_id}`, the one the
+   * SDK's workers and `resume()` publish to. workflow_run_id wins over topic, as in the SDK.
+   *
+   * @generated from field: optional string workflow_id = 4;
+   */
+  workflowId?: string | undefined;
+
+  /**
+   * @generated from field: optional string workflow_run_id = 5;
+   */
+  workflowRunId?: string | undefined;
 };
 
 /**
