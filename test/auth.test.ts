@@ -42,12 +42,16 @@ for (const factory of storeFactories) {
       expect((await fetch(`${app.url}/healthz`)).status).toBe(200);
     });
 
-    it("accepts the key as Bearer, raw Authorization, polos_auth/auth_token cookies and gRPC metadata", async () => {
+    it("accepts the key as Bearer, UserKey, raw Authorization, polos_auth/auth_token cookies and gRPC metadata", async () => {
       const topic = `forms-${factory.name}`;
       expect((await postJson(app, "/api/v1/events/publish", { topic, events: [{ data: 1 }] }, A)).json.sequence_ids).toEqual([1]);
       expect((await postJson(app, "/api/v1/events/publish", { topic, events: [{ data: 2 }] }, { cookie: "other=x; polos_auth=key-a" })).json.sequence_ids).toEqual([2]);
       expect((await postJson(app, "/api/v1/events/publish", { topic, events: [{ data: 3 }] }, { cookie: "auth_token=key-a" })).json.sequence_ids).toEqual([3]);
       expect((await postJson(app, "/api/v1/events/publish", { topic, events: [{ data: 4 }] }, { authorization: "key-a", "X-Project-ID": "acme" })).json.sequence_ids).toEqual([4]);
+      // Kubiya's Python SDK and its workers send `UserKey <key>`.
+      const kubiya = await postJson(app, `/api/v1/executions/${topic}/events`, { event_type: "x", data: {} }, { authorization: "UserKey key-a" });
+      expect([kubiya.status, kubiya.json.execution_id]).toEqual([202, topic]);
+      expect((await postJson(app, `/api/v1/executions/${topic}/events`, { event_type: "x", data: {} }, { authorization: "UserKey nope" })).status).toBe(401);
       const rpc = client(StreamService, app, "grpc");
       const r = await rpc.publish({ stream: { kind: StreamKind.TOPIC, key: topic }, events: [{ eventType: "rpc" }] }, { headers: A });
       expect(r.sequences).toEqual([5n]);

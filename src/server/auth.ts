@@ -14,8 +14,9 @@ export function isLoopback(host: string): boolean {
 export function credentialOf(header: (name: string) => string | undefined): string | undefined {
   const auth = header("authorization")?.trim();
   if (auth) {
-    // `Bearer <key>` (Polos, Kubiya, TerminalUse, gRPC) or the raw key (Sailhouse's apiKey scheme).
-    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    // `Bearer <key>` (Polos, Kubiya's CLI and event bus, TerminalUse, gRPC), `UserKey <key>` (Kubiya's
+    // Python SDK and its workers' control-plane client), or the raw key (Sailhouse's apiKey scheme).
+    const m = /^(?:Bearer|UserKey)\s+(.+)$/i.exec(auth);
     return m ? m[1]!.trim() : auth;
   }
   const cookie = header("cookie");
