@@ -1,9 +1,12 @@
 /**
- * Sailhouse's own Python SDK (`sailhouse` on PyPI, pinned in test/sdk/requirements.txt) against the
- * started service, with auth off and with AUTH=required (the key as the SDK sends it: a raw
- * `Authorization: <key>`). Every call the SDK offers; assertions on the SDK's own objects.
+ * Sailhouse's own SDKs against the started service, with auth off and with AUTH=required (the key
+ * as both SDKs send it: a raw `Authorization: <key>`): the Python SDK (`sailhouse` on PyPI, pinned
+ * in test/sdk/requirements.txt) and the JavaScript SDK (`@sailhouse/client`, a pinned
+ * devDependency; test/sailhouse.test.ts drives it further with auth off). Every call each offers
+ * that reaches the service; assertions on the SDK's own objects.
  */
-import { afterAll, beforeAll, describe, expect } from "vitest";
+import { SailhouseClient } from "@sailhouse/client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/server/app.js";
 import { startTestServer } from "./support/server.js";
 import { itSdk, runPythonSdk } from "./support/python-sdk.js";
@@ -14,14 +17,14 @@ const MODES: { name: string; env: Record<string, string>; apiKey: string }[] = [
 ];
 
 for (const mode of MODES) {
-  describe(`Sailhouse Python SDK, ${mode.name}`, () => {
+  describe(`Sailhouse SDKs, ${mode.name}`, () => {
     let app: App;
     beforeAll(async () => {
       app = await startTestServer({ env: mode.env });
     });
     afterAll(async () => app?.close());
 
-    itSdk("publish, pull (POST), ack, nack, subscribe, get_events, scheduled publish", async () => {
+    itSdk("Python SDK: publish, pull (POST), ack, nack, subscribe, get_events, scheduled publish", async () => {
       const r = await runPythonSdk("sailhouse_py.py", { baseUrl: app.url, apiKey: mode.apiKey, args: { topic: "orders", subscription: "py-workers" } });
       expect(r.first_pull).toBeNull();
       expect(r.pulled).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/), data: { n: 0 }, types: { id: "str", data: "dict" } });
@@ -33,8 +36,54 @@ for (const mode of MODES) {
       expect(r.unknown_ack).toMatchObject({ error: "SailhouseError", message: "Failed to acknowledge message: 404" });
     });
 
+    it("JavaScript SDK: publish, pull, ack, ackEvent, getEvents, wait, subscriber, admin.registerPushSubscription", async () => {
+      const sh = new SailhouseClient(mode.apiKey, { api_url: app.url });
+      const topic = "js-orders";
+      expect(await sh.pull(topic, "js")).toBeNull();
+      const a = await sh.publish(topic, { n: 1 }, { metadata: { source: "js" } });
+      const b = await sh.publish(topic, { n: 2 });
+      expect(a.id).toMatch(/^[0-9a-f-]{36}$/);
+      const first = await sh.pull<{ n: number }>(topic, "js");
+      expect(first).toMatchObject({ id: a.id, data: { n: 1 }, metadata: { source: "js" }, topic, subscription: "js" });
+      expect(Number.isNaN(Date.parse(first!.timestamp))).toBe(false);
+      await first!.ack();
+      const second = await sh.pull<{ n: number }>(topic, "js");
+      await sh.ackEvent(topic, "js", second!.id);
+      expect(second!.id).toBe(b.id);
+      const page = await sh.getEvents<{ n: number }>(topic, "js", { time_window: "1h" });
+      expect([page.offset, page.limit, page.events.map((e) => e.data.n)]).toEqual([0, 100, [1, 2]]);
+      await sh.publish(topic, { later: true }, { send_at: new Date(Date.now() + 3_600_000) });
+      // wait(): a wait group over two events; acking both publishes its completion to the topic.
+      expect(await sh.pull("js-done", "watch")).toBeNull();
+      await sh.wait("js-done", [{ topic, body: { step: 1 } }, { topic, body: { step: 2 } }], { ttl: "10m" });
+      const seen: unknown[] = [];
+      const subscriber = sh.subscriber();
+      subscriber.subscribe(topic, "js", async ({ event }) => {
+        seen.push(event.data);
+        if (seen.length === 2) subscriber.stop();
+      });
+      await subscriber.start(); // acks each event after its handler; returns once stopped
+      expect(seen).toEqual([{ step: 1 }, { step: 2 }]);
+      const done = await (async () => {
+        for (let i = 0; i < 100; i++) {
+          const e = await sh.pull<{ status: string }>("js-done", "watch");
+          if (e) return e;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return null;
+      })();
+      expect(done?.data).toMatchObject({ status: "completed" });
+      const reg = await sh.admin.registerPushSubscription(topic, "hook", "http://127.0.0.1:9/hook");
+      expect(reg.outcome).toBe("created");
+    });
+
     if (mode.env.AUTH === "required") {
-      itSdk("a wrong key is refused: the SDK raises its SailhouseError with 401", async () => {
+      it("JavaScript SDK with a wrong key: the call rejects with the 401", async () => {
+        const sh = new SailhouseClient("wrong", { api_url: app.url });
+        await expect(sh.publish("js-orders", { n: 1 })).rejects.toMatchObject({ status: 401 });
+      });
+
+      itSdk("Python SDK with a wrong key: it raises its SailhouseError with 401", async () => {
         const r = await runPythonSdk("sailhouse_py.py", { baseUrl: app.url, apiKey: "wrong", args: { topic: "orders", subscription: "x" } }).catch((e: Error) => e.message);
         expect(r).toMatch(/SailhouseError: Failed to pull message: 401/);
       });
