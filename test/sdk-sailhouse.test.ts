@@ -77,6 +77,18 @@ for (const mode of MODES) {
       expect(reg.outcome).toBe("created");
     });
 
+    it("Go SDK's request shapes (github.com/sailhouse/sdk-go is not reachable through the module proxy here): a single {path, value} filter", async () => {
+      // RegisterPushSubscription sends {type, endpoint, filter: {path, value}}; served as an equals filter.
+      const headers = { authorization: mode.apiKey, "x-source": "sailhouse-go", "content-type": "application/json" };
+      const put = await fetch(`${app.url}/topics/go-orders/subscriptions/go-sub`, { method: "PUT", headers, body: JSON.stringify({ type: "pull", filter: { path: "kind", value: "keep" } }) });
+      expect([put.status, await put.json()]).toEqual([200, { outcome: "created" }]);
+      const sh = new SailhouseClient(mode.apiKey, { api_url: app.url });
+      await sh.publish("go-orders", { kind: "drop" });
+      const kept = await sh.publish("go-orders", { kind: "keep" });
+      expect((await sh.pull("go-orders", "go-sub"))?.id).toBe(kept.id);
+      expect(await sh.pull("go-orders", "go-sub")).toBeNull();
+    });
+
     if (mode.env.AUTH === "required") {
       it("JavaScript SDK with a wrong key: the call rejects with the 401", async () => {
         const sh = new SailhouseClient("wrong", { api_url: app.url });

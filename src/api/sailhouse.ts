@@ -61,6 +61,15 @@ function at(data: JsonValue, path: string): JsonValue | undefined {
   return cur;
 }
 
+/**
+ * Sailhouse's Go SDK registers a single `{path, value}` filter (its FilterOption), the JS SDK and
+ * the docs a `{filters: [{path, condition, value}], operator}`; the single form means equals.
+ */
+export function normalizeFilter(filter: JsonValue | undefined): JsonValue | undefined {
+  if (filter === null || typeof filter !== "object" || Array.isArray(filter) || "filters" in filter || !("path" in filter)) return filter;
+  return { filters: [{ path: filter["path"] ?? null, condition: "equals", ...("value" in filter ? { value: filter["value"] ?? null } : {}) }], operator: "and" };
+}
+
 /** Checks a subscription filter's shape; throws invalid_argument naming the problem. */
 export function checkFilter(filter: JsonValue | undefined): void {
   if (filter === undefined || filter === null || typeof filter === "boolean") return;
@@ -273,7 +282,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
         }
         if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) throw invalidField(["body", "endpoint"], "push subscriptions need an http(s) endpoint URL", "value_error", req.endpoint);
       }
-      const filter = req.filter ? valueToJson(req.filter, ["body", "filter"]) : undefined;
+      const filter = normalizeFilter(req.filter ? valueToJson(req.filter, ["body", "filter"]) : undefined);
       checkFilter(filter);
       if (req.rateLimit !== undefined && !/^\d+\/(s|m|h)$/.test(req.rateLimit)) throw invalidField(["body", "rate_limit"], 'rate_limit must look like "10/s", "100/m" or "1000/h"', "value_error", req.rateLimit);
       if (req.deduplication !== undefined && parseDuration(req.deduplication) === undefined) throw invalidField(["body", "deduplication"], 'deduplication must be a duration such as "5m"', "value_error", req.deduplication);
