@@ -50,8 +50,9 @@ for (const mode of MODES) {
       const second = await sh.pull<{ n: number }>(topic, "js");
       await sh.ackEvent(topic, "js", second!.id);
       expect(second!.id).toBe(b.id);
-      const page = await sh.getEvents<{ n: number }>(topic, "js", { time_window: "1h" });
+      const page = await sh.getEvents<{ n: number }>(topic, "js", { time_window: "1h", queryable_path: "n" });
       expect([page.offset, page.limit, page.events.map((e) => e.data.n)]).toEqual([0, 100, [1, 2]]);
+      expect(page.events[0]!.queryableValue).toBeUndefined(); // queryable_path: accepted, not evaluated (README)
       await sh.publish(topic, { later: true }, { send_at: new Date(Date.now() + 3_600_000) });
       // wait(): a wait group over two events; acking both publishes its completion to the topic.
       expect(await sh.pull("js-done", "watch")).toBeNull();
@@ -87,6 +88,10 @@ for (const mode of MODES) {
       const kept = await sh.publish("go-orders", { kind: "keep" });
       expect((await sh.pull("go-orders", "go-sub"))?.id).toBe(kept.id);
       expect(await sh.pull("go-orders", "go-sub")).toBeNull();
+      // GetEvents(…, WithTimeWindow(6*time.Hour)) sends Go's duration text.
+      const listed = await fetch(`${app.url}/topics/go-orders/subscriptions/go-sub/events?time_window=6h0m0s&limit=10`, { headers });
+      expect(listed.status).toBe(200);
+      expect(((await listed.json()) as { events: { id: string }[] }).events.map((e) => e.id)).toEqual([kept.id]);
     });
 
     if (mode.env.AUTH === "required") {

@@ -45,10 +45,13 @@ const FILTER_CONDITIONS = ["equals", "not_equals", "contains", "not_contains", "
 
 /** "30s", "5m", "2h", "1d" → milliseconds; undefined when malformed. */
 export function parseDuration(text: string): number | undefined {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
-  if (!m) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
-  return Number(m[1]) * unit;
+  const t = text.trim();
+  // "10m", "24h", and Go's time.Duration.String() ("6h0m0s", "1.5s"), which Sailhouse's Go SDK sends as time_window.
+  if (t.length === 0 || t.length > 64 || !/^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d))+$/.test(t)) return undefined;
+  const unit = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  let total = 0;
+  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)/g)) total += Number(m[1]) * unit[m[2] as keyof typeof unit];
+  return Number.isFinite(total) ? Math.floor(total) : undefined;
 }
 
 /** The value at a dot path of `data` (undefined when absent). */
