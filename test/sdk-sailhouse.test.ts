@@ -52,7 +52,7 @@ for (const mode of MODES) {
       expect(second!.id).toBe(b.id);
       const page = await sh.getEvents<{ n: number }>(topic, "js", { time_window: "1h", queryable_path: "n" });
       expect([page.offset, page.limit, page.events.map((e) => e.data.n)]).toEqual([0, 100, [1, 2]]);
-      expect(page.events[0]!.queryableValue).toBeUndefined(); // queryable_path: accepted, not evaluated (README)
+      expect(page.events.map((e) => e.queryableValue)).toEqual(["1", "2"]); // the value at queryable_path, as text
       await sh.publish(topic, { later: true }, { send_at: new Date(Date.now() + 3_600_000) });
       // wait(): a wait group over two events; acking both publishes its completion to the topic.
       expect(await sh.pull("js-done", "watch")).toBeNull();
