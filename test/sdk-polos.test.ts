@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect } from "vitest";
 import type { App } from "../src/server/app.js";
-import { startTestServer } from "./support/server.js";
+import { getJson, startTestServer } from "./support/server.js";
 import { itSdk, runPythonSdk } from "./support/python-sdk.js";
 
 const MODES: { name: string; env: Record<string, string>; apiKey: string }[] = [
@@ -66,6 +66,12 @@ for (const mode of MODES) {
       expect(r.get_execution).toMatchObject({ error: "HTTPStatusError", status: 404 });
       expect(r.cancel_execution).toEqual({ returned: false }); // the SDK maps 404 to False
       expect(r.invoke).toMatchObject({ status: 404 });
+      // The list takes the workflow run too (no SDK call lists; Polos's UI and curl do).
+      const auth: Record<string, string> = mode.apiKey ? { authorization: `Bearer ${mode.apiKey}` } : {};
+      const listed = await getJson(app, "/api/v1/events?workflow_id=review&workflow_run_id=run-7&project_id=acme", auth);
+      expect(listed.json.events.map((e: any) => [e.sequence_id, e.topic])).toEqual([1, 2, 3, 4, 5].map((n) => [n, wf]));
+      const half = await getJson(app, "/api/v1/events?workflow_run_id=run-7&project_id=acme", auth);
+      expect([half.status, half.json.error]).toEqual([400, expect.stringMatching(/workflow_id/)]);
     });
   });
 }
