@@ -42,6 +42,14 @@ export interface Config {
   maxConcurrentStreams: number;
   /** Most bytes of a caller's input that an error reply quotes. */
   errorQuoteBytes: number;
+  /** Durable Streams: how long a long-poll (and an idle SSE stretch) waits for data. */
+  durableLongPollMs: number;
+  /** Durable Streams: SSE connections end after this long (clients resume from the last offset). */
+  durableSseMaxMs: number;
+  /** Durable Streams: largest append or initial body, bytes. */
+  durableMaxAppendBytes: number;
+  /** Durable Streams: a read returns about this many bytes at most (always at least one message). */
+  durableReadMaxBytes: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -83,6 +91,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxConnections: int(env, "MAX_CONNECTIONS", 4096, 1),
     maxConcurrentStreams: int(env, "MAX_CONCURRENT_STREAMS", 256, 1),
     errorQuoteBytes: int(env, "ERROR_QUOTE_BYTES", 2048, 16),
+    durableLongPollMs: int(env, "DURABLE_LONG_POLL_MS", 30_000, 10),
+    durableSseMaxMs: int(env, "DURABLE_SSE_MAX_MS", 60_000, 100),
+    durableMaxAppendBytes: int(env, "DURABLE_MAX_APPEND_BYTES", 4 * 1024 * 1024, 1024),
+    durableReadMaxBytes: int(env, "DURABLE_READ_MAX_BYTES", 1024 * 1024, 1024),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

@@ -3,7 +3,7 @@ import { create, isFieldSet, type DescMessage, type MessageShape } from "@bufbui
 import { timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
 import { EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
 import type { EventLog } from "../core/log.js";
-import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
+import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { ValidationError, fieldRules, lengthError, messageFromJson, type FieldError } from "./json.js";
 import { contentOf } from "./mapping.js";
 import { FreeJsonError, rawValue, valueToJson as freeValueToJson } from "./free-json.js";
@@ -98,6 +98,7 @@ const KINDS: Record<StreamKind, PbStreamKind> = {
   topic: PbStreamKind.TOPIC,
   execution: PbStreamKind.EXECUTION,
   task: PbStreamKind.TASK,
+  durable: PbStreamKind.DURABLE,
 };
 
 export function pbKind(kind: StreamKind): PbStreamKind {
@@ -158,6 +159,7 @@ function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
   // Left unset when empty: an empty Struct costs every subscriber a message to decode per event.
   if (e.metadata && Object.keys(e.metadata).length > 0) msg.metadata = e.metadata;
   if (e.expireAt) msg.expireAt = timestampFromDate(e.expireAt);
+  if (e.bytes) msg.payload = e.bytes;
   // Stored in TerminalUse's JSON form ({"type": "text", "text": ...}).
   if (x["content"] !== undefined) msg.content = contentOf(e);
   return msg;
@@ -170,6 +172,8 @@ export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
   if (err instanceof InvalidEventError) return invalid([invalidEventField(err)]);
   if (err instanceof DuplicateEventError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
+  // A closed stream is a state the caller must change first (a new stream), not a transient conflict to retry.
+  if (err instanceof StreamClosedError) return new ConnectError(err.message, Code.FailedPrecondition, undefined, undefined, err);
   if (err instanceof LimitError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }

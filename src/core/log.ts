@@ -51,6 +51,11 @@ export interface PublishOptions {
   extendExpiryTo?: Date;
   /** Which API published (a metrics label): "polos", "kubiya", "sailhouse", "terminaluse", "streams". */
   source?: string;
+  /**
+   * Close the stream with this publish (a Durable Streams final append): its sequences are the
+   * stream's last; publishes queued behind it fail with StreamClosedError.
+   */
+  close?: boolean;
 }
 
 export interface Stats {
@@ -156,7 +161,7 @@ export class EventLog {
         const problem = d[field] === undefined ? undefined : freeJsonProblem(d[field], MAX_JSON_DEPTH + (field === "extra" ? 4 : 2));
         if (problem) return Promise.reject(new InvalidEventError(i, field, problem));
       }
-      const size = Buffer.byteLength(JSON.stringify([d.data, d.metadata ?? null, d.extra ?? null]));
+      const size = Buffer.byteLength(JSON.stringify([d.data, d.metadata ?? null, d.extra ?? null])) + (d.bytes?.byteLength ?? 0);
       if (size > this.#opts.maxEventBytes) return Promise.reject(new LimitError(`event ${i} is ${size} bytes; the limit is ${this.#opts.maxEventBytes}`));
     }
     const name = streamName(stream);
@@ -192,6 +197,8 @@ export class EventLog {
       while (take < q.pending.length && (take === 0 || count + q.pending[take]!.drafts.length <= this.#opts.maxCommitEvents)) {
         count += q.pending[take]!.drafts.length;
         take++;
+        // A closing publish ends its round: it must be the last thing the stream takes.
+        if (q.pending[take - 1]!.opts?.close) break;
       }
       await this.#commit(q.stream, name, q.pending.splice(0, take), (again) => q.pending.unshift(...again));
     }
@@ -253,7 +260,7 @@ export class EventLog {
     const count = batch.reduce((n, p) => n + p.drafts.length, 0);
     let last: number;
     try {
-      last = await this.#store.reserve(stream, count);
+      last = await this.#store.reserve(stream, count, batch[batch.length - 1]!.opts?.close === true);
     } catch (err) {
       this.stats.storeErrors++;
       for (const p of batch) p.reject(err);
@@ -280,6 +287,7 @@ export class EventLog {
         if (d.expireAt) e.expireAt = d.expireAt;
         if (d.idempotencyKey !== undefined) e.idempotencyKey = d.idempotencyKey;
         if (d.extra) e.extra = d.extra;
+        if (d.bytes) e.bytes = d.bytes;
         if (batchEnd !== undefined) e.batchEnd = batchEnd;
         return e;
       });
@@ -387,6 +395,96 @@ export class EventLog {
     for (const p of again) p.requeued = true;
     requeue(again);
     return true;
+  }
+
+  /** The last sequence handed out (0 for a stream never published to). */
+  head(stream: StreamId): Promise<number> {
+    return this.#store.head(stream);
+  }
+
+  /**
+   * Closes the stream (end of stream): every later publish, from any API and any instance, fails
+   * with StreamClosedError. Idempotent. Returns the final sequence. Followers are woken.
+   */
+  async closeStream(stream: StreamId): Promise<number> {
+    const last = await this.#store.closeStream(stream);
+    this.#hub.notify(streamName(stream));
+    return last;
+  }
+
+  /** Opens a closed stream again (a new Durable Streams incarnation). Returns the last sequence. */
+  reopenStream(stream: StreamId): Promise<number> {
+    return this.#store.reopenStream(stream);
+  }
+
+  isClosed(stream: StreamId): Promise<boolean> {
+    return this.#store.isClosed(stream);
+  }
+
+  /**
+   * Something to wait on for "the stream changed" (an append or a close, here or, for appends,
+   * on another instance): take it before reading, then wait if the read found nothing new, so no
+   * wake-up is lost. `wait` resolves true when woken, false on timeout; `cancel` when not waiting.
+   */
+  watch(stream: StreamId): { wait(timeoutMs: number): Promise<boolean>; cancel(): void } {
+    const name = streamName(stream);
+    this.#follow(name, stream, +1);
+    const ticket = this.#hub.ticket(name);
+    let done = false;
+    const release = (): void => {
+      if (done) return;
+      done = true;
+      this.#follow(name, stream, -1);
+    };
+    return {
+      wait: async (timeoutMs) => {
+        try {
+          return await ticket.wait(timeoutMs);
+        } finally {
+          release();
+        }
+      },
+      cancel: () => {
+        ticket.cancel();
+        release();
+      },
+    };
+  }
+
+  /**
+   * Takes `count` sequences of the stream at once and returns the sequence before them (with
+   * count 0, the last sequence handed out): room for copies written with fill() (a Durable Streams
+   * fork copies its source's events to the same positions).
+   */
+  async reserveRange(stream: StreamId, count: number): Promise<number> {
+    if (count === 0) return this.#store.head(stream);
+    return (await this.#store.reserve(stream, count)) - count;
+  }
+
+  /**
+   * Stores copies in a range taken with reserveRange(): the draft at relative position p
+   * (1..count) gets sequence base + p; positions without a draft become void placeholders.
+   */
+  async fill(stream: StreamId, base: number, count: number, copies: ReadonlyMap<number, EventDraft>): Promise<void> {
+    if (count === 0) return;
+    const name = streamName(stream);
+    const createdAt = new Date(this.#now());
+    const events: StoredEvent[] = [];
+    for (const [pos, d] of [...copies].sort((a, b) => a[0] - b[0])) {
+      const e: StoredEvent = { id: randomUUID(), stream: name, seq: base + pos, eventType: d.eventType, data: d.data, metadata: d.metadata ?? {}, createdAt };
+      if (d.bytes) e.bytes = d.bytes;
+      if (d.extra) e.extra = d.extra;
+      events.push(e);
+    }
+    try {
+      for (let i = 0; i < events.length; i += this.#opts.maxCommitEvents) await this.#store.append(events.slice(i, i + this.#opts.maxCommitEvents));
+      if (events.length < count) await this.#store.voidRange(stream, base + 1, base + count, createdAt, []);
+    } catch (err) {
+      await this.#store.voidRange(stream, base + 1, base + count, createdAt, events.map((e) => e.id)).catch(() => undefined);
+      throw err;
+    } finally {
+      this.#hub.notify(name);
+    }
   }
 
   /** Deletes a stream's stored events; its sequences stay taken. Returns how many and the last sequence. */

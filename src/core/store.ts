@@ -21,8 +21,20 @@ export interface Store {
   /**
    * Atomically takes the next `count` sequences of the stream (creating the stream on first use)
    * and returns the last one: the range is [last - count + 1, last]. One round trip per call.
+   * Rejects with StreamClosedError when the stream is closed; with `close`, the same atomic step
+   * closes it, so these are its last sequences (a final append).
    */
-  reserve(stream: StreamId, count: number): Promise<number>;
+  reserve(stream: StreamId, count: number, close?: boolean): Promise<number>;
+  /**
+   * Closes the stream: from now on reserve() rejects with StreamClosedError (on every instance, atomic
+   * with the sequence grab, so nothing is appended after a close). Idempotent. Returns the last
+   * sequence handed out: the stream's final sequence.
+   */
+  closeStream(stream: StreamId): Promise<number>;
+  /** Opens a closed stream again (a deleted Durable Stream created anew); returns the last sequence handed out. */
+  reopenStream(stream: StreamId): Promise<number>;
+  /** Whether closeStream() closed the stream (and no reopenStream() since). */
+  isClosed(stream: StreamId): Promise<boolean>;
   /** The last sequence handed out for the stream (0 when it does not exist). */
   head(stream: StreamId): Promise<number>;
 

@@ -3,7 +3,7 @@
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
-export const STREAM_KINDS = ["topic", "execution", "task"] as const;
+export const STREAM_KINDS = ["topic", "execution", "task", "durable"] as const;
 export type StreamKind = (typeof STREAM_KINDS)[number];
 
 /** One ordered log: `(project, kind, key)`, e.g. project "acme", kind "topic", key "orders". */
@@ -38,6 +38,8 @@ export interface EventDraft {
   /** Dialect fields (execution_id, attempt_number, content, ...), kept and served back as given. */
   extra?: JsonObject;
   expireAt?: Date;
+  /** An opaque payload (raw-byte Durable Streams, opaque PublishStream payloads): kept byte-exact; `data` is null then. */
+  bytes?: Uint8Array;
 }
 
 /** An event as stored: a draft plus its identity and position. */
@@ -61,6 +63,8 @@ export interface StoredEvent {
   batchEnd?: number;
   /** A placeholder for a sequence whose publish failed after taking it: readers skip it. */
   void?: true;
+  /** The opaque payload, when the event has one (then `data` is null). */
+  bytes?: Uint8Array;
 }
 
 /** An event whose id or idempotency key is already stored in its stream. */
@@ -76,6 +80,14 @@ export class LimitError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "LimitError";
+  }
+}
+
+/** An append to a closed stream (Durable Streams close / end-of-stream): nothing is stored. */
+export class StreamClosedError extends Error {
+  constructor(message = "the stream is closed: it accepts no more events") {
+    super(message);
+    this.name = "StreamClosedError";
   }
 }
 

@@ -39,6 +39,11 @@ import { MongoTaskStore } from "../store/mongo/tasks.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { registerHealth, registerReflection } from "./grpc.js";
 import { registerRpc, SERVICES, STREAMING_REQUEST_PATHS } from "./rpc.js";
+import { durableApi } from "../api/durable.js";
+import { durableRoutes } from "./routes/durable.js";
+import type { DurableStore } from "../store/durable.js";
+import { MemoryDurableStore } from "../store/memory/durable.js";
+import { MongoDurableStore } from "../store/mongo/durable.js";
 import type { Req, Res } from "./sse.js";
 import { boundaryInterceptor, errorSink, guardProcess } from "./boundary.js";
 import { listen } from "./listener.js";
@@ -165,6 +170,16 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.db) : new MemoryTaskStore();
   await taskStore.init();
   const terminaluse = terminalUseApi({ ...deps, tasks: taskStore });
+  const durableStore: DurableStore = store instanceof MongoStore ? new MongoDurableStore(store.db) : new MemoryDurableStore();
+  await durableStore.init();
+  const durable = durableRoutes(
+    durableApi({
+      ...deps,
+      durable: durableStore,
+      config: { longPollTimeoutMs: cfg.durableLongPollMs, sseMaxMs: cfg.durableSseMaxMs, maxAppendBytes: cfg.durableMaxAppendBytes, readMaxBytes: cfg.durableReadMaxBytes },
+    }),
+    { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests },
+  );
   const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger, errors });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
@@ -179,7 +194,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     readMaxBytes: cfg.maxBodyBytes,
     interceptors: [boundaryInterceptor(errors), auth.interceptor()],
     fallback(req: Req, res: Res) {
-      if (gateway(req, res)) return;
+      if (durable(req, res) || gateway(req, res)) return;
       if (req.method === "GET" && serveOps(req, res)) return;
       const contentType = String(req.headers["content-type"] ?? "");
       if (contentType.startsWith("application/grpc")) {

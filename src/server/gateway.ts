@@ -9,7 +9,7 @@ import type { CallContext } from "../api/common.js";
 import { invalidEventField, parseRequest } from "../api/common.js";
 import { boundedErrors, DEFAULT_QUOTE_BYTES, messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
 import { truncateUtf8 } from "../api/free-json.js";
-import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError } from "../core/types.js";
+import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 import { credentialOf, type Auth } from "./auth.js";
 import type { RouteDoc } from "./openapi.js";
@@ -160,7 +160,7 @@ export function errorReply(dialect: Dialect, err: unknown, quoteBytes = DEFAULT_
     fields = [invalidEventField(err)];
     fields[0]!.loc.unshift("body");
     message = err.message;
-  } else if (err instanceof DuplicateEventError) {
+  } else if (err instanceof DuplicateEventError || err instanceof StreamClosedError) {
     status = 409;
     message = err.message;
   } else if (err instanceof LimitError) {

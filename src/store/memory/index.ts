@@ -1,4 +1,4 @@
-import { DuplicateEventError, isPurgeMarker, parseStreamName, purgeMarker, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, StreamClosedError, isPurgeMarker, parseStreamName, purgeMarker, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../../core/store.js";
 
 interface MemStream {
@@ -11,6 +11,8 @@ interface MemStream {
   events: (StoredEvent | undefined)[];
   /** Stored events that are not void placeholders. */
   count: number;
+  /** closeStream() was called: reserve() refuses. */
+  closed?: boolean;
 }
 
 export interface MemoryStoreOptions {
@@ -141,10 +143,28 @@ export class MemoryStore implements Store {
     return removed;
   }
 
-  async reserve(stream: StreamId, count: number): Promise<number> {
+  async reserve(stream: StreamId, count: number, close?: boolean): Promise<number> {
     const s = this.#stream(streamName(stream), stream);
+    if (s.closed) throw new StreamClosedError();
+    if (close) s.closed = true;
     s.head += count;
     return s.head;
+  }
+
+  async closeStream(stream: StreamId): Promise<number> {
+    const s = this.#stream(streamName(stream), stream);
+    s.closed = true;
+    return s.head;
+  }
+
+  async reopenStream(stream: StreamId): Promise<number> {
+    const s = this.#stream(streamName(stream), stream);
+    delete s.closed;
+    return s.head;
+  }
+
+  async isClosed(stream: StreamId): Promise<boolean> {
+    return this.#streams.get(streamName(stream))?.closed === true;
   }
 
   async head(stream: StreamId): Promise<number> {

@@ -1,5 +1,5 @@
-import { Long, MongoClient, MongoServerError, type Collection, type Db, type WriteConcernSettings, type ChangeStream } from "mongodb";
-import { DuplicateEventError, purgeMarker, streamName, StoreUnavailableError, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
+import { Binary, Long, MongoClient, MongoServerError, type Collection, type Db, type WriteConcernSettings, type ChangeStream } from "mongodb";
+import { DuplicateEventError, StreamClosedError, purgeMarker, streamName, StoreUnavailableError, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../../core/store.js";
 
 export interface MongoStoreOptions {
@@ -23,6 +23,8 @@ interface CounterDoc {
   project: string;
   kind: string;
   key: string;
+  /** Set by closeStream(): reserve() matches no document then. */
+  closed?: boolean;
 }
 
 interface EventDoc {
@@ -39,6 +41,8 @@ interface EventDoc {
   idempotency_scope?: string;
   batch_end?: Long | number;
   void?: true;
+  /** An opaque payload, byte-exact (then `payload` holds data: null). */
+  bytes?: Binary;
 }
 
 interface ExecutionDoc {
@@ -70,6 +74,7 @@ function toDoc(e: StoredEvent): EventDoc {
   }
   if (e.batchEnd !== undefined) doc.batch_end = Long.fromNumber(e.batchEnd);
   if (e.void) doc.void = true;
+  if (e.bytes) doc.bytes = new Binary(e.bytes);
   return doc;
 }
 
@@ -89,6 +94,7 @@ function fromDoc(d: EventDoc): StoredEvent {
   if (d.idempotency_key !== undefined) e.idempotencyKey = d.idempotency_key;
   if (d.batch_end !== undefined && d.batch_end !== null) e.batchEnd = num(d.batch_end);
   if (d.void) e.void = true;
+  if (d.bytes) e.bytes = d.bytes.value();
   return e;
 }
 
@@ -193,16 +199,43 @@ export class MongoStore implements Store {
     })();
   }
 
-  async reserve(stream: StreamId, count: number): Promise<number> {
+  async reserve(stream: StreamId, count: number, close?: boolean): Promise<number> {
+    // A closed counter matches nothing; the upsert's insert then collides with it (duplicate key).
+    const doc = await this.#guard(() =>
+      this.#counters.findOneAndUpdate(
+        { _id: streamName(stream), closed: { $ne: true } },
+        { $inc: { seq: Long.fromNumber(count) }, $setOnInsert: { project: stream.project, kind: stream.kind, key: stream.key }, ...(close ? { $set: { closed: true } } : {}) },
+        { upsert: true, returnDocument: "after" },
+      ),
+    ).catch((err: unknown) => {
+      throw isDuplicateKey(err) ? new StreamClosedError() : err;
+    });
+    if (!doc) throw new Error("counter update returned no document");
+    return num(doc.seq);
+  }
+
+  async closeStream(stream: StreamId): Promise<number> {
+    return this.#setClosed(stream, true);
+  }
+
+  async reopenStream(stream: StreamId): Promise<number> {
+    return this.#setClosed(stream, false);
+  }
+
+  async #setClosed(stream: StreamId, closed: boolean): Promise<number> {
     const doc = await this.#guard(() =>
       this.#counters.findOneAndUpdate(
         { _id: streamName(stream) },
-        { $inc: { seq: Long.fromNumber(count) }, $setOnInsert: { project: stream.project, kind: stream.kind, key: stream.key } },
+        { $set: { closed }, $setOnInsert: { seq: Long.fromNumber(0), project: stream.project, kind: stream.kind, key: stream.key } },
         { upsert: true, returnDocument: "after" },
       ),
     );
-    if (!doc) throw new Error("counter update returned no document");
-    return num(doc.seq);
+    return doc ? num(doc.seq) : 0;
+  }
+
+  async isClosed(stream: StreamId): Promise<boolean> {
+    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { closed: 1 } }));
+    return doc?.closed === true;
   }
 
   async head(stream: StreamId): Promise<number> {

@@ -1,0 +1,196 @@
+/**
+ * The Durable Streams route table: `/v1/stream/{name}` (PUT create, POST append/close, GET read /
+ * long-poll / SSE, HEAD, DELETE, OPTIONS preflight). The protocol speaks raw bytes and its own
+ * headers, not the JSON dialects of gateway.ts, so this table moves bytes and headers itself;
+ * everything the protocol decides is in src/api/durable.ts.
+ */
+import type { ServerResponse } from "node:http";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { DEFAULT_PROJECT } from "../../api/common.js";
+import { DsError, STREAM_PREFIX, type DurableApi, type DsReply } from "../../api/durable.js";
+import { StoreUnavailableError } from "../../core/types.js";
+import { credentialOf, type Auth } from "../auth.js";
+import type { Req, Res } from "../sse.js";
+
+export interface DurableRouteOptions {
+  auth: Auth;
+  /** Largest request body (413 above). */
+  maxBodyBytes: number;
+  /** A body must arrive whole within this time (408). */
+  bodyTimeoutMs: number;
+  log: Logger;
+  requests?: { inc(labels: { route: string; status: string }): void };
+}
+
+/** Longest stream name, in bytes (after URL decoding). */
+const MAX_NAME_BYTES = 1024;
+
+/** On every answer: browsers may call from anywhere (the credentials decide access), and must not sniff stream bytes. */
+const COMMON_HEADERS: Record<string, string> = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-methods": "GET, POST, PUT, DELETE, HEAD, OPTIONS",
+  "access-control-allow-headers":
+    "content-type, authorization, x-project-id, if-none-match, stream-seq, stream-ttl, stream-expires-at, stream-closed, producer-id, producer-epoch, producer-seq, stream-forked-from, stream-fork-offset, stream-fork-sub-offset",
+  "access-control-expose-headers":
+    "stream-next-offset, stream-cursor, stream-up-to-date, stream-closed, stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, producer-seq, producer-expected-seq, producer-received-seq, etag, location, content-type",
+  "access-control-max-age": "86400",
+  "x-content-type-options": "nosniff",
+  "cross-origin-resource-policy": "cross-origin",
+};
+
+class BodyError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function readBody(req: Req, maxBytes: number, timeoutMs: number): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > maxBytes) throw new BodyError(413, `the body exceeds ${maxBytes} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    req.destroy();
+  }, timeoutMs);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) throw new BodyError(413, `the body exceeds ${maxBytes} bytes`);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (timedOut) throw new BodyError(408, `the body did not arrive within ${timeoutMs} ms`);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function header(req: Req, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function write(res: Res, chunk: string): Promise<void> {
+  return new Promise((resolve) => {
+    if ((res as ServerResponse).write(chunk)) return resolve();
+    const done = (): void => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+/** Returns the handler for /v1/stream/…: true when it took the request. */
+export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Req, res: Res) => boolean {
+  return (req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (!url.pathname.startsWith(STREAM_PREFIX)) return false;
+    void serve(url, req, res);
+    return true;
+  };
+
+  async function serve(url: URL, req: Req, res: Res): Promise<void> {
+    for (const [k, v] of Object.entries(COMMON_HEADERS)) res.setHeader(k, v);
+    const method = req.method ?? "GET";
+    res.once("finish", () => d.requests?.inc({ route: `${method} ${STREAM_PREFIX}{name}`, status: String(res.statusCode) }));
+    const abort = new AbortController();
+    const onClose = (): void => abort.abort();
+    res.on("close", onClose);
+    try {
+      if (method === "OPTIONS") {
+        res.writeHead(204);
+        res.end();
+        return;
+      }
+      let name: string;
+      try {
+        name = decodeURIComponent(url.pathname.slice(STREAM_PREFIX.length));
+      } catch {
+        throw new DsError(400, "malformed stream name");
+      }
+      // `__ds` is the protocol's reserved control namespace (subscriptions, not served here).
+      if (name === "" || name.split("/")[0] === "__ds" || Buffer.byteLength(name) > MAX_NAME_BYTES || /[\u0000-\u001f\u007f]/.test(name)) {
+        throw new DsError(404, "no such stream");
+      }
+      const claimed = header(req, "x-project-id") || header(req, "project-id") || undefined;
+      const project = (await d.auth.project(credentialOf((n) => header(req, n) || undefined), claimed)) ?? DEFAULT_PROJECT;
+      const body = method === "PUT" || method === "POST" ? await readBody(req, d.maxBodyBytes, d.bodyTimeoutMs) : Buffer.alloc(0);
+      const reply = await api.handle({
+        method,
+        project,
+        name,
+        header: (n) => header(req, n),
+        query: url.searchParams,
+        body,
+        signal: abort.signal,
+        origin: `${(req.socket as { encrypted?: boolean }).encrypted ? "https" : "http"}://${header(req, "host") ?? header(req, ":authority") ?? "localhost"}`,
+      });
+      await send(res, reply, abort);
+    } catch (err) {
+      fail(res, err, url);
+    } finally {
+      res.off("close", onClose);
+    }
+  }
+
+  async function send(res: Res, reply: DsReply, abort: AbortController): Promise<void> {
+    if ("sse" in reply) {
+      res.writeHead(200, reply.headers);
+      const frames = reply.sse[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          const next = await frames.next();
+          if (next.done || abort.signal.aborted) break;
+          await write(res, next.value);
+        }
+      } finally {
+        await frames.return?.(undefined);
+        if (!res.writableEnded) res.end();
+      }
+      return;
+    }
+    const headers = { ...reply.headers };
+    if (reply.body !== undefined && reply.status !== 204 && reply.status !== 304) headers["content-length"] = String(Buffer.byteLength(reply.body));
+    res.writeHead(reply.status, headers);
+    if (reply.body === undefined || reply.status === 204 || reply.status === 304) res.end();
+    else res.end(reply.body);
+  }
+
+  function fail(res: Res, err: unknown, url: URL): void {
+    let status = 500;
+    let message = "internal error";
+    let headers: Record<string, string> = {};
+    if (err instanceof DsError) {
+      ({ status, message, headers } = err);
+    } else if (err instanceof BodyError) {
+      ({ status, message } = err);
+    } else if (err instanceof StoreUnavailableError) {
+      status = 503;
+      message = "the event store is unavailable; retry later";
+    } else if (err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied)) {
+      status = err.code === Code.Unauthenticated ? 401 : 403;
+      message = err.rawMessage;
+      if (status === 401) headers = { "www-authenticate": "Bearer" };
+    } else {
+      d.log.error({ err, path: url.pathname }, "durable stream request failed");
+    }
+    if (res.headersSent) {
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    const text = `${message}\n`;
+    res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": String(Buffer.byteLength(text)), ...headers });
+    res.end(text);
+  }
+}
