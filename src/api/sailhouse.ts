@@ -43,7 +43,7 @@ export const MAX_EVENT_BYTES = 4 * 1024 * 1024;
 
 const FILTER_CONDITIONS = ["equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", "greater_than", "less_than", "exists", "not_exists"] as const;
 
-/** "30s", "5m", "2h", "1d" → milliseconds; undefined when malformed. */
+/** "30s", "5m", "2h", "1d", "6h0m0s" → milliseconds; undefined when malformed or over MAX_DURATION_MS. */
 export function parseDuration(text: string): number | undefined {
   const t = text.trim();
   // "10m", "24h", and Go's time.Duration.String() ("6h0m0s", "1.5s"), which Sailhouse's Go SDK sends as time_window.
@@ -51,8 +51,12 @@ export function parseDuration(text: string): number | undefined {
   const unit = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
   let total = 0;
   for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)/g)) total += Number(m[1]) * unit[m[2] as keyof typeof unit];
-  return Number.isFinite(total) ? Math.floor(total) : undefined;
+  // Longer than a century is refused: an expiry that far out is not a date (wait group ttl + now).
+  return total <= MAX_DURATION_MS ? Math.floor(total) : undefined;
 }
+
+/** The longest duration parseDuration accepts (100 years). */
+export const MAX_DURATION_MS = 100 * 365.25 * 86_400_000;
 
 /** The value at a dot path of `data` (undefined when absent). */
 function at(data: JsonValue, path: string): JsonValue | undefined {
