@@ -50,6 +50,20 @@ export interface Config {
   durableMaxAppendBytes: number;
   /** Durable Streams: a read returns about this many bytes at most (always at least one message). */
   durableReadMaxBytes: number;
+  /** Most JSON values (scalars, objects, arrays) in one JSON body and in one event. */
+  maxJsonValues: number;
+  /** Events' JSON bytes per Subscribe batch, SSE write and listed page (an event larger than this comes alone). */
+  responseBatchBytes: number;
+  /** Estimated heap bytes of recent events the log keeps for live subscribers (all streams). */
+  logTailBytes: number;
+  /** Estimated heap bytes of each cache of converted/encoded events. */
+  recentCacheBytes: number;
+  /** Estimated heap bytes of publishes queued for the store (more are refused with 503 / resource_exhausted). */
+  pendingPublishBytes: number;
+  /** In-memory store only: estimated heap bytes of stored events (more are refused with 503 / resource_exhausted). */
+  memoryMaxBytes: number;
+  /** Bytes of events one PublishStream call may have in flight before it stops reading. */
+  publishStreamWindowBytes: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -85,7 +99,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxEventBytes: int(env, "MAX_EVENT_BYTES", 4 * 1024 * 1024, 16),
     requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 30_000, 100),
     stallTimeoutMs: int(env, "SUBSCRIBER_STALL_TIMEOUT_MS", 30_000, 0),
-    backlogBytes: int(env, "RESPONSE_BACKLOG_BYTES", 64 * 1024 * 1024, 65536),
+    backlogBytes: int(env, "RESPONSE_BACKLOG_BYTES", 16 * 1024 * 1024, 65536),
     memoryRetainEvents: int(env, "MEMORY_RETAIN_EVENTS", 0, 0),
     idleTimeoutMs: int(env, "IDLE_TIMEOUT_MS", 60_000, 100),
     maxConnections: int(env, "MAX_CONNECTIONS", 4096, 1),
@@ -95,6 +109,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     durableSseMaxMs: int(env, "DURABLE_SSE_MAX_MS", 60_000, 100),
     durableMaxAppendBytes: int(env, "DURABLE_MAX_APPEND_BYTES", 4 * 1024 * 1024, 1024),
     durableReadMaxBytes: int(env, "DURABLE_READ_MAX_BYTES", 1024 * 1024, 1024),
+    maxJsonValues: int(env, "MAX_JSON_VALUES", 100_000, 1000),
+    responseBatchBytes: int(env, "RESPONSE_BATCH_BYTES", 1024 * 1024, 1024),
+    logTailBytes: int(env, "LOG_TAIL_BYTES", 32 * 1024 * 1024, 0),
+    recentCacheBytes: int(env, "RECENT_CACHE_BYTES", 16 * 1024 * 1024, 0),
+    pendingPublishBytes: int(env, "PENDING_PUBLISH_BYTES", 64 * 1024 * 1024, 1024 * 1024),
+    memoryMaxBytes: int(env, "MEMORY_MAX_BYTES", 128 * 1024 * 1024, 1024 * 1024),
+    publishStreamWindowBytes: int(env, "PUBLISH_STREAM_WINDOW_BYTES", 8 * 1024 * 1024, 65536),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

@@ -3,7 +3,8 @@ import { create, isFieldSet, type DescMessage, type MessageShape } from "@bufbui
 import { timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
 import { EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
 import type { EventLog } from "../core/log.js";
-import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
+import { eventCost } from "../core/json.js";
+import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { ValidationError, fieldRules, lengthError, messageFromJson, type FieldError } from "./json.js";
 import { contentOf } from "./mapping.js";
 import { FreeJsonError, rawValue, valueToJson as freeValueToJson } from "./free-json.js";
@@ -112,27 +113,51 @@ export function kindFromPb(kind: PbStreamKind): StreamKind | undefined {
 /**
  * What was built for the most recently delivered events, keyed by the StoredEvent object.
  * Subscribers that read the log's shared tail get the same objects, so an event fanned out to N
- * subscribers is converted once. Bounded (oldest out first): a WeakMap would keep the conversion
- * as long as the event lives, which in the in-memory store is as long as it is retained.
+ * subscribers is converted once. Bounded in bytes (oldest out first; `weigh` says what an entry
+ * holds): a WeakMap would keep the conversion as long as the event lives, which in the in-memory
+ * store is as long as it is retained, and a count bound lets a few large events hold gigabytes.
  */
 export class RecentCache<V> {
-  readonly #map = new Map<StoredEvent, V>();
-  constructor(readonly max: number) {}
+  readonly #map = new Map<StoredEvent, { v: V; w: number }>();
+  #bytes = 0;
+  constructor(
+    /** A number, or a shared setting read on every insert (recentCacheBytes). */
+    readonly limit: number | { value: number },
+    readonly weigh: (e: StoredEvent, v: V) => number,
+  ) {}
+
+  get maxBytes(): number {
+    return typeof this.limit === "number" ? this.limit : this.limit.value;
+  }
 
   get(e: StoredEvent, build: (e: StoredEvent) => V): V {
-    let v = this.#map.get(e);
-    if (v === undefined) {
-      v = build(e);
-      if (this.#map.size >= this.max) this.#map.delete(this.#map.keys().next().value!);
-      this.#map.set(e, v);
+    const hit = this.#map.get(e);
+    if (hit) return hit.v;
+    const v = build(e);
+    const w = this.weigh(e, v);
+    // Larger than the whole cache: used once, not kept.
+    if (w > this.maxBytes) return v;
+    this.#map.set(e, { v, w });
+    this.#bytes += w;
+    for (const [k, old] of this.#map) {
+      if (this.#bytes <= this.maxBytes) break;
+      this.#map.delete(k);
+      this.#bytes -= old.w;
     }
     return v;
   }
+
+  /** Bytes held (by the weights given). */
+  get bytes(): number {
+    return this.#bytes;
+  }
 }
 
-/** Enough for the log's per-stream tail (4,096) on a few busy streams at once. */
-export const RECENT_EVENTS = 16_384;
-const eventMessages = new RecentCache<Event>(RECENT_EVENTS);
+/** Bytes each cache of converted events may hold (RECENT_CACHE_BYTES); set at start-up. */
+export const recentCacheBytes = { value: 16 * 1024 * 1024 };
+
+// An Event message refers to the stored event's data (no copy), which it keeps alive.
+const eventMessages = new RecentCache<Event>(recentCacheBytes, (e) => eventCost(e).weight);
 
 /** The shared events.v1.Event view of a stored event. */
 export function toEventMessage(e: StoredEvent, stream: StreamId): Event {
@@ -175,6 +200,7 @@ export function toConnectError(err: unknown): ConnectError {
   // A closed stream is a state the caller must change first (a new stream), not a transient conflict to retry.
   if (err instanceof StreamClosedError) return new ConnectError(err.message, Code.FailedPrecondition, undefined, undefined, err);
   if (err instanceof LimitError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
+  if (err instanceof CapacityError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
 

@@ -35,13 +35,15 @@ type RawValue = Value & { [RAW]?: JsonValue };
 export function rawValue(json: JsonValue): Value {
   const v = create(ValueSchema) as RawValue;
   v[RAW] = json;
-  let built: Value["kind"] | undefined;
+  // Not memoized: a cached message (see RecentCache) must not keep a tree many times the
+  // JSON's size alive; the encoding it is built for is cached instead.
+  let assigned: Value["kind"] | undefined;
   Object.defineProperty(v, "kind", {
     enumerable: true,
     configurable: true,
-    get: () => (built ??= jsonDepth(json) > MAX_PROTO_DATA_DEPTH ? { case: "stringValue", value: JSON.stringify(json) } : buildValue(json).kind),
+    get: () => assigned ?? (jsonDepth(json) > MAX_PROTO_DATA_DEPTH ? { case: "stringValue", value: JSON.stringify(json) } : buildValue(json).kind),
     set: (k: Value["kind"]) => {
-      built = k;
+      assigned = k;
       delete v[RAW];
     },
   });
@@ -263,4 +265,147 @@ function prefixText(value: unknown, maxBytes: number): string {
     }
   }
   return out;
+}
+
+function varintLen(n: number): number {
+  let len = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    len++;
+  }
+  return len;
+}
+
+function isContainer(v: unknown): v is object {
+  return v !== null && typeof v === "object";
+}
+
+/** What a scalar takes as a Value (tag included). */
+function scalarSize(v: unknown): number {
+  if (typeof v === "string") {
+    const b = Buffer.byteLength(v);
+    return 1 + varintLen(b) + b;
+  }
+  return typeof v === "number" ? 9 : 2;
+}
+
+/** What a child of `size` bytes takes inside its list (key undefined) or struct (a map entry). */
+function childSize(key: string | undefined, size: number): number {
+  if (key === undefined) return 1 + varintLen(size) + size;
+  const kb = Buffer.byteLength(key);
+  const entry = 1 + varintLen(kb) + kb + 1 + varintLen(size) + size;
+  return 1 + varintLen(entry) + entry;
+}
+
+interface Frame {
+  v: object;
+  keys: string[] | undefined;
+  i: number;
+  n: number;
+  idx: number;
+  acc: number;
+}
+
+/**
+ * The protobuf binary encoding of google.protobuf.Value for a JSON value, written straight from
+ * the JSON: no Value message tree (protobuf-es takes seconds, and hundreds of MB, for a tree of a
+ * million nodes; this is one pass to size and one to write). Iterative. Byte-for-byte what
+ * toBinary(ValueSchema, …) writes for the same value.
+ */
+export function encodeJsonValue(json: JsonValue): Uint8Array {
+  // Pass 1: the content size of every container, indexed in pre-order (the order pass 2 writes).
+  const sizes: number[] = [];
+  const frames: Frame[] = [];
+  const open = (v: object): void => {
+    const keys = Array.isArray(v) ? undefined : Object.keys(v);
+    frames.push({ v, keys, i: 0, n: keys ? keys.length : (v as unknown[]).length, idx: sizes.length, acc: 0 });
+    sizes.push(0);
+  };
+  if (isContainer(json)) open(json);
+  while (frames.length > 0) {
+    const f = frames[frames.length - 1]!;
+    if (f.i < f.n) {
+      const key = f.keys?.[f.i];
+      const c = key === undefined ? (f.v as unknown[])[f.i] : (f.v as Record<string, unknown>)[key];
+      f.i++;
+      if (isContainer(c)) open(c);
+      else f.acc += childSize(key, scalarSize(c));
+      continue;
+    }
+    frames.pop();
+    sizes[f.idx] = f.acc;
+    const parent = frames[frames.length - 1];
+    if (parent) parent.acc += childSize(parent.keys?.[parent.i - 1], 1 + varintLen(f.acc) + f.acc);
+  }
+  const total = isContainer(json) ? 1 + varintLen(sizes[0]!) + sizes[0]! : scalarSize(json);
+  // Pass 2: write, pre-order. A task: a value, with the key it has in its struct (undefined in a
+  // list, null at the top).
+  const out = Buffer.allocUnsafe(total);
+  let pos = 0;
+  let next = 0;
+  const varint = (n: number): void => {
+    while (n >= 0x80) {
+      out[pos++] = (n % 128) | 0x80;
+      n = Math.floor(n / 128);
+    }
+    out[pos++] = n;
+  };
+  const str = (s: string, bytes: number): void => {
+    varint(bytes);
+    pos += out.write(s, pos, "utf8");
+  };
+  const keys: (string | undefined | null)[] = [null];
+  const values: unknown[] = [json];
+  while (values.length > 0) {
+    const key = keys.pop();
+    const v = values.pop();
+    let idx = -1;
+    let vs: number;
+    if (isContainer(v)) {
+      idx = next++;
+      vs = 1 + varintLen(sizes[idx]!) + sizes[idx]!;
+    } else vs = scalarSize(v);
+    if (key === undefined) {
+      out[pos++] = 0x0a;
+      varint(vs);
+    } else if (key !== null) {
+      const kb = Buffer.byteLength(key);
+      out[pos++] = 0x0a;
+      varint(1 + varintLen(kb) + kb + 1 + varintLen(vs) + vs);
+      out[pos++] = 0x0a;
+      str(key, kb);
+      out[pos++] = 0x12;
+      varint(vs);
+    }
+    if (v === null || v === undefined) {
+      out[pos++] = 0x08;
+      out[pos++] = 0;
+    } else if (typeof v === "number") {
+      out[pos++] = 0x11;
+      out.writeDoubleLE(v, pos);
+      pos += 8;
+    } else if (typeof v === "string") {
+      out[pos++] = 0x1a;
+      str(v, Buffer.byteLength(v));
+    } else if (typeof v === "boolean") {
+      out[pos++] = 0x20;
+      out[pos++] = v ? 1 : 0;
+    } else if (isContainer(v)) {
+      out[pos++] = Array.isArray(v) ? 0x32 : 0x2a;
+      varint(sizes[idx]!);
+      if (Array.isArray(v)) {
+        for (let i = v.length - 1; i >= 0; i--) {
+          keys.push(undefined);
+          values.push(v[i]);
+        }
+      } else {
+        const ks = Object.keys(v);
+        for (let i = ks.length - 1; i >= 0; i--) {
+          keys.push(ks[i]);
+          values.push((v as Record<string, unknown>)[ks[i]!]);
+        }
+      }
+    }
+  }
+  return out.subarray(0, pos);
 }

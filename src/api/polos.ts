@@ -106,13 +106,11 @@ export function polosApi(deps: ApiDeps) {
       if (sort === "desc") {
         // Newest first: the cursor is exclusive from above (events before last_sequence_id).
         const before = req.lastSequenceId !== undefined ? seqFromPb(req.lastSequenceId, ["query", "last_sequence_id"]) : Number.MAX_SAFE_INTEGER;
-        const now = deps.now().getTime();
-        const docs = (await deps.log.store.readBefore(stream, before, limit + 1)).filter((e) => !e.void && !(e.expireAt && e.expireAt.getTime() <= now));
-        const page = docs.slice(0, limit);
+        const page = await deps.log.listBefore(stream, before, limit);
         return create(ListEventsResponseSchema, {
-          events: page.map((e) => toEventResponse(e, name)),
-          nextSequenceId: BigInt(page[page.length - 1]?.seq ?? 0),
-          hasMore: docs.length > limit,
+          events: page.events.map((e) => toEventResponse(e, name)),
+          nextSequenceId: BigInt(page.events[page.events.length - 1]?.seq ?? 0),
+          hasMore: page.hasMore,
         });
       }
       const after = await cursor(stream, req.lastSequenceId, req.lastTimestamp);

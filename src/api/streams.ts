@@ -35,13 +35,19 @@ import {
   type SubscribeResponse,
 } from "../../gen/events/v1/events_pb.js";
 import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
-import { checkRequired, DEFAULT_PROJECT, RecentCache, RECENT_EVENTS, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { eventCost, jsonDepth } from "../core/json.js";
+import { encodeJsonValue, MAX_PROTO_DATA_DEPTH } from "./free-json.js";
+import { checkRequired, DEFAULT_PROJECT, RecentCache, recentCacheBytes, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
 export const PUBLISH_STREAM_WINDOW = 256;
 
+/** Bytes of events one PublishStream call may have in flight, by default (PUBLISH_STREAM_WINDOW_BYTES). */
+export const PUBLISH_STREAM_WINDOW_BYTES = 8 * 1024 * 1024;
+
 /** The shared streams service: any stream of the caller's project, by (kind, key). */
-export function streamsApi(deps: ApiDeps) {
+export function streamsApi(deps: ApiDeps, opts: { windowBytes?: number } = {}) {
+  const windowBytes = opts.windowBytes ?? PUBLISH_STREAM_WINDOW_BYTES;
   function streamOf(ctx: CallContext, ref: StreamRef | undefined): StreamId {
     const kind = ref ? kindFromPb(ref.kind) : undefined;
     if (!ref || !kind) throw invalidField(["stream", "kind"], "stream kind must be TOPIC, EXECUTION or TASK", "value_error");
@@ -63,29 +69,31 @@ export function streamsApi(deps: ApiDeps) {
     });
   }
 
-  /** Validates and enqueues one publish; the returned promise settles when it is stored. */
-  function startPublish(req: PublishRequest | PublishStreamRequest, ctx: CallContext): Promise<StoredEvent[]> {
+  /** Validates and enqueues one publish: `done` settles when it is stored; `bytes` is its events' size. */
+  function startPublish(req: PublishRequest | PublishStreamRequest, ctx: CallContext): { done: Promise<StoredEvent[]>; bytes: number } {
     const stream = streamOf(ctx, req.stream);
     if (req.events.length === 0) throw invalidField(["events"], "at least one event is required", "missing");
-    return deps.log.publish(stream, drafts(req.events), { source: "streams" });
+    const ds = drafts(req.events);
+    return { done: deps.log.publish(stream, ds, { source: "streams" }), bytes: ds.reduce((n, d) => n + eventCost(d).bytes, 0) };
   }
 
   return {
     async publish(req: PublishRequest, ctx: CallContext): Promise<PublishResponse> {
       checkRequired(PublishRequestSchema, req, []);
-      return create(PublishResponseSchema, published(await startPublish(req, ctx)));
+      return create(PublishResponseSchema, published(await startPublish(req, ctx).done));
     },
 
     /**
      * Reads publishes as they come and hands each to the log at once, so one call keeps many in
      * flight (group commit batches them) while the log's per-stream queue keeps their send order.
      * Acks are written in send order; with `combine_acks`, the acks ready at once share a response.
-     * At most PUBLISH_STREAM_WINDOW publishes are outstanding: past that the call stops reading,
-     * and HTTP/2 flow control pushes back on the producer.
+     * At most PUBLISH_STREAM_WINDOW publishes, and windowBytes of their events, are outstanding:
+     * past that the call stops reading, and HTTP/2 flow control pushes back on the producer.
      */
     async *publishStream(reqs: AsyncIterable<PublishStreamRequest>, ctx: CallContext): AsyncGenerator<PublishStreamResponse> {
       /** Outstanding publishes in send order; `ack` is set once the publish has settled. */
-      const inflight: { ack?: PublishStreamResponse }[] = [];
+      const inflight: { ack?: PublishStreamResponse; bytes: number }[] = [];
+      let inflightBytes = 0;
       let combine = false;
       let reading = true;
       let readError: unknown;
@@ -97,13 +105,16 @@ export function streamsApi(deps: ApiDeps) {
         w?.();
       };
       const start = (req: PublishStreamRequest, nested: boolean): void => {
-        const entry: { ack?: PublishStreamResponse } = {};
+        const entry: { ack?: PublishStreamResponse; bytes: number } = { bytes: 0 };
         inflight.push(entry);
         let result: Promise<StoredEvent[]>;
         try {
           checkRequired(PublishStreamRequestSchema, req, []);
           if (nested && req.more.length > 0) throw invalidField(["more"], "a publish inside `more` cannot carry `more` of its own", "value_error");
-          result = startPublish(req, ctx);
+          const started = startPublish(req, ctx);
+          result = started.done;
+          entry.bytes = started.bytes;
+          inflightBytes += started.bytes;
         } catch (err) {
           result = Promise.reject(err);
         }
@@ -119,7 +130,7 @@ export function streamsApi(deps: ApiDeps) {
             combine ||= req.combineAcks;
             start(req, false);
             for (const more of req.more) start(more, true);
-            if (inflight.length >= PUBLISH_STREAM_WINDOW) await new Promise<void>((r) => (wakeReader = r));
+            if (inflight.length >= PUBLISH_STREAM_WINDOW || inflightBytes >= windowBytes) await new Promise<void>((r) => (wakeReader = r));
           }
         } catch (err) {
           readError = err;
@@ -134,6 +145,7 @@ export function streamsApi(deps: ApiDeps) {
           let n = 1;
           if (combine) while (n < inflight.length && n < PUBLISH_STREAM_WINDOW && inflight[n]!.ack) n++;
           const done = inflight.splice(0, n);
+          for (const d of done) inflightBytes -= d.bytes;
           const r = wakeReader;
           wakeReader = undefined;
           r?.();
@@ -195,25 +207,37 @@ export function streamsApi(deps: ApiDeps) {
       checkRequired(ListEventsRequestSchema, req, []);
       const stream = streamOf(ctx, req.stream);
       const page = await deps.log.list(stream, seqFromPb(req.afterSequence, ["after_sequence"]), pageLimit(req.limit, ["limit"]));
-      return create(ListEventsResponseSchema, {
-        events: page.events.map((e) => toEventMessage(e, stream)),
-        nextAfterSequence: BigInt(page.next),
-        hasMore: page.hasMore,
-      });
+      const res = create(ListEventsResponseSchema, { nextAfterSequence: BigInt(page.next), hasMore: page.hasMore });
+      // Binary callers get the events pre-encoded (as Subscribe does): field 1, in order.
+      if (ctx.binaryWire) res.$unknown = page.events.map((e) => ({ no: 1, wireType: WireType.LengthDelimited, data: encodedEvent(e, stream) }));
+      else res.events = page.events.map((e) => toEventMessage(e, stream));
+      return res;
     },
   };
 }
 
 export type StreamsApi = ReturnType<typeof streamsApi>;
 
-const encodedEvents = new RecentCache<Uint8Array>(RECENT_EVENTS);
+const encodedEvents = new RecentCache<Uint8Array>(recentCacheBytes, (_e, bytes) => bytes.length + 64);
 
-/** An event's binary encoding with its length prefix (a length-delimited field's payload), built once. */
+/**
+ * An event's binary encoding with its length prefix (a length-delimited field's payload), built
+ * once. Its data (field 5) is encoded straight from the stored JSON (encodeJsonValue) and appended
+ * to the rest of the message: protobuf fields may come in any order, and a Value tree of a large
+ * event costs seconds to build and encode.
+ */
 function encodedEvent(e: StoredEvent, stream: StreamId): Uint8Array {
-  return encodedEvents.get(e, (ev) => new BinaryWriter().bytes(toBinary(EventSchema, toEventMessage(ev, stream))).finish());
+  return encodedEvents.get(e, (ev) => {
+    const msg = toEventMessage(ev, stream);
+    const rest = toBinary(EventSchema, { ...msg, data: undefined });
+    const data = jsonDepth(ev.data) > MAX_PROTO_DATA_DEPTH ? encodeJsonValue(JSON.stringify(ev.data)) : encodeJsonValue(ev.data);
+    const w = new BinaryWriter();
+    w.fork().raw(rest).tag(5, WireType.LengthDelimited).bytes(data);
+    return w.join().finish();
+  });
 }
 
-const encodedCompacts = new RecentCache<Uint8Array>(RECENT_EVENTS);
+const encodedCompacts = new RecentCache<Uint8Array>(recentCacheBytes, (_e, bytes) => bytes.length + 64);
 
 /** The same for the compact view. */
 function encodedCompact(e: StoredEvent): Uint8Array {

@@ -85,3 +85,136 @@ export function setOwn(obj: Record<string, unknown>, key: string, value: unknown
   else obj[key] = value;
 }
 
+
+/**
+ * What an event costs: `bytes`, its JSON size (data, metadata and dialect fields), which response
+ * budgets count; `weight`, an estimate of the heap it holds as parsed JSON (its JSON size plus a
+ * per-node overhead: an empty object takes tens of bytes in V8 but two in JSON), which memory
+ * budgets count. Bounds that counted only bytes of JSON could be passed ten times over by data
+ * such as `[{},{},…]`.
+ */
+export interface EventCost {
+  bytes: number;
+  weight: number;
+  /** JSON values (scalars, objects, arrays) in its largest part (data, metadata or dialect fields). */
+  values: number;
+}
+
+/** V8's heap per JSON container (object or array header, elements store) and per value slot, roughly. */
+const CONTAINER_OVERHEAD = 64;
+const SLOT_OVERHEAD = 16;
+
+const costs = new WeakMap<object, EventCost>();
+
+/** Records a cost measured elsewhere (the log measures drafts before it stores them). */
+export function setCost(holder: object, c: EventCost): void {
+  costs.set(holder, c);
+}
+
+export function measure(parts: readonly unknown[]): EventCost {
+  let bytes = 0;
+  let overhead = 0;
+  let values = 0;
+  for (const p of parts) {
+    if (p === undefined) continue;
+    bytes += Buffer.byteLength(JSON.stringify(p) ?? "");
+    const n = countNodes(p);
+    overhead += n.overhead;
+    values = Math.max(values, n.values);
+  }
+  return { bytes, weight: bytes + overhead, values };
+}
+
+/** The per-node heap overhead of a JSON value, and its number of values (iterative). */
+function countNodes(value: unknown): { overhead: number; values: number } {
+  let overhead = 0;
+  let values = 1;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== "object") continue;
+    if (ArrayBuffer.isView(v)) continue;
+    overhead += CONTAINER_OVERHEAD;
+    if (Array.isArray(v)) {
+      values += v.length;
+      overhead += v.length * SLOT_OVERHEAD;
+      for (const c of v) if (c !== null && typeof c === "object") stack.push(c);
+    } else {
+      const vals = Object.values(v);
+      values += vals.length;
+      overhead += vals.length * SLOT_OVERHEAD * 2;
+      for (const c of vals) if (c !== null && typeof c === "object") stack.push(c);
+    }
+  }
+  return { overhead, values };
+}
+
+/** The cost of an event or draft: its JSON parts, plus an opaque byte payload if it carries one. */
+export function eventCost(e: { data: unknown; metadata?: unknown; extra?: unknown }): EventCost {
+  let c = costs.get(e);
+  if (!c) {
+    c = measure([e.data, e.metadata, e.extra]);
+    const raw = (e as { bytes?: unknown }).bytes;
+    if (raw instanceof Uint8Array) c = { bytes: c.bytes + raw.length, weight: c.weight + raw.length, values: c.values };
+    costs.set(e, c);
+  }
+  return c;
+}
+
+/**
+ * How many values a JSON text holds (every scalar, object and array counts one) and how deep it
+ * nests, from the text alone: one pass over its characters, before anything is parsed. Parsing,
+ * checking and encoding cost per value (a 4 MiB `[{},{},…]` is 1.4 million objects), so bodies are
+ * bounded in values as well as bytes. Counts are exact for valid JSON; invalid JSON fails later.
+ */
+export function scanJsonText(text: string): { values: number; depth: number } {
+  let values = 0;
+  let depth = 0;
+  let maxDepth = 0;
+  let inString = false;
+  let inScalar = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    switch (c) {
+      case 0x22: // "
+        inString = true;
+        // A key is followed by ':'; counting it as a value too over-counts objects by their keys,
+        // which keeps the bound conservative and the scan simple.
+        values++;
+        inScalar = false;
+        break;
+      case 0x5b: // [
+      case 0x7b: // {
+        values++;
+        depth++;
+        if (depth > maxDepth) maxDepth = depth;
+        inScalar = false;
+        break;
+      case 0x5d: // ]
+      case 0x7d: // }
+        depth--;
+        inScalar = false;
+        break;
+      case 0x2c: // ,
+      case 0x3a: // :
+      case 0x20:
+      case 0x0a:
+      case 0x0d:
+      case 0x09:
+        inScalar = false;
+        break;
+      default:
+        if (!inScalar) values++;
+        inScalar = true;
+    }
+  }
+  return { values, depth: maxDepth };
+}
+
+/** Values (scalars, objects, arrays) one event's free JSON, or one JSON body, may hold by default (MAX_JSON_VALUES). */
+export const MAX_JSON_VALUES = 100_000;

@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import type { Store } from "./store.js";
 import { Hub } from "./hub.js";
 import { ready } from "./ordering.js";
-import { freeJsonProblem, MAX_JSON_DEPTH } from "./json.js";
-import { DuplicateEventError, InvalidEventError, LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
+import { eventCost, freeJsonProblem, MAX_JSON_DEPTH, MAX_JSON_VALUES, setCost } from "./json.js";
+import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
 
 export interface EventLogOptions {
   /** How long a reader waits at a hole (a sequence taken but not stored) before skipping it. */
@@ -12,8 +12,20 @@ export interface EventLogOptions {
   maxBatchEvents: number;
   /** Largest event: its data, metadata and dialect fields as JSON, in bytes. */
   maxEventBytes: number;
+  /** Most JSON values (scalars, objects, arrays) in one event. */
+  maxEventValues: number;
   /** Events read from the store per round; at least the largest publish. */
   readBatch: number;
+  /**
+   * Bytes (events' JSON) per delivered batch and per listed page: a batch or page stops before
+   * the event that would pass it; an event larger than this travels alone. Also what a subscriber
+   * aims to read from the store per round once it has seen how large the stream's events are.
+   */
+  responseBytes: number;
+  /** Estimated heap bytes of events kept in the per-stream tails, all streams together. */
+  tailBytes: number;
+  /** Estimated heap bytes of publishes queued or being written; past it publishes are refused (CapacityError). */
+  pendingBytes: number;
   /** Most events coalesced into one store write by group commit. */
   maxCommitEvents: number;
   /** Subscribers with nothing to do re-read this often even without a wake-up. */
@@ -31,14 +43,20 @@ export interface LogObserver {
   delivered(events: number, lagMs: number): void;
 }
 
-/** Recent events kept per followed stream for subscribers that keep up. */
+/** Recent events kept per followed stream for subscribers that keep up (and at most tailBytes in all). */
 const TAIL_EVENTS = 4096;
+/** A subscriber's first read from the store: small, until it knows how large the stream's events are. */
+const FIRST_READ = 16;
 
 export const DEFAULT_LOG_OPTIONS: EventLogOptions = {
   holeTimeoutMs: 2000,
   maxBatchEvents: 1000,
   maxEventBytes: 4 * 1024 * 1024,
+  maxEventValues: MAX_JSON_VALUES,
   readBatch: 1000,
+  responseBytes: 1024 * 1024,
+  tailBytes: 32 * 1024 * 1024,
+  pendingBytes: 256 * 1024 * 1024,
   maxCommitEvents: 5000,
   idleRecheckMs: 5000,
 };
@@ -89,6 +107,23 @@ export interface Page {
   hasMore: boolean;
 }
 
+/** The estimated heap bytes of some events. */
+function weightOf(events: readonly StoredEvent[]): number {
+  let w = 0;
+  for (const e of events) w += eventCost(e).weight;
+  return w;
+}
+
+/** The longest prefix of `events` within `budget` bytes of JSON (always at least one event). */
+export function withinBytes(events: StoredEvent[], budget: number): StoredEvent[] {
+  let bytes = 0;
+  for (let i = 0; i < events.length; i++) {
+    bytes += eventCost(events[i]!).bytes;
+    if (bytes > budget && i > 0) return events.slice(0, i);
+  }
+  return events;
+}
+
 /**
  * The ordered event log: publish (sequencing, group commit) and read/subscribe (in order, exactly
  * once) over any Store. Knows nothing of HTTP or of a particular database.
@@ -108,6 +143,13 @@ export class EventLog {
    * position, events with an expiry that another publish may extend) is read from the store.
    */
   readonly #tails = new Map<string, StoredEvent[]>();
+  /** Estimated heap bytes held by #tails, per stream and in all. */
+  readonly #tailWeights = new Map<string, number>();
+  #tailTotal = 0;
+  /** Estimated heap bytes of the publishes queued or being written. */
+  #pending = 0;
+  /** Average JSON bytes of the events lately read, per stream (at most 10,000 streams): sizes store reads. */
+  readonly #avgBytes = new Map<string, number>();
   readonly #stopWatching: () => Promise<void>;
   readonly #now: () => number;
   /** Aborted by close(): ends every subscription. */
@@ -161,9 +203,16 @@ export class EventLog {
         const problem = d[field] === undefined ? undefined : freeJsonProblem(d[field], MAX_JSON_DEPTH + (field === "extra" ? 4 : 2));
         if (problem) return Promise.reject(new InvalidEventError(i, field, problem));
       }
-      const size = Buffer.byteLength(JSON.stringify([d.data, d.metadata ?? null, d.extra ?? null])) + (d.bytes?.byteLength ?? 0);
+      const { bytes: size, values } = eventCost(d);
+      if (values > this.#opts.maxEventValues) return Promise.reject(new LimitError(`event ${i} holds ${values} JSON values; the limit is ${this.#opts.maxEventValues}`));
       if (size > this.#opts.maxEventBytes) return Promise.reject(new LimitError(`event ${i} is ${size} bytes; the limit is ${this.#opts.maxEventBytes}`));
     }
+    // Queued publishes hold their events in memory until the store has them: bounded in bytes.
+    const weight = drafts.reduce((n, d) => n + eventCost(d).weight, 0);
+    if (this.#pending > 0 && this.#pending + weight > this.#opts.pendingBytes) {
+      return Promise.reject(new CapacityError(`publishes queued here hold over ${this.#opts.pendingBytes} bytes; retry shortly`));
+    }
+    this.#pending += weight;
     const name = streamName(stream);
     let q = this.#queues.get(name);
     if (!q) {
@@ -179,6 +228,10 @@ export class EventLog {
         setImmediate(() => void this.#drain(name, queue));
       }
     });
+    const settled = (): void => {
+      this.#pending -= weight;
+    };
+    result.then(settled, settled);
     const obs = this.#opts.observer;
     if (obs) {
       const source = opts?.source ?? "other";
@@ -289,6 +342,7 @@ export class EventLog {
         if (d.extra) e.extra = d.extra;
         if (d.bytes) e.bytes = d.bytes;
         if (batchEnd !== undefined) e.batchEnd = batchEnd;
+        setCost(e, eventCost(d));
         return e;
       });
       const to = p.opts?.extendExpiryTo;
@@ -328,16 +382,44 @@ export class EventLog {
   #remember(name: string, events: StoredEvent[]): void {
     if (!this.#followed.has(name)) return;
     if (events.some((e) => e.expireAt !== undefined)) {
-      this.#tails.delete(name);
+      this.#dropTail(name);
       return;
     }
     const tail = this.#tails.get(name);
     if (tail && tail.length > 0 && tail[tail.length - 1]!.seq + 1 === events[0]!.seq) {
       tail.push(...events);
-      if (tail.length > TAIL_EVENTS) tail.splice(0, tail.length - TAIL_EVENTS);
+      this.#tailWeights.set(name, (this.#tailWeights.get(name) ?? 0) + weightOf(events));
+      this.#tailTotal += weightOf(events);
+      if (tail.length > TAIL_EVENTS) this.#trimTail(name, tail, tail.length - TAIL_EVENTS);
     } else {
-      this.#tails.set(name, events.slice(-TAIL_EVENTS));
+      this.#dropTail(name);
+      const kept = events.slice(-TAIL_EVENTS);
+      this.#tails.set(name, kept);
+      this.#tailWeights.set(name, weightOf(kept));
+      this.#tailTotal += weightOf(kept);
     }
+    // Over the budget: this stream's oldest events go first, then other streams' (readers of a
+    // trimmed range read the store instead).
+    const own = this.#tails.get(name)!;
+    while (this.#tailTotal > this.#opts.tailBytes && own.length > 1) this.#trimTail(name, own, Math.max(1, own.length >> 1));
+    for (const [other, t] of this.#tails) {
+      if (this.#tailTotal <= this.#opts.tailBytes) break;
+      if (other !== name) this.#dropTail(other);
+      else if (t.length > 0 && weightOf(t) > this.#opts.tailBytes) this.#dropTail(name);
+    }
+  }
+
+  /** Drops the first `n` events of a tail. */
+  #trimTail(name: string, tail: StoredEvent[], n: number): void {
+    const gone = weightOf(tail.splice(0, n));
+    this.#tailWeights.set(name, (this.#tailWeights.get(name) ?? 0) - gone);
+    this.#tailTotal -= gone;
+  }
+
+  #dropTail(name: string): void {
+    this.#tailTotal -= this.#tailWeights.get(name) ?? 0;
+    this.#tailWeights.delete(name);
+    this.#tails.delete(name);
   }
 
   /** Events after `cursor` from the tail, when the tail holds cursor + 1 (else undefined: read the store). */
@@ -487,33 +569,89 @@ export class EventLog {
     }
   }
 
+  /**
+   * Reads from the store at most about responseBytes, judged by the sizes of the stream's events
+   * read before (a stream of 4 MiB events is read one or two at a time, not `limit` at a time),
+   * but never less than the multi-event publish at the cursor, which readers take whole.
+   */
+  async #read(stream: StreamId, name: string, cursor: number, limit: number): Promise<{ docs: StoredEvent[]; truncated: boolean }> {
+    const avg = this.#avgBytes.get(name);
+    let n = Math.min(limit, avg === undefined ? FIRST_READ : Math.max(2, Math.ceil(this.#opts.responseBytes / Math.max(avg, 1)) + 1));
+    let docs = await this.#store.read(stream, cursor, n);
+    const end = docs[0]?.batchEnd;
+    if (docs.length === n && end !== undefined && end > docs[docs.length - 1]!.seq) {
+      n = end - cursor;
+      docs = await this.#store.read(stream, cursor, n);
+    }
+    if (docs.length > 0) {
+      let bytes = 0;
+      for (const e of docs) bytes += eventCost(e).bytes;
+      const seen = bytes / docs.length;
+      if (this.#avgBytes.size >= 10_000 && !this.#avgBytes.has(name)) this.#avgBytes.delete(this.#avgBytes.keys().next().value!);
+      this.#avgBytes.set(name, avg === undefined ? seen : (avg + seen) / 2);
+    }
+    return { docs, truncated: docs.length === n };
+  }
+
   /** Deletes a stream's stored events; its sequences stay taken. Returns how many and the last sequence. */
   async purge(stream: StreamId): Promise<{ purged: number; head: number }> {
     const purged = await this.#store.purge(stream);
-    this.#tails.delete(streamName(stream));
+    this.#dropTail(streamName(stream));
     return { purged, head: await this.#store.head(stream) };
   }
 
   /** One page of events after `after`, in order, applying the same ordering rules as subscribe(). */
   async list(stream: StreamId, after: number, limit: number): Promise<Page> {
     const events: StoredEvent[] = [];
+    const name = streamName(stream);
+    let bytes = 0;
     let cursor = after;
     for (;;) {
       const want = Math.max(limit - events.length, 1);
-      const readLimit = Math.max(want + 1, this.#opts.readBatch);
-      const docs = await this.#store.read(stream, cursor, readLimit);
-      const r = ready(docs, cursor, this.#now(), this.#opts.holeTimeoutMs, docs.length === readLimit);
+      const { docs, truncated } = await this.#read(stream, name, cursor, Math.max(want + 1, this.#opts.readBatch));
+      const r = ready(docs, cursor, this.#now(), this.#opts.holeTimeoutMs, truncated);
       this.stats.holesSkipped += r.holesSkipped;
       for (const e of r.events) {
-        if (events.length === limit) return { events, next: events[events.length - 1]!.seq, hasMore: true };
+        // A page ends at `limit` events or at responseBytes (one larger event comes alone).
+        const b = eventCost(e).bytes;
+        if (events.length === limit || (events.length > 0 && bytes + b > this.#opts.responseBytes)) return { events, next: events[events.length - 1]!.seq, hasMore: true };
         events.push(e);
+        bytes += b;
       }
       const progressed = r.next > cursor;
       cursor = r.next;
-      if (!progressed || r.blockedUntil !== undefined || docs.length < readLimit) {
+      if (!progressed || r.blockedUntil !== undefined || !truncated) {
         const hasMore = r.blockedUntil !== undefined || docs.some((d) => d.seq > cursor);
         return { events, next: cursor, hasMore };
       }
+    }
+  }
+
+  /**
+   * One page of events before `before`, newest first (void and expired ones left out), ending at
+   * `limit` events or responseBytes (a larger event comes alone). Reads the store by the same
+   * size estimate as subscribers do.
+   */
+  async listBefore(stream: StreamId, before: number, limit: number): Promise<{ events: StoredEvent[]; hasMore: boolean }> {
+    const name = streamName(stream);
+    const now = this.#now();
+    const events: StoredEvent[] = [];
+    let bytes = 0;
+    let cursor = before;
+    for (;;) {
+      const avg = this.#avgBytes.get(name);
+      const n = Math.min(limit - events.length + 1, avg === undefined ? FIRST_READ : Math.max(2, Math.ceil(this.#opts.responseBytes / Math.max(avg, 1)) + 1));
+      const docs = await this.#store.readBefore(stream, cursor, n);
+      for (const e of docs) {
+        cursor = e.seq;
+        if (e.void || (e.expireAt && e.expireAt.getTime() <= now)) continue;
+        const b = eventCost(e).bytes;
+        if (events.length === limit || (events.length > 0 && bytes + b > this.#opts.responseBytes)) return { events, hasMore: true };
+        this.#avgBytes.set(name, avg === undefined ? b : (avg + b) / 2);
+        events.push(e);
+        bytes += b;
+      }
+      if (docs.length < n) return { events, hasMore: false };
     }
   }
 
@@ -536,8 +674,13 @@ export class EventLog {
       let outageDelay = 0;
       while (!signal.aborted) {
         let docs: StoredEvent[];
+        let truncated: boolean;
         try {
-          docs = this.#fromTail(name, cursor, this.#opts.readBatch) ?? (await this.#store.read(stream, cursor, this.#opts.readBatch));
+          const fromTail = this.#fromTail(name, cursor, this.#opts.readBatch);
+          if (fromTail) {
+            docs = fromTail;
+            truncated = docs.length === this.#opts.readBatch;
+          } else ({ docs, truncated } = await this.#read(stream, name, cursor, this.#opts.readBatch));
           outageDelay = 0;
         } catch (err) {
           // The store is unreachable: keep the subscriber, retry with backoff, resume at the cursor.
@@ -549,7 +692,6 @@ export class EventLog {
           continue;
         }
         const now = this.#now();
-        const truncated = docs.length === this.#opts.readBatch;
         const r = ready(docs, cursor, now, this.#opts.holeTimeoutMs, truncated);
         this.stats.holesSkipped += r.holesSkipped;
         if (r.next > cursor) {
@@ -557,7 +699,12 @@ export class EventLog {
           chaseDelay = 0;
           if (r.events.length > 0) {
             this.#opts.observer?.delivered(r.events.length, now - r.events[r.events.length - 1]!.createdAt.getTime());
-            yield r.events;
+            // Batches of at most responseBytes (an event larger than that comes alone).
+            for (let rest = r.events; rest.length > 0; ) {
+              const batch = withinBytes(rest, this.#opts.responseBytes);
+              rest = rest.slice(batch.length);
+              yield batch;
+            }
           }
           // Read again at once when there may be more: the page was full, a hole stopped it, or
           // something was appended since the read (the ticket fired, perhaps during the yield).
@@ -605,7 +752,7 @@ export class EventLog {
       else this.#followed.set(name, { id, count: 1 });
     } else if (f && --f.count === 0) {
       this.#followed.delete(name);
-      this.#tails.delete(name);
+      this.#dropTail(name);
     }
   }
 }

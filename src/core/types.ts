@@ -106,6 +106,17 @@ export class InvalidEventError extends Error {
   }
 }
 
+/**
+ * The service holds as much as a memory bound allows (publishes queued, the in-memory store's
+ * events); nothing of the publish is stored. Retryable: 503 / `resource_exhausted`.
+ */
+export class CapacityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CapacityError";
+  }
+}
+
 export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -13,6 +13,7 @@ import { MongoStore } from "../store/mongo/index.js";
 import { polosApi } from "../api/polos.js";
 import { kubiyaApi } from "../api/kubiya.js";
 import { streamsApi } from "../api/streams.js";
+import { recentCacheBytes } from "../api/common.js";
 import { sailhouseApi } from "../api/sailhouse.js";
 import { SailhouseWorker } from "../api/sailhouse-worker.js";
 import type { SailhouseStore } from "../store/sailhouse.js";
@@ -114,7 +115,7 @@ const VERSION = ((): string => {
 })();
 
 export function createStore(cfg: Config, logger: Logger): Store {
-  if (!cfg.mongodbUri) return new MemoryStore({ retainEvents: cfg.memoryRetainEvents });
+  if (!cfg.mongodbUri) return new MemoryStore({ retainEvents: cfg.memoryRetainEvents, maxBytes: cfg.memoryMaxBytes });
   return new MongoStore({
     uri: cfg.mongodbUri,
     ...(cfg.mongodbDb ? { dbName: cfg.mongodbDb } : {}),
@@ -150,7 +151,19 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const metrics = new Metrics();
   const errors = errorSink(logger, (where) => metrics.errorsCaught.inc({ where }));
   const unguard = opts.guardProcess === false ? () => {} : guardProcess(process, errors);
-  const log = new EventLog(store, { holeTimeoutMs: cfg.holeTimeoutMs, maxBatchEvents: cfg.maxBatchEvents, maxEventBytes: cfg.maxEventBytes, now, observer: metrics, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
+  recentCacheBytes.value = cfg.recentCacheBytes;
+  const log = new EventLog(store, {
+    holeTimeoutMs: cfg.holeTimeoutMs,
+    maxBatchEvents: cfg.maxBatchEvents,
+    maxEventBytes: cfg.maxEventBytes,
+    maxEventValues: cfg.maxJsonValues,
+    responseBytes: cfg.responseBatchBytes,
+    tailBytes: cfg.logTailBytes,
+    pendingBytes: cfg.pendingPublishBytes,
+    now,
+    observer: metrics,
+    log: (msg, fields) => logger.warn(fields ?? {}, msg),
+  });
   metrics.watch(log);
   const storeHealthy = async (): Promise<boolean> => {
     try {
@@ -163,7 +176,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const deps = { log, now: () => new Date(now()) };
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
-  const streams = streamsApi(deps);
+  const streams = streamsApi(deps, { windowBytes: cfg.publishStreamWindowBytes });
   const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.db) : new MemorySailhouseStore();
   await sailhouseStore.init();
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore });
@@ -184,7 +197,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
-  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, log: logger, requests: metrics.requests, errors });
+  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors });
   const handler = connectNodeAdapter({
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin, terminaluse });

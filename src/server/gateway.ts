@@ -9,7 +9,8 @@ import type { CallContext } from "../api/common.js";
 import { invalidEventField, parseRequest } from "../api/common.js";
 import { boundedErrors, DEFAULT_QUOTE_BYTES, messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
 import { truncateUtf8 } from "../api/free-json.js";
-import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError } from "../core/types.js";
+import { MAX_JSON_VALUES, scanJsonText } from "../core/json.js";
+import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 import { credentialOf, type Auth } from "./auth.js";
 import type { RouteDoc } from "./openapi.js";
@@ -65,6 +66,8 @@ export interface GatewayOptions {
   sseKeepaliveMs: number;
   /** Most bytes of a caller's input an error reply quotes (ERROR_QUOTE_BYTES). */
   errorQuoteBytes?: number;
+  /** Most JSON values in a body (MAX_JSON_VALUES), counted before it is parsed. */
+  maxJsonValues?: number;
   log: Logger;
   /** Counts requests by route and status (Prometheus). */
   requests?: { inc(labels: { route: string; status: string }): void };
@@ -163,6 +166,10 @@ export function errorReply(dialect: Dialect, err: unknown, quoteBytes = DEFAULT_
   } else if (err instanceof DuplicateEventError || err instanceof StreamClosedError) {
     status = 409;
     message = err.message;
+  } else if (err instanceof CapacityError) {
+    // A memory bound of the service, not the request's fault: retry later (503, like `unavailable`).
+    status = 503;
+    message = err.message;
   } else if (err instanceof LimitError) {
     status = 413;
     message = err.message;
@@ -241,7 +248,7 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
     const claimed = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") || undefined : undefined);
     // Authenticate before reading the body: an unauthenticated caller gets nothing parsed.
     const project = await d.auth.project(credentialOf((n) => headerValue(req, n)), claimed);
-    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, route.maxBodyBytes ?? d.maxBodyBytes, d.bodyTimeoutMs, route.dialect);
+    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, route.maxBodyBytes ?? d.maxBodyBytes, d.bodyTimeoutMs, route.dialect, d.maxJsonValues ?? MAX_JSON_VALUES);
     const ctx: CallContext = { signal: abort.signal, ...(project ? { project } : {}) };
     const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });
     if ("sse" in result) {
@@ -283,7 +290,7 @@ export function sendJson(res: Res, status: number, body: unknown, headers: Recor
 }
 
 /** Reads the whole body (at most maxBytes) and parses it as JSON; dialect-shaped errors otherwise. */
-async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: Dialect): Promise<unknown> {
+async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: Dialect, maxValues: number): Promise<unknown> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
@@ -314,6 +321,9 @@ async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: 
   }
   // No body at all (e.g. Sailhouse's ack is a bare POST): the route decides whether it needs one.
   if (text.trim() === "") return undefined;
+  // Parsing costs per value, not per byte: a body of a million tiny values is refused unparsed.
+  const { values } = scanJsonText(text);
+  if (values > maxValues) throw new HttpError(413, `request body holds about ${values} JSON values; the limit is ${maxValues} (MAX_JSON_VALUES)`);
   try {
     return JSON.parse(text);
   } catch (err) {

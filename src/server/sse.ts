@@ -21,6 +21,9 @@ export function formatSse(m: SseMessage): string {
   return out + "\n";
 }
 
+/** Characters of SSE frames joined into one write at most (a larger frame is written alone). */
+export const SSE_WRITE_BYTES = 64 * 1024;
+
 export interface SseOptions {
   /** Sent first, once the stream is open. */
   hello?: SseMessage;
@@ -79,7 +82,19 @@ export async function streamSse(req: Req, res: Res, abort: AbortController, sour
     await write(opts.hello ? formatSse(opts.hello) : ": connected\n\n");
     for await (const batch of source) {
       if (abort.signal.aborted) break;
-      await write(batch.map(formatSse).join(""));
+      // Frames are joined into writes of about SSE_WRITE_BYTES, never into one string for a
+      // whole batch (a batch of large events would pass V8's string limit).
+      let chunk = "";
+      for (const m of batch) {
+        const frame = formatSse(m);
+        if (chunk.length > 0 && chunk.length + frame.length > SSE_WRITE_BYTES) {
+          await write(chunk);
+          chunk = "";
+          if (abort.signal.aborted) break;
+        }
+        chunk += frame;
+      }
+      if (chunk.length > 0 && !abort.signal.aborted) await write(chunk);
     }
   } finally {
     clearInterval(timer);

@@ -1,4 +1,5 @@
-import { DuplicateEventError, StreamClosedError, isPurgeMarker, parseStreamName, purgeMarker, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
+import { eventCost, setCost } from "../../core/json.js";
+import { CapacityError, DuplicateEventError, StreamClosedError, isPurgeMarker, parseStreamName, purgeMarker, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store } from "../../core/store.js";
 
 interface MemStream {
@@ -20,6 +21,11 @@ export interface MemoryStoreOptions {
   retainEvents?: number;
   /** How often events past their expire_at are deleted (MongoDB's TTL monitor runs every 60 s); 0: never. */
   sweepIntervalMs?: number;
+  /**
+   * Estimated heap bytes of stored events (see core/json.ts eventCost) at most; an append past it
+   * is refused with CapacityError and nothing of it is stored. Unset: no bound.
+   */
+  maxBytes?: number;
 }
 
 /**
@@ -37,11 +43,15 @@ export class MemoryStore implements Store {
   /** `stream` + "\n" + idempotency key → event. */
   readonly #byKey = new Map<string, StoredEvent>();
   readonly #retain: number;
+  readonly #maxBytes: number;
+  /** Estimated heap bytes of the stored (non-void) events. */
+  #bytes = 0;
   readonly #sweepMs: number;
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(opts: MemoryStoreOptions = {}) {
     this.#retain = opts.retainEvents ?? 0;
+    this.#maxBytes = opts.maxBytes ?? Infinity;
     this.#sweepMs = opts.sweepIntervalMs ?? 60_000;
   }
 
@@ -72,10 +82,21 @@ export class MemoryStore implements Store {
     return seq > s.base ? s.events[seq - s.base - 1] : undefined;
   }
 
+  /** Estimated heap bytes the stored events hold. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   #put(s: MemStream, e: StoredEvent): void {
     const old = this.#at(s, e.seq);
-    if (old && !old.void) s.count--;
-    if (!e.void) s.count++;
+    if (old && !old.void) {
+      s.count--;
+      this.#bytes -= eventCost(old).weight;
+    }
+    if (!e.void) {
+      s.count++;
+      this.#bytes += eventCost(e).weight;
+    }
     s.events[e.seq - s.base - 1] = e;
   }
 
@@ -92,7 +113,10 @@ export class MemoryStore implements Store {
       const e = s.events[i];
       if (!e) continue;
       this.#unindex(e);
-      if (!e.void) s.count--;
+      if (!e.void) {
+        s.count--;
+        this.#bytes -= eventCost(e).weight;
+      }
     }
     s.events.splice(0, n);
     s.base += n;
@@ -135,7 +159,10 @@ export class MemoryStore implements Store {
         continue;
       }
       this.#unindex(e);
-      if (!e.void) s.count--;
+      if (!e.void) {
+        s.count--;
+        this.#bytes -= eventCost(e).weight;
+      }
       s.events[i] = undefined;
     }
     // Deleted slots at the front are cut off; a reserved slot still waiting for its append stops this.
@@ -180,6 +207,10 @@ export class MemoryStore implements Store {
       if (this.#at(s, e.seq)) throw new Error(`duplicate sequence ${e.seq} in ${e.stream}`);
       if (this.#byId.has(e.id)) throw new DuplicateEventError(`event id ${e.id} is taken`);
       if (e.idempotencyKey !== undefined && this.#byKey.has(`${e.stream}\n${e.idempotencyKey}`)) throw new DuplicateEventError(`idempotency key ${e.idempotencyKey} is taken`);
+    }
+    const adding = events.reduce((n, e) => n + (e.void ? 0 : eventCost(e).weight), 0);
+    if (this.#bytes + adding > this.#maxBytes) {
+      throw new CapacityError(`the in-memory store holds its limit of ${this.#maxBytes} bytes (MEMORY_MAX_BYTES); purge streams, let events expire, or use MongoDB`);
     }
     for (const e of events) {
       // Kept as given, not copied: stored events are immutable (the log never changes one after
@@ -264,6 +295,7 @@ export class MemoryStore implements Store {
     s.events.forEach((e, i) => {
       if (!e?.expireAt || e.expireAt >= expireAt) return;
       const updated = { ...e, expireAt };
+      setCost(updated, eventCost(e));
       s.events[i] = updated;
       if (!e.void) this.#byId.set(e.id, updated);
       if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, updated);
