@@ -9,7 +9,10 @@ import type { CallContext } from "../api/common.js";
 import { invalidEventField, parseRequest } from "../api/common.js";
 import { boundedErrors, DEFAULT_QUOTE_BYTES, messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
 import { truncateUtf8 } from "../api/free-json.js";
-import { MAX_JSON_VALUES, scanJsonText } from "../core/json.js";
+import { MAX_JSON_DEPTH, MAX_JSON_VALUES, scanJsonText } from "../core/json.js";
+
+/** A body may nest free JSON MAX_JSON_DEPTH deep inside its own few levels (events, content, …). */
+const MAX_BODY_DEPTH = MAX_JSON_DEPTH + 10;
 import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
 import { credentialOf, type Auth } from "./auth.js";
@@ -322,7 +325,11 @@ async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: 
   // No body at all (e.g. Sailhouse's ack is a bare POST): the route decides whether it needs one.
   if (text.trim() === "") return undefined;
   // Parsing costs per value, not per byte: a body of a million tiny values is refused unparsed.
-  const { values } = scanJsonText(text);
+  const { values, depth } = scanJsonText(text);
+  if (depth > MAX_BODY_DEPTH) {
+    const msg = `request body nests deeper than ${MAX_BODY_DEPTH} levels (free JSON may nest ${MAX_JSON_DEPTH})`;
+    throw new HttpError(dialect === "fastapi" ? 422 : 400, msg, [{ loc: ["body"], msg, type: "value_error" }]);
+  }
   if (values > maxValues) throw new HttpError(413, `request body holds about ${values} JSON values; the limit is ${maxValues} (MAX_JSON_VALUES)`);
   try {
     return JSON.parse(text);
