@@ -54,6 +54,11 @@ it("documents every JSON path of the route tables as OpenAPI 3.1", async () => {
       "/tasks/{task_id}/events",
       "/tasks/{task_id}/messages",
       "/tasks/{task_id}/stream",
+      "/tasks/{task_id}/cancel",
+      "/tasks/name/{task_name}",
+      "/tasks/name/{task_name}/stream",
+      "/v2/messages",
+      "/v2/messages/{message_id}",
       "/topics/{topic_slug}/events",
       "/topics/{topic_slug}/subscriptions/{subscription_slug}",
       "/topics/{topic_slug}/subscriptions/{subscription_slug}/events",
@@ -100,4 +105,12 @@ it("matches live responses, success and error alike", async () => {
   await conforms("GET", "/events", `/events?task_id=${task.id}`);
   await conforms("GET", "/events/{event_id}", `/events/${ev.id}`);
   await conforms("GET", "/tasks/{task_id}/messages", `/tasks/${task.id}/messages`);
+  await conforms("GET", "/tasks", "/tasks?limit=5&status=IDLE&status=RUNNING&order_direction=asc");
+  await conforms("GET", "/tasks", "/tasks?order_by=nope");
+  await conforms("GET", "/tasks/name/{task_name}", "/tasks/name/t");
+  await conforms("PUT", "/tasks/{task_id}", `/tasks/${task.id}`, { task_metadata: { k: 1 } });
+  await conforms("PUT", "/tasks/name/{task_name}", "/tasks/name/t", { task_metadata: { k: 2 } });
+  await conforms("POST", "/tasks/{task_id}/cancel", `/tasks/${task.id}/cancel`);
+  await conforms("GET", "/v2/messages", `/v2/messages?task_id=${task.id}&limit=1`);
+  await conforms("GET", "/v2/messages/{message_id}", `/v2/messages/${ev.id}?task_id=${task.id}`);
 });

@@ -2,6 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TaskEventsService } from "../gen/terminaluse/v1/terminaluse_pb.js";
+import { StreamKind, StreamService } from "../gen/events/v1/events_pb.js";
+import { fromJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { STREAM_CAPABILITIES } from "../src/api/terminaluse.js";
 import type { App } from "../src/server/app.js";
 import { client, getJson, postJson, SseReader, startTestServer } from "./support/server.js";
@@ -87,10 +90,10 @@ for (const factory of storeFactories) {
       expect((await getJson(app, `/tasks/${t.id}/messages`, H)).json).toHaveLength(2);
     });
 
-    it("streams a task over SSE, resuming with Last-Event-ID, and over gRPC", async () => {
+    it("streams a task's event JSON over SSE (format=events), resuming with Last-Event-ID, and over gRPC", async () => {
       const t = await newTask();
       await postJson(app, `/tasks/${t.id}/events`, { content: { type: "text", text: "1" } }, H);
-      const sse = new SseReader(`${app.url}/tasks/${t.id}/stream`, H);
+      const sse = new SseReader(`${app.url}/tasks/${t.id}/stream?format=events`, H);
       await sse.until((s) => s.messages.length >= 1);
       await postJson(app, `/tasks/${t.id}/events`, { content: { type: "text", text: "2" } }, H);
       await sse.until((s) => s.messages.length >= 2);
@@ -99,7 +102,7 @@ for (const factory of storeFactories) {
         ["1", "1"],
         ["2", "2"],
       ]);
-      const resumed = new SseReader(`${app.url}/tasks/${t.id}/stream`, { ...H, "Last-Event-ID": "1" });
+      const resumed = new SseReader(`${app.url}/tasks/${t.id}/stream?format=events`, { ...H, "Last-Event-ID": "1" });
       await resumed.until((s) => s.messages.length >= 1);
       await new Promise((r) => setTimeout(r, 100));
       await resumed.close();
@@ -116,6 +119,58 @@ for (const factory of storeFactories) {
       expect(sent.sequenceId).toBe(3n);
       expect((await rpc.sendTaskEvent({ taskId: t.id, content: { part: { case: "text", value: { text: "rpc" } } }, idempotencyKey: "r" }, { headers: { "x-project-id": "acme" } })).id).toBe(sent.id);
       await expect(rpc.getTask({ taskId: "nope" }, { headers: { "x-project-id": "acme" } })).rejects.toMatchObject({ code: Code.NotFound });
+    });
+
+    it("streams TerminalUse stream parts by default: text blocks, parts as they are, other surfaces' events; id: on an event's last part", async () => {
+      const t = await newTask();
+      const send = (content: unknown) => postJson(app, `/tasks/${t.id}/events`, { content }, H);
+      const a = (await send({ type: "text", text: "hi" })).json;
+      const b = (await send({ type: "data", data: { type: "tool-call", toolCallId: "c1", toolName: "ls", input: { dir: "/" } } })).json;
+      const c = (await send({ type: "data", data: { type: "tool-call", toolName: "no id, no input" } })).json;
+      // From the generic RPC: a part named by the event type, and plain data.
+      const rpc = client(StreamService, app, "connect");
+      const stream = { kind: StreamKind.TASK, key: t.id };
+      await rpc.publish({ stream, events: [{ eventType: "reasoning-delta", data: fromJson(ValueSchema, { id: "r1", text: "hmm" }) }, { eventType: "note", data: fromJson(ValueSchema, "plain") }] }, RPC);
+      const sse = new SseReader(`${app.url}/tasks/${t.id}/stream`, H);
+      await sse.until((s) => s.messages.length >= 11);
+      await sse.close();
+      const frames = sse.messages.map((m) => [m.id, JSON.parse(m.data)]);
+      const ev = (id: string, seq: number, type: string) => ({ event: { id, sequence_id: seq, event_type: type } });
+      const [, , , d, e] = (await rpc.listEvents({ stream }, RPC)).events.map((x) => x.id) as [string, string, string, string, string];
+      expect(frames).toEqual([
+        [undefined, { type: "text-start", id: a.id, ...ev(a.id, 1, "text") }],
+        [undefined, { type: "text-delta", id: a.id, text: "hi", ...ev(a.id, 1, "text") }],
+        ["1", { type: "text-end", id: a.id, ...ev(a.id, 1, "text") }],
+        ["2", { type: "tool-call", toolCallId: "c1", toolName: "ls", input: { dir: "/" }, ...ev(b.id, 2, "data") }],
+        // Not a valid part (required fields missing): shown as its JSON text.
+        [undefined, { type: "text-start", id: c.id, ...ev(c.id, 3, "data") }],
+        [undefined, { type: "text-delta", id: c.id, text: JSON.stringify({ type: "tool-call", toolName: "no id, no input" }), ...ev(c.id, 3, "data") }],
+        ["3", { type: "text-end", id: c.id, ...ev(c.id, 3, "data") }],
+        ["4", { type: "reasoning-delta", id: "r1", text: "hmm", ...ev(d, 4, "reasoning-delta") }],
+        [undefined, { type: "text-start", id: e, ...ev(e, 5, "note") }],
+        [undefined, { type: "text-delta", id: e, text: "plain", ...ev(e, 5, "note") }],
+        ["5", { type: "text-end", id: e, ...ev(e, 5, "note") }],
+      ]);
+      // Resuming after an event never starts inside another event's parts.
+      const resumed = new SseReader(`${app.url}/tasks/${t.id}/stream`, { ...H, "Last-Event-ID": "2" });
+      await resumed.until((s) => s.messages.length >= 7);
+      await new Promise((r) => setTimeout(r, 100));
+      await resumed.close();
+      expect(resumed.messages.map((m) => [m.id, JSON.parse(m.data)])).toEqual(frames.slice(4));
+      // The same mapping over the RPC, one message per event.
+      const tu = client(TaskEventsService, app, "grpc");
+      const got: { seq: bigint; types: string[] }[] = [];
+      for await (const m of tu.streamTaskParts({ taskId: t.id, lastSequenceId: 1n }, RPC)) {
+        got.push({ seq: m.sequenceId, types: m.parts.map((p) => String(p["type"])) });
+        if (got.length === 4) break;
+      }
+      expect(got).toEqual([
+        { seq: 2n, types: ["tool-call"] },
+        { seq: 3n, types: ["text-start", "text-delta", "text-end"] },
+        { seq: 4n, types: ["reasoning-delta"] },
+        { seq: 5n, types: ["text-start", "text-delta", "text-end"] },
+      ]);
+      expect((await fetch(`${app.url}/tasks/${t.id}/stream?format=xml`, { headers: H })).status).toBe(422);
     });
 
     it("keeps retries with one key to one event: no sequence taken, the original's persist_message, pydantic length rules", async () => {
@@ -342,7 +397,7 @@ describe("TerminalUse: two instances on one MongoDB race with the same idempoten
     expect(new Set(seqs).size).toBe(seqs.length);
     expect(listed.filter((e) => e.content.text.startsWith("once")).map((e) => e.content.text)).toEqual(Array.from({ length: ROUNDS }, (_, r) => `once ${r}`));
     // A subscriber sees each stored event once, in order (sequences of lost races are void, skipped).
-    const sse = new SseReader(`${one.url}/tasks/${t.id}/stream`, H);
+    const sse = new SseReader(`${one.url}/tasks/${t.id}/stream?format=events`, H);
     await sse.until((s) => s.messages.length >= listed.length);
     await new Promise((r) => setTimeout(r, 100));
     await sse.close();

@@ -415,6 +415,12 @@ function isInt64(scalar: number): boolean {
 export function queryToJson(schema: DescMessage, params: URLSearchParams): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const field of schema.fields) {
+    // Repeated scalars come as repeated parameters (`status=A&status=B`), as httpx and requests send lists.
+    if (field.fieldKind === "list" && field.listKind === "scalar") {
+      const all = params.getAll(field.name);
+      if (all.length > 0) out[field.name] = all;
+      continue;
+    }
     const raw = params.get(field.name);
     if (raw === null || field.fieldKind !== "scalar") {
       if (raw !== null) out[field.name] = raw;

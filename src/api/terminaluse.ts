@@ -4,7 +4,31 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { ContentSchema } from "../../gen/events/v1/events_pb.js";
 import {
   AgentSchema,
+  CancelTaskRequestSchema,
   CreateTaskRequestSchema,
+  GetTaskByNameRequestSchema,
+  GetUiMessageRequestSchema,
+  GetUiMessageResponseSchema,
+  ListTasksRequestSchema,
+  ListTasksResponseSchema,
+  ListUiMessagesRequestSchema,
+  ListUiMessagesResponseSchema,
+  StreamTaskPartsRequestSchema,
+  TaskStreamPartsSchema,
+  UiMessageSchema,
+  UpdateTaskRequestSchema,
+  type CancelTaskRequest,
+  type GetTaskByNameRequest,
+  type GetUiMessageRequest,
+  type GetUiMessageResponse,
+  type ListTasksRequest,
+  type ListTasksResponse,
+  type ListUiMessagesRequest,
+  type ListUiMessagesResponse,
+  type StreamTaskPartsRequest,
+  type TaskStreamParts,
+  type UiMessage,
+  type UpdateTaskRequest,
   GetTaskEventRequestSchema,
   GetTaskRequestSchema,
   ListMessagesRequestSchema,
@@ -30,9 +54,10 @@ import {
   type TaskEvent,
 } from "../../gen/terminaluse/v1/terminaluse_pb.js";
 import { streamName, type JsonObject, type StoredEvent, type StreamId } from "../core/types.js";
-import type { TaskRecord, TaskStore } from "../store/tasks.js";
+import { namespaceOf, type MessageRecord, type TaskPage, type TaskRecord, type TaskStore } from "../store/tasks.js";
 import { contentOf } from "./mapping.js";
-import { checkRequired, DEFAULT_PROJECT, follow, invalid, invalidField, mapBatches, pageLimit, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
+import { streamPartsOf } from "./terminaluse-parts.js";
+import { checkRequired, DEFAULT_PROJECT, follow, invalid, invalidField, jsonToValue, mapBatches, pageLimit, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
 import { messageToJson } from "./json.js";
 
 /**
@@ -65,20 +90,38 @@ export function terminalUseApi(deps: TerminalUseDeps) {
     return t;
   }
 
+  /** A task named by id or by name (the newest of that name, of that agent when given). */
+  async function taskOf(ctx: CallContext, id: string | undefined, name: string | undefined, agentId: string | undefined): Promise<TaskRecord> {
+    if (id !== undefined) return task(ctx, id);
+    if (name === undefined) throw invalid([{ loc: ["path", "task_id"], msg: "Field required", type: "missing" }]);
+    const t = await deps.tasks.getTaskByName(project(ctx), name, agentId);
+    if (!t) throw new ConnectError(`Task ${name} not found`, Code.NotFound);
+    return t;
+  }
+
+  // TerminalUse's SDK models require filesystem_id on tasks and description on agents: tasks
+  // created without a filesystem have "", agents known here only by name or id have "".
   function toTask(t: TaskRecord): Task {
-    const [namespace] = t.agentName.includes("/") ? t.agentName.split("/") : [t.project];
+    const namespace = namespaceOf(t.agentName) ?? t.project;
     return create(TaskSchema, {
       id: t.id,
       name: t.name,
       params: t.params,
       status: t.status,
-      filesystemId: t.filesystemId,
-      namespaceId: namespace ?? t.project,
-      agents: [create(AgentSchema, { id: t.agentId, name: t.agentName, namespaceId: namespace ?? t.project, status: "ACTIVE", createdAt: rfc3339(t.createdAt), updatedAt: rfc3339(t.createdAt) })],
+      statusReason: t.statusReason,
+      filesystemId: t.filesystemId ?? "",
+      namespaceId: namespace,
+      agents: [create(AgentSchema, { id: t.agentId, name: t.agentName, namespaceId: namespace, status: "ACTIVE", description: "", createdAt: rfc3339(t.createdAt), updatedAt: rfc3339(t.createdAt) })],
       createdAt: rfc3339(t.createdAt),
       updatedAt: rfc3339(t.updatedAt),
-      taskMetadata: {},
+      taskMetadata: t.taskMetadata ?? {},
     });
+  }
+
+  function toUiMessage(m: MessageRecord): UiMessage {
+    const c = m.content;
+    const part = c["type"] === "text" ? { type: "text", text: typeof c["content"] === "string" ? c["content"] : "" } : { type: "data", data: jsonToValue(c["data"] ?? null) };
+    return create(UiMessageSchema, { id: m.id, role: typeof c["author"] === "string" && c["author"] !== "user" ? "assistant" : "user", parts: [part], createdAt: rfc3339(m.createdAt) });
   }
 
   function toEvent(e: StoredEvent, t: { id: string; agentId: string }): TaskEvent {
@@ -91,6 +134,11 @@ export function terminalUseApi(deps: TerminalUseDeps) {
       createdAt: rfc3339(e.createdAt),
       streamCapabilities: STREAM_CAPABILITIES,
     });
+  }
+
+  /** The task's stream positioned after `after`, each stored event mapped to its stream parts. */
+  function partsAfter(t: TaskRecord, after: number, signal: AbortSignal): AsyncIterable<TaskStreamParts[]> {
+    return mapBatches(follow(deps, taskStream(t.project, t.id), after, signal), (e) => create(TaskStreamPartsSchema, { sequenceId: BigInt(e.seq), eventId: e.id, parts: streamPartsOf(e) }));
   }
 
   return {
@@ -204,6 +252,110 @@ export function terminalUseApi(deps: TerminalUseDeps) {
           }),
         ),
       });
+    },
+
+    async listTasks(req: ListTasksRequest, ctx: CallContext): Promise<ListTasksResponse> {
+      checkRequired(ListTasksRequestSchema, req, ["query"]);
+      const limit = pageLimit(req.limit, ["query", "limit"]);
+      const pageNumber = req.pageNumber ?? 1;
+      if (pageNumber < 1) throw invalidField(["query", "page_number"], "Input should be greater than or equal to 1", "greater_than_equal", pageNumber);
+      const orderBy = req.orderBy ?? "created_at";
+      if (orderBy !== "created_at" && orderBy !== "updated_at" && orderBy !== "name") throw invalidField(["query", "order_by"], "Input should be 'created_at', 'updated_at' or 'name'", "literal_error", orderBy);
+      const direction = (req.orderDirection ?? "desc").toLowerCase();
+      if (direction !== "asc" && direction !== "desc") throw invalidField(["query", "order_direction"], "Input should be 'asc' or 'desc'", "literal_error", req.orderDirection);
+      const date = (v: string | undefined, field: string): Date | undefined => {
+        if (v === undefined) return undefined;
+        const d = new Date(v);
+        if (!/^\d{4}-\d{2}-\d{2}/.test(v) || Number.isNaN(d.getTime())) throw invalidField(["query", field], "Input should be a valid datetime", "datetime_from_date_parsing", v);
+        return d;
+      };
+      const createdAfter = date(req.createdAfter, "created_after");
+      const createdBefore = date(req.createdBefore, "created_before");
+      // Branches are not served here: no task is on one.
+      if (req.branchId !== undefined) return create(ListTasksResponseSchema, { tasks: [] });
+      const page: TaskPage = { orderBy, direction, limit, offset: (pageNumber - 1) * limit };
+      const tasks = await deps.tasks.listTasks(
+        project(ctx),
+        {
+          ...(req.agentId !== undefined ? { agentId: req.agentId } : {}),
+          ...(req.agentName !== undefined ? { agentName: req.agentName } : {}),
+          ...(req.namespaceId !== undefined ? { namespace: req.namespaceId } : {}),
+          ...(req.status.length > 0 ? { statuses: req.status } : {}),
+          ...(createdAfter ? { createdAfter } : {}),
+          ...(createdBefore ? { createdBefore } : {}),
+        },
+        page,
+      );
+      return create(ListTasksResponseSchema, { tasks: tasks.map(toTask) });
+    },
+
+    async getTaskByName(req: GetTaskByNameRequest, ctx: CallContext): Promise<Task> {
+      checkRequired(GetTaskByNameRequestSchema, req, ["path"]);
+      return toTask(await taskOf(ctx, undefined, req.taskName, req.agentId));
+    },
+
+    /** IDLE or RUNNING tasks become CANCELED; cancelling a CANCELED task returns it unchanged. */
+    async cancelTask(req: CancelTaskRequest, ctx: CallContext): Promise<Task> {
+      checkRequired(CancelTaskRequestSchema, req, ["path"]);
+      const t = await task(ctx, req.taskId);
+      if (t.status === "CANCELED") return toTask(t);
+      const done = await deps.tasks.updateTask(t.project, t.id, { status: "CANCELED", statusReason: "Canceled by request", updatedAt: deps.now(), fromStatuses: ["IDLE", "RUNNING"] });
+      if (done) return toTask(done);
+      const now = await task(ctx, req.taskId);
+      if (now.status === "CANCELED") return toTask(now);
+      throw new ConnectError(`Task ${t.id} is ${now.status} and cannot be canceled`, Code.FailedPrecondition);
+    },
+
+    async updateTask(req: UpdateTaskRequest, ctx: CallContext): Promise<Task> {
+      checkRequired(UpdateTaskRequestSchema, req);
+      const t = await taskOf(ctx, req.taskId, req.taskName, req.agentId);
+      const updated = await deps.tasks.updateTask(t.project, t.id, { updatedAt: deps.now(), ...(req.taskMetadata !== undefined ? { taskMetadata: req.taskMetadata } : {}) });
+      if (!updated) throw new ConnectError(`Task ${t.id} not found`, Code.NotFound);
+      return toTask(updated);
+    },
+
+    /** Validates and positions the subscription, then returns the live batches of stream parts. */
+    async streamTaskParts(req: StreamTaskPartsRequest, ctx: CallContext): Promise<AsyncIterable<TaskStreamParts[]>> {
+      checkRequired(StreamTaskPartsRequestSchema, req, ["path"]);
+      if (req.format !== undefined && req.format !== "parts" && req.format !== "events") throw invalidField(["query", "format"], "Input should be 'parts' or 'events'", "literal_error", req.format);
+      const t = await taskOf(ctx, req.taskId, req.taskName, req.agentId);
+      return partsAfter(t, seqFromPb(req.lastSequenceId, ["query", "last_sequence_id"]), ctx.signal);
+    },
+
+    /**
+     * Message records as Vercel AI SDK UIMessages. "older" (the default) pages from the newest
+     * message back in time, "newer" from the oldest forward; each page is in time order, and its
+     * cursor is the id of the message the next page continues from.
+     */
+    async listUiMessages(req: ListUiMessagesRequest, ctx: CallContext): Promise<ListUiMessagesResponse> {
+      checkRequired(ListUiMessagesRequestSchema, req, ["query"]);
+      if (req.limit === 0) throw invalidField(["query", "limit"], "Input should be greater than or equal to 1", "greater_than_equal", 0);
+      const limit = req.limit === undefined ? 50 : pageLimit(req.limit, ["query", "limit"]);
+      const direction = req.direction ?? "older";
+      if (direction !== "older" && direction !== "newer") throw invalidField(["query", "direction"], "Input should be 'older' or 'newer'", "literal_error", direction);
+      const t = await task(ctx, req.taskId);
+      // Messages written here belong to no tool use.
+      if (req.parentToolUseId !== undefined) return create(ListUiMessagesResponseSchema, { data: [], hasMore: false });
+      const all = await deps.tasks.listMessages(t.project, t.id);
+      const ordered = direction === "older" ? all.reverse() : all;
+      let start = 0;
+      if (req.cursor !== undefined && req.cursor !== "") {
+        const at = ordered.findIndex((m) => m.id === req.cursor);
+        if (at < 0) throw invalidField(["query", "cursor"], "Invalid cursor", "value_error", req.cursor);
+        start = at + 1;
+      }
+      const page = ordered.slice(start, start + limit);
+      const hasMore = start + limit < ordered.length;
+      if (direction === "older") page.reverse();
+      const last = direction === "older" ? page[0] : page[page.length - 1];
+      return create(ListUiMessagesResponseSchema, { data: page.map(toUiMessage), hasMore, ...(hasMore && last ? { nextCursor: last.id } : {}) });
+    },
+
+    async getUiMessage(req: GetUiMessageRequest, ctx: CallContext): Promise<GetUiMessageResponse> {
+      checkRequired(GetUiMessageRequestSchema, req, ["query"]);
+      const t = await task(ctx, req.taskId);
+      const m = (await deps.tasks.listMessages(t.project, t.id)).find((x) => x.id === req.messageId);
+      return create(GetUiMessageResponseSchema, m ? { message: toUiMessage(m) } : {});
     },
   };
 }

@@ -94,7 +94,7 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
   const options = {
     level,
     redact: {
-      paths: ["req.headers.authorization", "req.headers.cookie", "headers.authorization", "headers.cookie", "authorization", "cookie", "key", "*.key", "apiKey", "adminToken", "secret", "*.secret"],
+      paths: ["req.headers.authorization", "req.headers.cookie", 'req.headers["x-agent-api-key"]', "headers.authorization", "headers.cookie", 'headers["x-agent-api-key"]', "authorization", "cookie", "key", "*.key", "apiKey", "adminToken", "secret", "*.secret"],
       censor: "[redacted]",
     },
   };

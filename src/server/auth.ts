@@ -19,6 +19,10 @@ export function credentialOf(header: (name: string) => string | undefined): stri
     const m = /^(?:Bearer|UserKey)\s+(.+)$/i.exec(auth);
     return m ? m[1]!.trim() : auth;
   }
+  // TerminalUse's agent key (its SDKs' `agent_api_key`, TERMINALUSE_AGENT_API_KEY); its user
+  // token comes as Bearer above, which wins when a client sends both.
+  const agentKey = header("x-agent-api-key")?.trim();
+  if (agentKey) return agentKey;
   const cookie = header("cookie");
   if (cookie) {
     // Polos: `polos_auth` (its OpenAPI) or `auth_token` (the name Polos's own server reads).

@@ -108,5 +108,12 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
     getEvent: (req, ctx) => unary(() => d.terminaluse.getEvent(req, callContext(ctx))),
     streamTaskEvents: (req, ctx) => streaming(async () => flatten(await d.terminaluse.streamTaskEvents(req, callContext(ctx)))),
     listMessages: (req, ctx) => unary(() => d.terminaluse.listMessages(req, callContext(ctx))),
+    listTasks: (req, ctx) => unary(() => d.terminaluse.listTasks(req, callContext(ctx))),
+    getTaskByName: (req, ctx) => unary(() => d.terminaluse.getTaskByName(req, callContext(ctx))),
+    cancelTask: (req, ctx) => unary(() => d.terminaluse.cancelTask(req, callContext(ctx))),
+    updateTask: (req, ctx) => unary(() => d.terminaluse.updateTask(req, callContext(ctx))),
+    streamTaskParts: (req, ctx) => streaming(async () => flatten(await d.terminaluse.streamTaskParts(req, callContext(ctx)))),
+    listUiMessages: (req, ctx) => unary(() => d.terminaluse.listUiMessages(req, callContext(ctx))),
+    getUiMessage: (req, ctx) => unary(() => d.terminaluse.getUiMessage(req, callContext(ctx))),
   });
 }

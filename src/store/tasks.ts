@@ -10,8 +10,38 @@ export interface TaskRecord {
   agentName: string;
   status: string;
   filesystemId?: string;
+  statusReason?: string;
+  /** Free JSON the task's clients keep on it (PUT /tasks/{id}). */
+  taskMetadata?: JsonObject;
   createdAt: Date;
   updatedAt: Date;
+}
+
+/** Which tasks GET /tasks lists (every field narrows; absent = any). */
+export interface TaskFilter {
+  agentId?: string;
+  agentName?: string;
+  /** The agent name's namespace (`namespace/name`). */
+  namespace?: string;
+  statuses?: string[];
+  createdAfter?: Date;
+  createdBefore?: Date;
+}
+
+export interface TaskPage {
+  orderBy: "created_at" | "updated_at" | "name";
+  direction: "asc" | "desc";
+  offset: number;
+  limit: number;
+}
+
+/** A change to a task; `fromStatuses` makes it conditional on the current status. */
+export interface TaskUpdate {
+  status?: string;
+  statusReason?: string;
+  taskMetadata?: JsonObject;
+  updatedAt: Date;
+  fromStatuses?: string[];
 }
 
 /** A message record written by `persist_message: true`. */
@@ -32,8 +62,47 @@ export interface TaskStore {
   /** Rejects when the id is taken (ids are new UUIDs: a task is never overwritten). */
   createTask(task: TaskRecord): Promise<void>;
   getTask(project: string, id: string): Promise<TaskRecord | undefined>;
+  /** The newest task with this name (of this agent, when given). */
+  getTaskByName(project: string, name: string, agentId?: string): Promise<TaskRecord | undefined>;
+  /** A page of the project's tasks; ties in the order are broken by id. */
+  listTasks(project: string, filter: TaskFilter, page: TaskPage): Promise<TaskRecord[]>;
+  /**
+   * Applies the update atomically and returns the task after it; undefined when there is no such
+   * task or its status is not one of `fromStatuses`.
+   */
+  updateTask(project: string, id: string, update: TaskUpdate): Promise<TaskRecord | undefined>;
   /** Idempotent by message id. */
   addMessage(message: MessageRecord): Promise<void>;
   /** A task's messages, oldest first (by created_at, then seq, then id). */
   listMessages(project: string, taskId: string): Promise<MessageRecord[]>;
+}
+
+/** The agent name's namespace: `ns` of `ns/name` (what TerminalUse calls the task's namespace_id). */
+export function namespaceOf(agentName: string): string | undefined {
+  const slash = agentName.indexOf("/");
+  return slash > 0 ? agentName.slice(0, slash) : undefined;
+}
+
+/** TaskFilter for stores that filter in memory (the MongoDB adapter builds the same as a query). */
+export function matchesTaskFilter(t: TaskRecord, f: TaskFilter): boolean {
+  return (
+    (f.agentId === undefined || t.agentId === f.agentId) &&
+    (f.agentName === undefined || t.agentName === f.agentName) &&
+    (f.namespace === undefined || namespaceOf(t.agentName) === f.namespace) &&
+    (f.statuses === undefined || f.statuses.includes(t.status)) &&
+    (f.createdAfter === undefined || t.createdAt.getTime() > f.createdAfter.getTime()) &&
+    (f.createdBefore === undefined || t.createdAt.getTime() < f.createdBefore.getTime())
+  );
+}
+
+/** The order of TaskPage: by the field (tasks without a name first), then by id, in one direction. */
+export function taskOrder(by: TaskPage["orderBy"], direction: TaskPage["direction"]): (a: TaskRecord, b: TaskRecord) => number {
+  const key = (t: TaskRecord): number | string => (by === "name" ? (t.name ?? "") : by === "updated_at" ? t.updatedAt.getTime() : t.createdAt.getTime());
+  const sign = direction === "asc" ? 1 : -1;
+  return (a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    const c = ka < kb ? -1 : ka > kb ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+    return sign * c;
+  };
 }

@@ -7,6 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import type { Content } from "../../events/v1/events_pb.js";
 import { file_events_v1_events } from "../../events/v1/events_pb.js";
 import { file_events_v1_options } from "../../events/v1/options_pb.js";
+import type { Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -14,7 +15,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file terminaluse/v1/terminaluse.proto.
  */
 export const file_terminaluse_v1_terminaluse: GenFile = /*@__PURE__*/
-  fileDesc("CiB0ZXJtaW5hbHVzZS92MS90ZXJtaW5hbHVzZS5wcm90bxIOdGVybWluYWx1c2UudjEipgIKEUNyZWF0ZVRhc2tSZXF1ZXN0EhsKCGFnZW50X2lkGAEgASgJQgTQ8xgBSACIAQESHQoKYWdlbnRfbmFtZRgCIAEoCUIE0PMYAUgBiAEBEhEKBG5hbWUYAyABKAlIAogBARInCgZwYXJhbXMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKBmJyYW5jaBgFIAEoCUgDiAEBEhoKDWZpbGVzeXN0ZW1faWQYBiABKAlIBIgBARIXCgpwcm9qZWN0X2lkGAcgASgJSAWIAQFCCwoJX2FnZW50X2lkQg0KC19hZ2VudF9uYW1lQgcKBV9uYW1lQgkKB19icmFuY2hCEAoOX2ZpbGVzeXN0ZW1faWRCDQoLX3Byb2plY3RfaWQibwoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIUCgxuYW1lc3BhY2VfaWQYAyABKAkSDgoGc3RhdHVzGAQgASgJEhIKCmNyZWF0ZWRfYXQYBSABKAkSEgoKdXBkYXRlZF9hdBgGIAEoCSLYAgoEVGFzaxIKCgJpZBgBIAEoCRIRCgRuYW1lGAIgASgJSACIAQESJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYBCABKAkSGgoNc3RhdHVzX3JlYXNvbhgFIAEoCUgBiAEBEhoKDWZpbGVzeXN0ZW1faWQYBiABKAlIAogBARIUCgxuYW1lc3BhY2VfaWQYByABKAkSJQoGYWdlbnRzGAggAygLMhUudGVybWluYWx1c2UudjEuQWdlbnQSEgoKY3JlYXRlZF9hdBgJIAEoCRISCgp1cGRhdGVkX2F0GAogASgJEi4KDXRhc2tfbWV0YWRhdGEYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgcKBV9uYW1lQhAKDl9zdGF0dXNfcmVhc29uQhAKDl9maWxlc3lzdGVtX2lkIisKDkdldFRhc2tSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCMjzGAHQ8xgBIssBChRTZW5kVGFza0V2ZW50UmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgjI8xgB0PMYARIpCgdjb250ZW50GAIgASgLMhIuZXZlbnRzLnYxLkNvbnRlbnRCBMjzGAESJwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJQgnY8xgB4PMYgAJIAIgBARIcCg9wZXJzaXN0X21lc3NhZ2UYBCABKAhIAYgBAUISChBfaWRlbXBvdGVuY3lfa2V5QhIKEF9wZXJzaXN0X21lc3NhZ2UiuAEKCVRhc2tFdmVudBIQCghhZ2VudF9pZBgBIAEoCRIKCgJpZBgCIAEoCRITCgtzZXF1ZW5jZV9pZBgDIAEoAxIPCgd0YXNrX2lkGAQgASgJEiMKB2NvbnRlbnQYBSABKAsyEi5ldmVudHMudjEuQ29udGVudBIXCgpjcmVhdGVkX2F0GAYgASgJSACIAQESGgoSc3RyZWFtQ2FwYWJpbGl0aWVzGAcgAygJQg0KC19jcmVhdGVkX2F0IrYBChVMaXN0VGFza0V2ZW50c1JlcXVlc3QSGQoHdGFza19pZBgBIAEoCUIIyPMYAdDzGAESJAoXbGFzdF9wcm9jZXNzZWRfZXZlbnRfaWQYAiABKAlIAIgBARISCgVsaW1pdBgDIAEoBUgBiAEBEhUKCGFnZW50X2lkGAQgASgJSAKIAQFCGgoYX2xhc3RfcHJvY2Vzc2VkX2V2ZW50X2lkQggKBl9saW1pdEILCglfYWdlbnRfaWQiQwoWTGlzdFRhc2tFdmVudHNSZXNwb25zZRIpCgZldmVudHMYASADKAsyGS50ZXJtaW5hbHVzZS52MS5UYXNrRXZlbnQiMQoTR2V0VGFza0V2ZW50UmVxdWVzdBIaCghldmVudF9pZBgBIAEoCUIIyPMYAdDzGAEiaAoXU3RyZWFtVGFza0V2ZW50c1JlcXVlc3QSGQoHdGFza19pZBgBIAEoCUIIyPMYAdDzGAESHQoQbGFzdF9zZXF1ZW5jZV9pZBgCIAEoA0gAiAEBQhMKEV9sYXN0X3NlcXVlbmNlX2lkIpcBCg5NZXNzYWdlQ29udGVudBIMCgR0eXBlGAEgASgJEg4KBmF1dGhvchgCIAEoCRIUCgdjb250ZW50GAMgASgJSACIAQESEwoGZm9ybWF0GAQgASgJSAGIAQESJQoEZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCgoIX2NvbnRlbnRCCQoHX2Zvcm1hdCKdAQoLVGFza01lc3NhZ2USCgoCaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIvCgdjb250ZW50GAMgASgLMh4udGVybWluYWx1c2UudjEuTWVzc2FnZUNvbnRlbnQSGAoQc3RyZWFtaW5nX3N0YXR1cxgEIAEoCRISCgpjcmVhdGVkX2F0GAUgASgJEhIKCnVwZGF0ZWRfYXQYBiABKAkiMAoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgjI8xgB0PMYASJFChRMaXN0TWVzc2FnZXNSZXNwb25zZRItCghtZXNzYWdlcxgBIAMoCzIbLnRlcm1pbmFsdXNlLnYxLlRhc2tNZXNzYWdlMssEChFUYXNrRXZlbnRzU2VydmljZRJFCgpDcmVhdGVUYXNrEiEudGVybWluYWx1c2UudjEuQ3JlYXRlVGFza1JlcXVlc3QaFC50ZXJtaW5hbHVzZS52MS5UYXNrEj8KB0dldFRhc2sSHi50ZXJtaW5hbHVzZS52MS5HZXRUYXNrUmVxdWVzdBoULnRlcm1pbmFsdXNlLnYxLlRhc2sSUAoNU2VuZFRhc2tFdmVudBIkLnRlcm1pbmFsdXNlLnYxLlNlbmRUYXNrRXZlbnRSZXF1ZXN0GhkudGVybWluYWx1c2UudjEuVGFza0V2ZW50ElsKCkxpc3RFdmVudHMSJS50ZXJtaW5hbHVzZS52MS5MaXN0VGFza0V2ZW50c1JlcXVlc3QaJi50ZXJtaW5hbHVzZS52MS5MaXN0VGFza0V2ZW50c1Jlc3BvbnNlEkoKCEdldEV2ZW50EiMudGVybWluYWx1c2UudjEuR2V0VGFza0V2ZW50UmVxdWVzdBoZLnRlcm1pbmFsdXNlLnYxLlRhc2tFdmVudBJYChBTdHJlYW1UYXNrRXZlbnRzEicudGVybWluYWx1c2UudjEuU3RyZWFtVGFza0V2ZW50c1JlcXVlc3QaGS50ZXJtaW5hbHVzZS52MS5UYXNrRXZlbnQwARJZCgxMaXN0TWVzc2FnZXMSIy50ZXJtaW5hbHVzZS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GiQudGVybWluYWx1c2UudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2ViBnByb3RvMw", [file_events_v1_events, file_events_v1_options, file_google_protobuf_struct]);
+  fileDesc("CiB0ZXJtaW5hbHVzZS92MS90ZXJtaW5hbHVzZS5wcm90bxIOdGVybWluYWx1c2UudjEipgIKEUNyZWF0ZVRhc2tSZXF1ZXN0EhsKCGFnZW50X2lkGAEgASgJQgTQ8xgBSACIAQESHQoKYWdlbnRfbmFtZRgCIAEoCUIE0PMYAUgBiAEBEhEKBG5hbWUYAyABKAlIAogBARInCgZwYXJhbXMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKBmJyYW5jaBgFIAEoCUgDiAEBEhoKDWZpbGVzeXN0ZW1faWQYBiABKAlIBIgBARIXCgpwcm9qZWN0X2lkGAcgASgJSAWIAQFCCwoJX2FnZW50X2lkQg0KC19hZ2VudF9uYW1lQgcKBV9uYW1lQgkKB19icmFuY2hCEAoOX2ZpbGVzeXN0ZW1faWRCDQoLX3Byb2plY3RfaWQihAEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSFAoMbmFtZXNwYWNlX2lkGAMgASgJEg4KBnN0YXR1cxgEIAEoCRISCgpjcmVhdGVkX2F0GAUgASgJEhIKCnVwZGF0ZWRfYXQYBiABKAkSEwoLZGVzY3JpcHRpb24YByABKAkiwQIKBFRhc2sSCgoCaWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDgoGc3RhdHVzGAQgASgJEhoKDXN0YXR1c19yZWFzb24YBSABKAlIAYgBARIVCg1maWxlc3lzdGVtX2lkGAYgASgJEhQKDG5hbWVzcGFjZV9pZBgHIAEoCRIlCgZhZ2VudHMYCCADKAsyFS50ZXJtaW5hbHVzZS52MS5BZ2VudBISCgpjcmVhdGVkX2F0GAkgASgJEhIKCnVwZGF0ZWRfYXQYCiABKAkSLgoNdGFza19tZXRhZGF0YRgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBwoFX25hbWVCEAoOX3N0YXR1c19yZWFzb24iKwoOR2V0VGFza1JlcXVlc3QSGQoHdGFza19pZBgBIAEoCUIIyPMYAdDzGAEiywEKFFNlbmRUYXNrRXZlbnRSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCMjzGAHQ8xgBEikKB2NvbnRlbnQYAiABKAsyEi5ldmVudHMudjEuQ29udGVudEIEyPMYARInCg9pZGVtcG90ZW5jeV9rZXkYAyABKAlCCdjzGAHg8xiAAkgAiAEBEhwKD3BlcnNpc3RfbWVzc2FnZRgEIAEoCEgBiAEBQhIKEF9pZGVtcG90ZW5jeV9rZXlCEgoQX3BlcnNpc3RfbWVzc2FnZSK4AQoJVGFza0V2ZW50EhAKCGFnZW50X2lkGAEgASgJEgoKAmlkGAIgASgJEhMKC3NlcXVlbmNlX2lkGAMgASgDEg8KB3Rhc2tfaWQYBCABKAkSIwoHY29udGVudBgFIAEoCzISLmV2ZW50cy52MS5Db250ZW50EhcKCmNyZWF0ZWRfYXQYBiABKAlIAIgBARIaChJzdHJlYW1DYXBhYmlsaXRpZXMYByADKAlCDQoLX2NyZWF0ZWRfYXQitgEKFUxpc3RUYXNrRXZlbnRzUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgjI8xgB0PMYARIkChdsYXN0X3Byb2Nlc3NlZF9ldmVudF9pZBgCIAEoCUgAiAEBEhIKBWxpbWl0GAMgASgFSAGIAQESFQoIYWdlbnRfaWQYBCABKAlIAogBAUIaChhfbGFzdF9wcm9jZXNzZWRfZXZlbnRfaWRCCAoGX2xpbWl0QgsKCV9hZ2VudF9pZCJDChZMaXN0VGFza0V2ZW50c1Jlc3BvbnNlEikKBmV2ZW50cxgBIAMoCzIZLnRlcm1pbmFsdXNlLnYxLlRhc2tFdmVudCIxChNHZXRUYXNrRXZlbnRSZXF1ZXN0EhoKCGV2ZW50X2lkGAEgASgJQgjI8xgB0PMYASJoChdTdHJlYW1UYXNrRXZlbnRzUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgjI8xgB0PMYARIdChBsYXN0X3NlcXVlbmNlX2lkGAIgASgDSACIAQFCEwoRX2xhc3Rfc2VxdWVuY2VfaWQilwEKDk1lc3NhZ2VDb250ZW50EgwKBHR5cGUYASABKAkSDgoGYXV0aG9yGAIgASgJEhQKB2NvbnRlbnQYAyABKAlIAIgBARITCgZmb3JtYXQYBCABKAlIAYgBARIlCgRkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIKCghfY29udGVudEIJCgdfZm9ybWF0Ip0BCgtUYXNrTWVzc2FnZRIKCgJpZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEi8KB2NvbnRlbnQYAyABKAsyHi50ZXJtaW5hbHVzZS52MS5NZXNzYWdlQ29udGVudBIYChBzdHJlYW1pbmdfc3RhdHVzGAQgASgJEhIKCmNyZWF0ZWRfYXQYBSABKAkSEgoKdXBkYXRlZF9hdBgGIAEoCSIwChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCMjzGAHQ8xgBIkUKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsudGVybWluYWx1c2UudjEuVGFza01lc3NhZ2UigQQKEExpc3RUYXNrc1JlcXVlc3QSFQoIYWdlbnRfaWQYASABKAlIAIgBARIZCgxuYW1lc3BhY2VfaWQYAiABKAlIAYgBARIXCgphZ2VudF9uYW1lGAMgASgJSAKIAQESFgoJYnJhbmNoX2lkGAQgASgJSAOIAQESDgoGc3RhdHVzGAUgAygJEhoKDWNyZWF0ZWRfYWZ0ZXIYBiABKAlIBIgBARIbCg5jcmVhdGVkX2JlZm9yZRgHIAEoCUgFiAEBEhoKDWluY2x1ZGVfdG90YWwYCCABKAhIBogBARISCgVsaW1pdBgJIAEoBUgHiAEBEhgKC3BhZ2VfbnVtYmVyGAogASgFSAiIAQESFQoIb3JkZXJfYnkYCyABKAlICYgBARIcCg9vcmRlcl9kaXJlY3Rpb24YDCABKAlICogBARIVCg1yZWxhdGlvbnNoaXBzGA0gAygJQgsKCV9hZ2VudF9pZEIPCg1fbmFtZXNwYWNlX2lkQg0KC19hZ2VudF9uYW1lQgwKCl9icmFuY2hfaWRCEAoOX2NyZWF0ZWRfYWZ0ZXJCEQoPX2NyZWF0ZWRfYmVmb3JlQhAKDl9pbmNsdWRlX3RvdGFsQggKBl9saW1pdEIOCgxfcGFnZV9udW1iZXJCCwoJX29yZGVyX2J5QhIKEF9vcmRlcl9kaXJlY3Rpb24iOAoRTGlzdFRhc2tzUmVzcG9uc2USIwoFdGFza3MYASADKAsyFC50ZXJtaW5hbHVzZS52MS5UYXNrIm4KFEdldFRhc2tCeU5hbWVSZXF1ZXN0EhsKCXRhc2tfbmFtZRgBIAEoCUIIyPMYAdDzGAESFQoIYWdlbnRfaWQYAiABKAlIAIgBARIVCg1yZWxhdGlvbnNoaXBzGAMgAygJQgsKCV9hZ2VudF9pZCIuChFDYW5jZWxUYXNrUmVxdWVzdBIZCgd0YXNrX2lkGAEgASgJQgjI8xgB0PMYASK7AQoRVXBkYXRlVGFza1JlcXVlc3QSGgoHdGFza19pZBgBIAEoCUIE0PMYAUgAiAEBEhwKCXRhc2tfbmFtZRgCIAEoCUIE0PMYAUgBiAEBEhUKCGFnZW50X2lkGAMgASgJSAKIAQESLgoNdGFza19tZXRhZGF0YRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCgoIX3Rhc2tfaWRCDAoKX3Rhc2tfbmFtZUILCglfYWdlbnRfaWQi5AEKFlN0cmVhbVRhc2tQYXJ0c1JlcXVlc3QSGgoHdGFza19pZBgBIAEoCUIE0PMYAUgAiAEBEhwKCXRhc2tfbmFtZRgCIAEoCUIE0PMYAUgBiAEBEhUKCGFnZW50X2lkGAMgASgJSAKIAQESHQoQbGFzdF9zZXF1ZW5jZV9pZBgEIAEoA0gDiAEBEhMKBmZvcm1hdBgFIAEoCUgEiAEBQgoKCF90YXNrX2lkQgwKCl90YXNrX25hbWVCCwoJX2FnZW50X2lkQhMKEV9sYXN0X3NlcXVlbmNlX2lkQgkKB19mb3JtYXQiYAoPVGFza1N0cmVhbVBhcnRzEhMKC3NlcXVlbmNlX2lkGAEgASgDEhAKCGV2ZW50X2lkGAIgASgJEiYKBXBhcnRzGAMgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCLOAQoVTGlzdFVpTWVzc2FnZXNSZXF1ZXN0EhkKB3Rhc2tfaWQYASABKAlCCMjzGAHQ8xgBEhIKBWxpbWl0GAIgASgFSACIAQESEwoGY3Vyc29yGAMgASgJSAGIAQESFgoJZGlyZWN0aW9uGAQgASgJSAKIAQESHwoScGFyZW50X3Rvb2xfdXNlX2lkGAUgASgJSAOIAQFCCAoGX2xpbWl0QgkKB19jdXJzb3JCDAoKX2RpcmVjdGlvbkIVChNfcGFyZW50X3Rvb2xfdXNlX2lkIl8KDVVpTWVzc2FnZVBhcnQSDAoEdHlwZRgBIAEoCRIRCgR0ZXh0GAIgASgJSACIAQESJAoEZGF0YRgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIHCgVfdGV4dCJmCglVaU1lc3NhZ2USCgoCaWQYASABKAkSDAoEcm9sZRgCIAEoCRIsCgVwYXJ0cxgDIAMoCzIdLnRlcm1pbmFsdXNlLnYxLlVpTWVzc2FnZVBhcnQSEQoJY3JlYXRlZEF0GAQgASgJInoKFkxpc3RVaU1lc3NhZ2VzUmVzcG9uc2USJwoEZGF0YRgBIAMoCzIZLnRlcm1pbmFsdXNlLnYxLlVpTWVzc2FnZRIPCgdoYXNNb3JlGAIgASgIEhcKCm5leHRDdXJzb3IYAyABKAlIAIgBAUINCgtfbmV4dEN1cnNvciJOChNHZXRVaU1lc3NhZ2VSZXF1ZXN0EhwKCm1lc3NhZ2VfaWQYASABKAlCCMjzGAHQ8xgBEhkKB3Rhc2tfaWQYAiABKAlCCMjzGAHQ8xgBIlMKFEdldFVpTWVzc2FnZVJlc3BvbnNlEi8KB21lc3NhZ2UYASABKAsyGS50ZXJtaW5hbHVzZS52MS5VaU1lc3NhZ2VIAIgBAUIKCghfbWVzc2FnZTKSCQoRVGFza0V2ZW50c1NlcnZpY2USRQoKQ3JlYXRlVGFzaxIhLnRlcm1pbmFsdXNlLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0GhQudGVybWluYWx1c2UudjEuVGFzaxI/CgdHZXRUYXNrEh4udGVybWluYWx1c2UudjEuR2V0VGFza1JlcXVlc3QaFC50ZXJtaW5hbHVzZS52MS5UYXNrElAKDVNlbmRUYXNrRXZlbnQSJC50ZXJtaW5hbHVzZS52MS5TZW5kVGFza0V2ZW50UmVxdWVzdBoZLnRlcm1pbmFsdXNlLnYxLlRhc2tFdmVudBJbCgpMaXN0RXZlbnRzEiUudGVybWluYWx1c2UudjEuTGlzdFRhc2tFdmVudHNSZXF1ZXN0GiYudGVybWluYWx1c2UudjEuTGlzdFRhc2tFdmVudHNSZXNwb25zZRJKCghHZXRFdmVudBIjLnRlcm1pbmFsdXNlLnYxLkdldFRhc2tFdmVudFJlcXVlc3QaGS50ZXJtaW5hbHVzZS52MS5UYXNrRXZlbnQSWAoQU3RyZWFtVGFza0V2ZW50cxInLnRlcm1pbmFsdXNlLnYxLlN0cmVhbVRhc2tFdmVudHNSZXF1ZXN0GhkudGVybWluYWx1c2UudjEuVGFza0V2ZW50MAESWQoMTGlzdE1lc3NhZ2VzEiMudGVybWluYWx1c2UudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdBokLnRlcm1pbmFsdXNlLnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlElAKCUxpc3RUYXNrcxIgLnRlcm1pbmFsdXNlLnYxLkxpc3RUYXNrc1JlcXVlc3QaIS50ZXJtaW5hbHVzZS52MS5MaXN0VGFza3NSZXNwb25zZRJLCg1HZXRUYXNrQnlOYW1lEiQudGVybWluYWx1c2UudjEuR2V0VGFza0J5TmFtZVJlcXVlc3QaFC50ZXJtaW5hbHVzZS52MS5UYXNrEkUKCkNhbmNlbFRhc2sSIS50ZXJtaW5hbHVzZS52MS5DYW5jZWxUYXNrUmVxdWVzdBoULnRlcm1pbmFsdXNlLnYxLlRhc2sSRQoKVXBkYXRlVGFzaxIhLnRlcm1pbmFsdXNlLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GhQudGVybWluYWx1c2UudjEuVGFzaxJcCg9TdHJlYW1UYXNrUGFydHMSJi50ZXJtaW5hbHVzZS52MS5TdHJlYW1UYXNrUGFydHNSZXF1ZXN0Gh8udGVybWluYWx1c2UudjEuVGFza1N0cmVhbVBhcnRzMAESXwoOTGlzdFVpTWVzc2FnZXMSJS50ZXJtaW5hbHVzZS52MS5MaXN0VWlNZXNzYWdlc1JlcXVlc3QaJi50ZXJtaW5hbHVzZS52MS5MaXN0VWlNZXNzYWdlc1Jlc3BvbnNlElkKDEdldFVpTWVzc2FnZRIjLnRlcm1pbmFsdXNlLnYxLkdldFVpTWVzc2FnZVJlcXVlc3QaJC50ZXJtaW5hbHVzZS52MS5HZXRVaU1lc3NhZ2VSZXNwb25zZWIGcHJvdG8z", [file_events_v1_events, file_events_v1_options, file_google_protobuf_struct]);
 
 /**
  * @generated from message terminaluse.v1.CreateTaskRequest
@@ -98,6 +99,13 @@ export type Agent = Message<"terminaluse.v1.Agent"> & {
    * @generated from field: string updated_at = 6;
    */
   updatedAt: string;
+
+  /**
+   * TerminalUse's clients require it; agents known here only by name or id have "" .
+   *
+   * @generated from field: string description = 7;
+   */
+  description: string;
 };
 
 /**
@@ -139,9 +147,12 @@ export type Task = Message<"terminaluse.v1.Task"> & {
   statusReason?: string | undefined;
 
   /**
-   * @generated from field: optional string filesystem_id = 6;
+   * TerminalUse's clients require it: the filesystem_id given at creation, else "" (filesystems
+   * are not served here).
+   *
+   * @generated from field: string filesystem_id = 6;
    */
-  filesystemId?: string | undefined;
+  filesystemId: string;
 
   /**
    * @generated from field: string namespace_id = 7;
@@ -492,6 +503,446 @@ export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@_
   messageDesc(file_terminaluse_v1_terminaluse, 13);
 
 /**
+ * @generated from message terminaluse.v1.ListTasksRequest
+ */
+export type ListTasksRequest = Message<"terminaluse.v1.ListTasksRequest"> & {
+  /**
+   * @generated from field: optional string agent_id = 1;
+   */
+  agentId?: string | undefined;
+
+  /**
+   * @generated from field: optional string namespace_id = 2;
+   */
+  namespaceId?: string | undefined;
+
+  /**
+   * @generated from field: optional string agent_name = 3;
+   */
+  agentName?: string | undefined;
+
+  /**
+   * Accepted for TerminalUse's clients; branches are not served, so it must match nothing else.
+   *
+   * @generated from field: optional string branch_id = 4;
+   */
+  branchId?: string | undefined;
+
+  /**
+   * Any of these statuses (repeat the query parameter).
+   *
+   * @generated from field: repeated string status = 5;
+   */
+  status: string[];
+
+  /**
+   * RFC 3339.
+   *
+   * @generated from field: optional string created_after = 6;
+   */
+  createdAfter?: string | undefined;
+
+  /**
+   * @generated from field: optional string created_before = 7;
+   */
+  createdBefore?: string | undefined;
+
+  /**
+   * @generated from field: optional bool include_total = 8;
+   */
+  includeTotal?: boolean | undefined;
+
+  /**
+   * 1..1000, default 100.
+   *
+   * @generated from field: optional int32 limit = 9;
+   */
+  limit?: number | undefined;
+
+  /**
+   * 1-based, default 1.
+   *
+   * @generated from field: optional int32 page_number = 10;
+   */
+  pageNumber?: number | undefined;
+
+  /**
+   * created_at (default), updated_at or name.
+   *
+   * @generated from field: optional string order_by = 11;
+   */
+  orderBy?: string | undefined;
+
+  /**
+   * desc (default) or asc.
+   *
+   * @generated from field: optional string order_direction = 12;
+   */
+  orderDirection?: string | undefined;
+
+  /**
+   * Only "agents" exists; agents are always included.
+   *
+   * @generated from field: repeated string relationships = 13;
+   */
+  relationships: string[];
+};
+
+/**
+ * Describes the message terminaluse.v1.ListTasksRequest.
+ * Use `create(ListTasksRequestSchema)` to create a new message.
+ */
+export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 14);
+
+/**
+ * @generated from message terminaluse.v1.ListTasksResponse
+ */
+export type ListTasksResponse = Message<"terminaluse.v1.ListTasksResponse"> & {
+  /**
+   * @generated from field: repeated terminaluse.v1.Task tasks = 1;
+   */
+  tasks: Task[];
+};
+
+/**
+ * Describes the message terminaluse.v1.ListTasksResponse.
+ * Use `create(ListTasksResponseSchema)` to create a new message.
+ */
+export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 15);
+
+/**
+ * @generated from message terminaluse.v1.GetTaskByNameRequest
+ */
+export type GetTaskByNameRequest = Message<"terminaluse.v1.GetTaskByNameRequest"> & {
+  /**
+   * @generated from field: string task_name = 1;
+   */
+  taskName: string;
+
+  /**
+   * When several tasks share the name, the newest one (of this agent, if given).
+   *
+   * @generated from field: optional string agent_id = 2;
+   */
+  agentId?: string | undefined;
+
+  /**
+   * @generated from field: repeated string relationships = 3;
+   */
+  relationships: string[];
+};
+
+/**
+ * Describes the message terminaluse.v1.GetTaskByNameRequest.
+ * Use `create(GetTaskByNameRequestSchema)` to create a new message.
+ */
+export const GetTaskByNameRequestSchema: GenMessage<GetTaskByNameRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 16);
+
+/**
+ * @generated from message terminaluse.v1.CancelTaskRequest
+ */
+export type CancelTaskRequest = Message<"terminaluse.v1.CancelTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message terminaluse.v1.CancelTaskRequest.
+ * Use `create(CancelTaskRequestSchema)` to create a new message.
+ */
+export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 17);
+
+/**
+ * @generated from message terminaluse.v1.UpdateTaskRequest
+ */
+export type UpdateTaskRequest = Message<"terminaluse.v1.UpdateTaskRequest"> & {
+  /**
+   * One of task_id and task_name (the path names one).
+   *
+   * @generated from field: optional string task_id = 1;
+   */
+  taskId?: string | undefined;
+
+  /**
+   * @generated from field: optional string task_name = 2;
+   */
+  taskName?: string | undefined;
+
+  /**
+   * @generated from field: optional string agent_id = 3;
+   */
+  agentId?: string | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Struct task_metadata = 4;
+   */
+  taskMetadata?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.UpdateTaskRequest.
+ * Use `create(UpdateTaskRequestSchema)` to create a new message.
+ */
+export const UpdateTaskRequestSchema: GenMessage<UpdateTaskRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 18);
+
+/**
+ * @generated from message terminaluse.v1.StreamTaskPartsRequest
+ */
+export type StreamTaskPartsRequest = Message<"terminaluse.v1.StreamTaskPartsRequest"> & {
+  /**
+   * One of task_id and task_name (the path names one).
+   *
+   * @generated from field: optional string task_id = 1;
+   */
+  taskId?: string | undefined;
+
+  /**
+   * @generated from field: optional string task_name = 2;
+   */
+  taskName?: string | undefined;
+
+  /**
+   * @generated from field: optional string agent_id = 3;
+   */
+  agentId?: string | undefined;
+
+  /**
+   * Resume after this sequence (SSE: the Last-Event-ID header).
+   *
+   * @generated from field: optional int64 last_sequence_id = 4;
+   */
+  lastSequenceId?: bigint | undefined;
+
+  /**
+   * SSE path only: "parts" (default, TerminalUse's TextStreamPart frames) or "events" (the
+   * service's own event JSON, as StreamTaskEvents).
+   *
+   * @generated from field: optional string format = 5;
+   */
+  format?: string | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.StreamTaskPartsRequest.
+ * Use `create(StreamTaskPartsRequestSchema)` to create a new message.
+ */
+export const StreamTaskPartsRequestSchema: GenMessage<StreamTaskPartsRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 19);
+
+/**
+ * One stored event as TerminalUse stream parts (Vercel AI SDK TextStreamPart objects, each with a
+ * `type`); see the README for the mapping.
+ *
+ * @generated from message terminaluse.v1.TaskStreamParts
+ */
+export type TaskStreamParts = Message<"terminaluse.v1.TaskStreamParts"> & {
+  /**
+   * @generated from field: int64 sequence_id = 1;
+   */
+  sequenceId: bigint;
+
+  /**
+   * @generated from field: string event_id = 2;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: repeated google.protobuf.Struct parts = 3;
+   */
+  parts: JsonObject[];
+};
+
+/**
+ * Describes the message terminaluse.v1.TaskStreamParts.
+ * Use `create(TaskStreamPartsSchema)` to create a new message.
+ */
+export const TaskStreamPartsSchema: GenMessage<TaskStreamParts> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 20);
+
+/**
+ * @generated from message terminaluse.v1.ListUiMessagesRequest
+ */
+export type ListUiMessagesRequest = Message<"terminaluse.v1.ListUiMessagesRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * 1..1000, default 50.
+   *
+   * @generated from field: optional int32 limit = 2;
+   */
+  limit?: number | undefined;
+
+  /**
+   * Opaque, from next_cursor.
+   *
+   * @generated from field: optional string cursor = 3;
+   */
+  cursor?: string | undefined;
+
+  /**
+   * "older" (default: newest first) or "newer" (oldest first).
+   *
+   * @generated from field: optional string direction = 4;
+   */
+  direction?: string | undefined;
+
+  /**
+   * Messages written here have none, so a filter on it lists nothing.
+   *
+   * @generated from field: optional string parent_tool_use_id = 5;
+   */
+  parentToolUseId?: string | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.ListUiMessagesRequest.
+ * Use `create(ListUiMessagesRequestSchema)` to create a new message.
+ */
+export const ListUiMessagesRequestSchema: GenMessage<ListUiMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 21);
+
+/**
+ * @generated from message terminaluse.v1.UiMessagePart
+ */
+export type UiMessagePart = Message<"terminaluse.v1.UiMessagePart"> & {
+  /**
+   * "text" or "data".
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * @generated from field: optional string text = 2;
+   */
+  text?: string | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Value data = 3;
+   */
+  data?: Value | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.UiMessagePart.
+ * Use `create(UiMessagePartSchema)` to create a new message.
+ */
+export const UiMessagePartSchema: GenMessage<UiMessagePart> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 22);
+
+/**
+ * @generated from message terminaluse.v1.UiMessage
+ */
+export type UiMessage = Message<"terminaluse.v1.UiMessage"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * "user" for messages written by POST /tasks/{id}/events.
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * @generated from field: repeated terminaluse.v1.UiMessagePart parts = 3;
+   */
+  parts: UiMessagePart[];
+
+  /**
+   * @generated from field: string createdAt = 4;
+   */
+  createdAt: string;
+};
+
+/**
+ * Describes the message terminaluse.v1.UiMessage.
+ * Use `create(UiMessageSchema)` to create a new message.
+ */
+export const UiMessageSchema: GenMessage<UiMessage> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 23);
+
+/**
+ * @generated from message terminaluse.v1.ListUiMessagesResponse
+ */
+export type ListUiMessagesResponse = Message<"terminaluse.v1.ListUiMessagesResponse"> & {
+  /**
+   * @generated from field: repeated terminaluse.v1.UiMessage data = 1;
+   */
+  data: UiMessage[];
+
+  /**
+   * @generated from field: bool hasMore = 2;
+   */
+  hasMore: boolean;
+
+  /**
+   * @generated from field: optional string nextCursor = 3;
+   */
+  nextCursor?: string | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.ListUiMessagesResponse.
+ * Use `create(ListUiMessagesResponseSchema)` to create a new message.
+ */
+export const ListUiMessagesResponseSchema: GenMessage<ListUiMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 24);
+
+/**
+ * @generated from message terminaluse.v1.GetUiMessageRequest
+ */
+export type GetUiMessageRequest = Message<"terminaluse.v1.GetUiMessageRequest"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string task_id = 2;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message terminaluse.v1.GetUiMessageRequest.
+ * Use `create(GetUiMessageRequestSchema)` to create a new message.
+ */
+export const GetUiMessageRequestSchema: GenMessage<GetUiMessageRequest> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 25);
+
+/**
+ * @generated from message terminaluse.v1.GetUiMessageResponse
+ */
+export type GetUiMessageResponse = Message<"terminaluse.v1.GetUiMessageResponse"> & {
+  /**
+   * Absent (JSON null) when the task has no such message.
+   *
+   * @generated from field: optional terminaluse.v1.UiMessage message = 1;
+   */
+  message?: UiMessage | undefined;
+};
+
+/**
+ * Describes the message terminaluse.v1.GetUiMessageResponse.
+ * Use `create(GetUiMessageResponseSchema)` to create a new message.
+ */
+export const GetUiMessageResponseSchema: GenMessage<GetUiMessageResponse> = /*@__PURE__*/
+  messageDesc(file_terminaluse_v1_terminaluse, 26);
+
+/**
  * TerminalUse's tasks and task events (`/tasks/...`, `/events/...`). Messages mirror TerminalUse's
  * JSON; every task belongs to the caller's project.
  *
@@ -567,6 +1018,77 @@ export const TaskEventsService: GenService<{
     methodKind: "unary";
     input: typeof ListMessagesRequestSchema;
     output: typeof ListMessagesResponseSchema;
+  },
+  /**
+   * GET /tasks (a JSON array on the JSON path)
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.ListTasks
+   */
+  listTasks: {
+    methodKind: "unary";
+    input: typeof ListTasksRequestSchema;
+    output: typeof ListTasksResponseSchema;
+  },
+  /**
+   * GET /tasks/name/{task_name}
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.GetTaskByName
+   */
+  getTaskByName: {
+    methodKind: "unary";
+    input: typeof GetTaskByNameRequestSchema;
+    output: typeof TaskSchema;
+  },
+  /**
+   * POST /tasks/{task_id}/cancel
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.CancelTask
+   */
+  cancelTask: {
+    methodKind: "unary";
+    input: typeof CancelTaskRequestSchema;
+    output: typeof TaskSchema;
+  },
+  /**
+   * PUT /tasks/{task_id} and PUT /tasks/name/{task_name}: replaces task_metadata
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.UpdateTask
+   */
+  updateTask: {
+    methodKind: "unary";
+    input: typeof UpdateTaskRequestSchema;
+    output: typeof TaskSchema;
+  },
+  /**
+   * GET /tasks/{task_id}/stream and GET /tasks/name/{task_name}/stream (SSE on the JSON path:
+   * each part is one `data:` frame, the event's sequence_id is the `id:` of its last part)
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.StreamTaskParts
+   */
+  streamTaskParts: {
+    methodKind: "server_streaming";
+    input: typeof StreamTaskPartsRequestSchema;
+    output: typeof TaskStreamPartsSchema;
+  },
+  /**
+   * GET /v2/messages?task_id= (Vercel AI SDK UIMessages, newest first by default)
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.ListUiMessages
+   */
+  listUiMessages: {
+    methodKind: "unary";
+    input: typeof ListUiMessagesRequestSchema;
+    output: typeof ListUiMessagesResponseSchema;
+  },
+  /**
+   * GET /v2/messages/{message_id}?task_id= (null when there is no such message)
+   *
+   * @generated from rpc terminaluse.v1.TaskEventsService.GetUiMessage
+   */
+  getUiMessage: {
+    methodKind: "unary";
+    input: typeof GetUiMessageRequestSchema;
+    output: typeof GetUiMessageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_terminaluse_v1_terminaluse, 0);

@@ -1,4 +1,14 @@
 import {
+  CancelTaskRequestSchema,
+  GetTaskByNameRequestSchema,
+  GetUiMessageRequestSchema,
+  ListTasksRequestSchema,
+  ListUiMessagesRequestSchema,
+  ListUiMessagesResponseSchema,
+  StreamTaskPartsRequestSchema,
+  TaskStreamPartsSchema,
+  UiMessageSchema,
+  UpdateTaskRequestSchema,
   CreateTaskRequestSchema,
   GetTaskEventRequestSchema,
   GetTaskRequestSchema,
@@ -13,11 +23,127 @@ import {
 import { mapBatches, parseRequest } from "../../api/common.js";
 import { messageToJson } from "../../api/json.js";
 import type { TerminalUseApi } from "../../api/terminaluse.js";
-import { fromQuery, json, lastEventId, withParams, type Route } from "../gateway.js";
+import { fromQuery, json, lastEventId, withParams, type Route, type RouteRequest, type RouteResult } from "../gateway.js";
+
+/**
+ * A task's stream over SSE. By default TerminalUse's stream parts (what its SDKs decode: each part
+ * one `data:` frame, the event's sequence the `id:` of its last part); with `?format=events` the
+ * service's own event JSON, one frame per event with `id:` = sequence_id.
+ */
+async function taskStream(tu: TerminalUseApi, r: RouteRequest): Promise<RouteResult> {
+  const resume = lastEventId(r);
+  const extra: Record<string, unknown> = { ...r.params };
+  if (resume !== undefined) extra["last_sequence_id"] = resume;
+  const req = fromQuery(StreamTaskPartsRequestSchema, r, extra);
+  if (req.format === "events") {
+    const taskId = req.taskId ?? (await tu.getTaskByName(parseRequest(GetTaskByNameRequestSchema, { task_name: req.taskName, agent_id: req.agentId }, ["path"]), r.ctx)).id;
+    const source = await tu.streamTaskEvents(parseRequest(StreamTaskEventsRequestSchema, { task_id: taskId, ...(req.lastSequenceId !== undefined ? { last_sequence_id: Number(req.lastSequenceId) } : {}) }, ["query"]), r.ctx);
+    return { sse: mapBatches(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(TaskEventSchema, e)) })), keepalive: ": keepalive\n\n" };
+  }
+  const source = await tu.streamTaskParts(req, r.ctx);
+  return {
+    sse: (async function* () {
+      for await (const batch of source) yield batch.flatMap((ev) => ev.parts.map((p, i) => ({ ...(i === ev.parts.length - 1 ? { id: String(ev.sequenceId) } : {}), data: JSON.stringify(p) })));
+    })(),
+    keepalive: ": keepalive\n\n",
+  };
+}
+
+
+/** PUT /tasks/name/{name}?agent_id=: the agent narrows which task of that name. */
+function withAgent(body: unknown, agent: string | null): unknown {
+  return agent !== null && typeof body === "object" && body !== null && !Array.isArray(body) ? { ...body, agent_id: agent } : body;
+}
 
 /** TerminalUse's paths. Bad input is FastAPI's 422 `detail`; unknown tasks and events 404. */
 export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
+  const streamDoc = (summary: string) => ({
+    summary,
+    query: StreamTaskPartsRequestSchema,
+    responses: [{ status: 200, description: "SSE: TerminalUse stream parts (each `data:` one part; `id:` = sequence_id on an event's last part), or with format=events the event JSON", schema: TaskStreamPartsSchema, sse: true }],
+  });
   return [
+    // Before the /tasks/{task_id}/... routes: /tasks/name/stream is the task named "stream".
+    {
+      method: "GET",
+      path: "/tasks/name/{task_name}",
+      dialect: "fastapi",
+      doc: { summary: "Get the newest task of a name (TerminalUse)", query: GetTaskByNameRequestSchema, responses: [{ status: 200, description: "The task", schema: TaskSchema }] },
+      async handle(r) {
+        return json(TaskSchema, await tu.getTaskByName(fromQuery(GetTaskByNameRequestSchema, r, r.params), r.ctx));
+      },
+    },
+    {
+      method: "PUT",
+      path: "/tasks/name/{task_name}",
+      dialect: "fastapi",
+      doc: { summary: "Replace a task's task_metadata, by name (TerminalUse)", body: UpdateTaskRequestSchema, responses: [{ status: 200, description: "The task", schema: TaskSchema }] },
+      async handle(r) {
+        const agent = r.query.get("agent_id");
+        return json(TaskSchema, await tu.updateTask(parseRequest(UpdateTaskRequestSchema, withParams(r, withAgent(r.body, agent))), r.ctx));
+      },
+    },
+    {
+      method: "GET",
+      path: "/tasks/name/{task_name}/stream",
+      dialect: "fastapi",
+      doc: streamDoc("Stream the newest task of a name over SSE (TerminalUse)"),
+      handle: (r) => taskStream(tu, r),
+    },
+    {
+      method: "GET",
+      path: "/tasks",
+      dialect: "fastapi",
+      doc: { summary: "List tasks (TerminalUse)", query: ListTasksRequestSchema, responses: [{ status: 200, description: "Tasks, newest first unless ordered otherwise", schema: TaskSchema, array: true }] },
+      async handle(r) {
+        const res = await tu.listTasks(fromQuery(ListTasksRequestSchema, r), r.ctx);
+        return { status: 200, json: res.tasks.map((t) => messageToJson(TaskSchema, t)) };
+      },
+    },
+    {
+      method: "PUT",
+      path: "/tasks/{task_id}",
+      dialect: "fastapi",
+      doc: { summary: "Replace a task's task_metadata (TerminalUse)", body: UpdateTaskRequestSchema, responses: [{ status: 200, description: "The task", schema: TaskSchema }] },
+      async handle(r) {
+        return json(TaskSchema, await tu.updateTask(parseRequest(UpdateTaskRequestSchema, withParams(r)), r.ctx));
+      },
+    },
+    {
+      method: "POST",
+      path: "/tasks/{task_id}/cancel",
+      dialect: "fastapi",
+      doc: { summary: "Cancel a task (TerminalUse)", responses: [{ status: 200, description: "The task, CANCELED", schema: TaskSchema }] },
+      async handle(r) {
+        return json(TaskSchema, await tu.cancelTask(parseRequest(CancelTaskRequestSchema, r.params, ["path"]), r.ctx));
+      },
+    },
+    {
+      method: "GET",
+      path: "/tasks/{task_id}/stream",
+      dialect: "fastapi",
+      doc: streamDoc("Stream a task over SSE (TerminalUse)"),
+      handle: (r) => taskStream(tu, r),
+    },
+    {
+      method: "GET",
+      path: "/v2/messages",
+      dialect: "fastapi",
+      doc: { summary: "List a task's messages as UIMessages (TerminalUse)", query: ListUiMessagesRequestSchema, responses: [{ status: 200, description: "A page of messages", schema: ListUiMessagesResponseSchema }] },
+      async handle(r) {
+        return json(ListUiMessagesResponseSchema, await tu.listUiMessages(fromQuery(ListUiMessagesRequestSchema, r), r.ctx));
+      },
+    },
+    {
+      method: "GET",
+      path: "/v2/messages/{message_id}",
+      dialect: "fastapi",
+      doc: { summary: "Get one UIMessage of a task (TerminalUse)", query: GetUiMessageRequestSchema, responses: [{ status: 200, description: "The message, or null", schema: UiMessageSchema }] },
+      async handle(r) {
+        const res = await tu.getUiMessage(fromQuery(GetUiMessageRequestSchema, r, r.params), r.ctx);
+        return { status: 200, json: res.message ? messageToJson(UiMessageSchema, res.message) : null };
+      },
+    },
     {
       method: "POST",
       path: "/tasks",
@@ -62,19 +188,6 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       doc: { summary: "Get an event (TerminalUse)", responses: [{ status: 200, description: "The event", schema: TaskEventSchema }] },
       async handle(r) {
         return json(TaskEventSchema, await tu.getEvent(parseRequest(GetTaskEventRequestSchema, r.params, ["path"]), r.ctx));
-      },
-    },
-    {
-      method: "GET",
-      path: "/tasks/{task_id}/stream",
-      dialect: "fastapi",
-      doc: { summary: "Stream a task's events over SSE (TerminalUse)", query: StreamTaskEventsRequestSchema, responses: [{ status: 200, description: "SSE: id = sequence_id, data = the event", schema: TaskEventSchema, sse: true }] },
-      async handle(r) {
-        const resume = lastEventId(r);
-        const extra: Record<string, unknown> = { task_id: r.params["task_id"] };
-        if (resume !== undefined) extra["last_sequence_id"] = resume;
-        const source = await tu.streamTaskEvents(fromQuery(StreamTaskEventsRequestSchema, r, extra), r.ctx);
-        return { sse: mapBatches(source, (e) => ({ id: String(e.sequenceId), data: JSON.stringify(messageToJson(TaskEventSchema, e)) })), keepalive: ": keepalive\n\n" };
       },
     },
     {

@@ -1,4 +1,4 @@
-import type { MessageRecord, TaskRecord, TaskStore } from "../tasks.js";
+import { matchesTaskFilter, taskOrder, type MessageRecord, type TaskFilter, type TaskPage, type TaskRecord, type TaskStore, type TaskUpdate } from "../tasks.js";
 
 export class MemoryTaskStore implements TaskStore {
   readonly #tasks = new Map<string, TaskRecord>();
@@ -14,6 +14,33 @@ export class MemoryTaskStore implements TaskStore {
   async getTask(project: string, id: string): Promise<TaskRecord | undefined> {
     const t = this.#tasks.get(id);
     return t && t.project === project ? structuredClone(t) : undefined;
+  }
+
+  async getTaskByName(project: string, name: string, agentId?: string): Promise<TaskRecord | undefined> {
+    let best: TaskRecord | undefined;
+    for (const t of this.#tasks.values()) {
+      if (t.project !== project || t.name !== name || (agentId !== undefined && t.agentId !== agentId)) continue;
+      if (!best || taskOrder("created_at", "desc")(t, best) < 0) best = t;
+    }
+    return best && structuredClone(best);
+  }
+
+  async listTasks(project: string, filter: TaskFilter, page: TaskPage): Promise<TaskRecord[]> {
+    return [...this.#tasks.values()]
+      .filter((t) => t.project === project && matchesTaskFilter(t, filter))
+      .sort(taskOrder(page.orderBy, page.direction))
+      .slice(page.offset, page.offset + page.limit)
+      .map((t) => structuredClone(t));
+  }
+
+  async updateTask(project: string, id: string, u: TaskUpdate): Promise<TaskRecord | undefined> {
+    const t = this.#tasks.get(id);
+    if (!t || t.project !== project || (u.fromStatuses && !u.fromStatuses.includes(t.status))) return undefined;
+    if (u.status !== undefined) t.status = u.status;
+    if (u.statusReason !== undefined) t.statusReason = u.statusReason;
+    if (u.taskMetadata !== undefined) t.taskMetadata = structuredClone(u.taskMetadata);
+    t.updatedAt = u.updatedAt;
+    return structuredClone(t);
   }
 
   async addMessage(message: MessageRecord): Promise<void> {
