@@ -1,4 +1,5 @@
 /** API keys, project binding and isolation between projects, on every store adapter. */
+import { TaskEventsService } from "../gen/terminaluse/v1/terminaluse_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { SailhouseClient } from "@sailhouse/client";
@@ -59,6 +60,20 @@ for (const factory of storeFactories) {
       expect((await sh.publish(topic, { five: 6 })).id).toBeTruthy();
       const listed = await getJson(app, `/api/v1/events?topic=${topic}`, A);
       expect(listed.json.events.map((e: any) => e.sequence_id)).toEqual([1, 2, 3, 4, 5, 6]);
+    });
+
+    it("accepts TerminalUse's agent key header (x-agent-api-key), on JSON paths and RPCs; Bearer wins when both come", async () => {
+      const t = await postJson(app, "/tasks", { agent_name: "acme/a" }, { "x-agent-api-key": "key-a" });
+      expect(t.status).toBe(201);
+      expect((await getJson(app, `/tasks/${t.json.id}`, { "x-agent-api-key": "key-a" })).json.id).toBe(t.json.id);
+      const wrong = await getJson(app, `/tasks/${t.json.id}`, { "x-agent-api-key": "nope" });
+      expect([wrong.status, typeof wrong.json.detail]).toEqual([401, "string"]);
+      // The SDK sends both when given both: the Bearer token decides (here: a wrong one).
+      expect((await getJson(app, `/tasks/${t.json.id}`, { "x-agent-api-key": "key-a", authorization: "Bearer nope" })).status).toBe(401);
+      expect((await getJson(app, `/tasks/${t.json.id}`, { "x-agent-api-key": "nope", authorization: "Bearer key-a" })).status).toBe(200);
+      const rpc = client(TaskEventsService, app, "grpc");
+      expect((await rpc.getTask({ taskId: t.json.id }, { headers: { "x-agent-api-key": "key-a" } })).id).toBe(t.json.id);
+      await expect(rpc.getTask({ taskId: t.json.id }, { headers: { "x-agent-api-key": "nope" } })).rejects.toMatchObject({ code: Code.Unauthenticated });
     });
 
     it("refuses a key used for another project with 403 / permission_denied", async () => {
