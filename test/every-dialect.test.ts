@@ -65,7 +65,8 @@ for (const factory of storeFactories) {
       const task = await postJson(app, "/tasks", { agent_name: "acme/a" }, P);
       expect(task.status).toBe(201);
       const id = task.json.id as string;
-      const tuSse = new SseReader(`${app.url}/tasks/${id}/stream`, P);
+      const tuSse = new SseReader(`${app.url}/tasks/${id}/stream?format=events`, P);
+      const parts = new SseReader(`${app.url}/tasks/${id}/stream`, P); // TerminalUse stream parts (the default)
       await rpc.publish({ stream: { kind: StreamKind.TASK, key: id }, events: [{ eventType: "x", data: { kind: { case: "stringValue", value: "hi" } } }, { eventType: "y", data: { kind: { case: "numberValue", value: 5 } } }] }, { headers: { "x-project-id": "acme" } });
       expect((await postJson(app, `/tasks/${id}/events`, { content: { type: "text", text: "own" } }, P)).status).toBe(201);
       const list = await getJson(app, `/events?task_id=${id}`, P);
@@ -76,6 +77,9 @@ for (const factory of storeFactories) {
       await tuSse.until((r) => r.messages.length >= 3);
       expect(tuSse.messages.map((m) => JSON.parse(m.data).content.type)).toEqual(["text", "data", "text"]);
       await tuSse.close();
+      await parts.until((r) => r.messages.length >= 9);
+      await parts.close();
+      expect(parts.messages.filter((m) => JSON.parse(m.data).type === "text-delta").map((m) => JSON.parse(m.data).text)).toEqual(["hi", "5", "own"]);
       const tu = client(TaskEventsService, app, "grpc");
       const viaRpc = await tu.listEvents({ taskId: id }, { headers: { "x-project-id": "acme" } });
       expect(viaRpc.events.map((e) => e.content?.part.case)).toEqual(["text", "data", "text"]);
