@@ -9,7 +9,7 @@ import { SailhouseClient } from "@sailhouse/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/server/app.js";
 import { startTestServer } from "./support/server.js";
-import { itSdk, runPythonSdk } from "./support/python-sdk.js";
+import { itSdk, RUST_SAILHOUSE, runPythonSdk, runSdkBinary, rustSdkAvailable, rustSdkRequired } from "./support/python-sdk.js";
 
 const MODES: { name: string; env: Record<string, string>; apiKey: string }[] = [
   { name: "auth off", env: { AUTH: "off" }, apiKey: "any-key-is-ignored" },
@@ -76,6 +76,32 @@ for (const mode of MODES) {
       expect(done?.data).toMatchObject({ status: "completed" });
       const reg = await sh.admin.registerPushSubscription(topic, "hook", "http://127.0.0.1:9/hook");
       expect(reg.outcome).toBe("created");
+    });
+
+    it.skipIf(!rustSdkAvailable && !rustSdkRequired)("Rust SDK (crates.io sailhouse 0.2.0): publish, get_events, Event::ack, wait, admin.register_push_subscription", async () => {
+      expect(rustSdkAvailable, "build it: cargo build --locked --manifest-path test/sdk/rust/Cargo.toml").toBe(true);
+      const js = new SailhouseClient(mode.apiKey, { api_url: app.url });
+      expect(await js.pull("rs-orders", "rs")).toBeNull(); // the subscription the Rust SDK lists (it has no pull)
+      expect(await js.pull("rs-done", "watch")).toBeNull();
+      const r = await runSdkBinary(RUST_SAILHOUSE, { baseUrl: app.url, apiKey: mode.apiKey, args: { topic: "rs-orders", subscription: "rs", done_topic: "rs-done", hook_topic: "rs-hooks" } });
+      expect(r.published).toEqual([expect.stringMatching(/^[0-9a-f-]{36}$/), expect.stringMatching(/^[0-9a-f-]{36}$/)]);
+      expect(r.page).toEqual({ offset: 0, limit: 10, events: [{ id: r.published[0], data: { n: 1 } }, { id: r.published[1], data: { n: 2 } }] });
+      expect(r.typed).toEqual([1, 2]);
+      expect([r.waited, r.registered]).toEqual([true, "created"]);
+      // Its acks took (POST …/events/{id} with a {} body): nothing is left on rs-orders.
+      expect(await js.pull("rs-orders", "rs")).toBeNull();
+      // sailhouse 0.2.0's wait() sends every event to the wait group's topic, not to WaitEvent.topic (the
+      // SDK's doing: the service stores what it is sent); acking them completes the group.
+      const left = [await js.pull<{ step: number }>("rs-done", "watch"), await js.pull<{ step: number }>("rs-done", "watch")];
+      expect(left.map((e) => e?.data)).toEqual([{ step: 1 }, { step: 2 }]);
+      for (const e of left) await e!.ack();
+      let done = null;
+      for (let i = 0; i < 100 && !done; i++) done = (await js.pull<{ status: string }>("rs-done", "watch")) ?? (await new Promise((f) => setTimeout(f, 50)), null);
+      expect(done?.data).toMatchObject({ status: "completed" });
+      if (mode.env.AUTH === "required") {
+        const denied = await runSdkBinary(RUST_SAILHOUSE, { baseUrl: app.url, apiKey: "wrong", args: { topic: "rs-orders", subscription: "rs", done_topic: "x", hook_topic: "y" } });
+        expect(denied.publish_error).toMatch(/decoding response body/);
+      }
     });
 
     it("Go SDK's request shapes (github.com/sailhouse/sdk-go is not reachable through the module proxy here): a single {path, value} filter", async () => {

@@ -53,8 +53,10 @@ export class PythonSdkProcess {
   #waiters: (() => void)[] = [];
   #buf = "";
 
-  constructor(script: string, opts: SdkRunOptions) {
-    this.#child = spawn(SDK_PYTHON, [join(SDK_DIR, script)], {
+  /** `script`: a file in test/sdk/ run by the venv's Python, or `{ binary }`: a program built from test/sdk/ (Rust). */
+  constructor(script: string | { binary: string }, opts: SdkRunOptions) {
+    const [command, argv] = typeof script === "string" ? [SDK_PYTHON, [join(SDK_DIR, script)]] : [join(SDK_DIR, script.binary), []];
+    this.#child = spawn(command, argv, {
       cwd: SDK_DIR,
       env: {
         PATH: process.env["PATH"] ?? "",
@@ -126,6 +128,16 @@ export class PythonSdkProcess {
   kill(): void {
     this.#child.kill("SIGKILL");
   }
+}
+
+/** Sailhouse's Rust SDK driver (test/sdk/rust), built by `cargo build` there; CI builds it and sets REQUIRE_RUST_SDK=1. */
+export const RUST_SAILHOUSE = "rust/target/debug/sailhouse-sdk-check";
+export const rustSdkAvailable = existsSync(join(SDK_DIR, RUST_SAILHOUSE));
+export const rustSdkRequired = process.env["REQUIRE_RUST_SDK"] === "1";
+
+/** Runs a program built from test/sdk/ to the end and returns its parsed result (its last JSON line). */
+export function runSdkBinary(binary: string, opts: SdkRunOptions): Promise<any> {
+  return new PythonSdkProcess({ binary }, opts).result();
 }
 
 /** Starts a script and leaves it running (for streams the test feeds while it reads). */
