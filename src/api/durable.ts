@@ -45,6 +45,8 @@ export interface DsRequest {
   signal: AbortSignal;
   /** scheme://host the request was sent to (for Location). */
   origin: string;
+  /** Set on `/v1/log/{kind}/{key}`: the durable JSON view of another kind's stream (then `name` is unused). */
+  view?: { kind: "topic" | "execution" | "task"; key: string };
 }
 
 export type DsReply =
@@ -83,6 +85,12 @@ export const H = {
 
 /** Where stream names live in URLs (for Stream-Forked-From values and Location). */
 export const STREAM_PREFIX = "/v1/stream/";
+/** Where the durable views of topics, executions and tasks live: `/v1/log/{kind}/{key}`. */
+export const LOG_PREFIX = "/v1/log/";
+/** The incarnation of every view: views are never deleted, so they need no other. */
+const VIEW_INC = "0000000000000000";
+/** A view's record name: starts with a control character, which stream names may not contain. */
+const viewName = (kind: string, key: string): string => `\u0001log/${kind}/${key}`;
 const MAX_PRODUCER_ID = 256;
 /** Events read from the log per round of a read. */
 const READ_EVENTS = 1000;
@@ -121,6 +129,8 @@ export function durableApi(deps: DurableDeps) {
   const producerLocks = new Map<string, Promise<unknown>>();
 
   const idOf = (project: string, name: string): StreamId => ({ project, kind: "durable", key: name });
+  /** The log stream behind a record: its own, or the viewed stream of another kind. */
+  const logOf = (m: DurableMeta): StreamId => (m.view ? { project: m.project, kind: m.view.kind, key: m.view.key } : idOf(m.project, m.name));
   const nowMs = (): number => deps.now().getTime();
 
   function expired(m: DurableMeta): boolean {
@@ -138,6 +148,21 @@ export function durableApi(deps: DurableDeps) {
       return m.refCount > 0 ? { ...m, softDeleted: true } : undefined;
     }
     return m;
+  }
+
+  /** A view's record, made on first use (the viewed stream exists as soon as it is named). */
+  async function ensureView(project: string, view: NonNullable<DsRequest["view"]>): Promise<DurableMeta> {
+    const name = viewName(view.kind, view.key);
+    const found = await durable.get(project, name);
+    if (found) return found;
+    const at = deps.now();
+    const { meta } = await durable.create({ project, name, inc: VIEW_INC, base: 0, contentType: "application/json", createdAt: at, lastAccessAt: at, closed: false, ancestors: [], refCount: 0, softDeleted: false, view });
+    return meta;
+  }
+
+  /** The record a request addresses: its view, or its durable stream (404 when absent, 410 when soft-deleted). */
+  async function target(r: DsRequest): Promise<DurableMeta> {
+    return r.view ? ensureView(r.project, r.view) : live(r.project, r.name);
   }
 
   /** load() for direct operations: 404 when absent, 410 when soft-deleted. */
@@ -161,7 +186,7 @@ export function durableApi(deps: DurableDeps) {
    * later starts after them with a new incarnation.
    */
   async function retire(m: DurableMeta): Promise<void> {
-    const id = idOf(m.project, m.name);
+    const id = logOf(m);
     await log.closeStream(id);
     await log.purge(id);
     if (m.refCount > 0) {
@@ -181,14 +206,14 @@ export function durableApi(deps: DurableDeps) {
   }
 
   async function tailOf(m: DurableMeta): Promise<{ position: number; closed: boolean }> {
-    const id = idOf(m.project, m.name);
+    const id = logOf(m);
     const [head, closed] = await Promise.all([log.head(id), log.isClosed(id)]);
     return { position: Math.max(0, head - m.base), closed };
   }
 
   /** Messages after `position`, at most about readMaxBytes: the events, the next position, and whether that is all there is now. */
   async function readAfter(m: DurableMeta, position: number): Promise<{ events: StoredEvent[]; next: number; upToDate: boolean }> {
-    const page = await log.list(idOf(m.project, m.name), m.base + position, READ_EVENTS);
+    const page = await log.list(logOf(m), m.base + position, READ_EVENTS);
     let bytes = 0;
     const events: StoredEvent[] = [];
     for (const e of page.events) {
@@ -221,15 +246,45 @@ export function durableApi(deps: DurableDeps) {
   }
 
   function body(m: DurableMeta, events: readonly StoredEvent[]): Buffer {
+    if (m.view) return Buffer.from(`[${events.map((e) => JSON.stringify(envelope(e))).join(",")}]`);
     if (isJson(m.contentType)) return Buffer.from(`[${events.map(jsonMessage).join(",")}]`);
     return Buffer.concat(events.map(rawMessage));
+  }
+
+  /**
+   * A view's message for one event of a topic, execution or task: the event as one JSON object.
+   * POSTing `{type, data, metadata, idempotency_key}` appends an event with those (server-set
+   * fields, if sent back, are ignored), so what is read can be written again.
+   */
+  function envelope(e: StoredEvent): Record<string, unknown> {
+    const out: Record<string, unknown> = { id: e.id, sequence: e.seq, type: e.eventType, data: e.data, metadata: e.metadata, created_at: e.createdAt.toISOString() };
+    if (e.bytes) out["payload_base64"] = Buffer.from(e.bytes).toString("base64");
+    if (e.idempotencyKey !== undefined) out["idempotency_key"] = e.idempotencyKey;
+    if (e.expireAt) out["expire_at"] = e.expireAt.toISOString();
+    if (e.extra && Object.keys(e.extra).length > 0) out["extra"] = e.extra;
+    return out;
+  }
+
+  function fromEnvelope(v: JsonValue, i: number): EventDraft {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new DsError(400, `message ${i}: a log view takes objects {type, data, metadata}`);
+    const type = v["type"] ?? "message";
+    if (typeof type !== "string" || type === "" || type.length > 256) throw new DsError(400, `message ${i}: type must be a string of 1-256 characters`);
+    const metadata = v["metadata"] ?? {};
+    if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) throw new DsError(400, `message ${i}: metadata must be an object`);
+    const d: EventDraft = { eventType: type, data: v["data"] ?? null, metadata };
+    const key = v["idempotency_key"];
+    if (key !== undefined) {
+      if (typeof key !== "string" || key === "" || key.length > 256) throw new DsError(400, `message ${i}: idempotency_key must be a string of 1-256 characters`);
+      d.idempotencyKey = key;
+    }
+    return d;
   }
 
   /**
    * The messages of an append (or initial) body. JSON: validated and flattened one level; an empty
    * array is refused on append and means "no messages" on create. Others: the body as one message.
    */
-  function toDrafts(m: Pick<DurableMeta, "contentType">, raw: Buffer, creating: boolean): EventDraft[] {
+  function toDrafts(m: Pick<DurableMeta, "contentType" | "view">, raw: Buffer, creating: boolean): EventDraft[] {
     const eventType = mediaType(m.contentType);
     if (!isJson(m.contentType)) return [{ eventType, data: null, bytes: new Uint8Array(raw) }];
     let value: JsonValue;
@@ -240,6 +295,7 @@ export function durableApi(deps: DurableDeps) {
     }
     const messages = Array.isArray(value) ? value : [value];
     if (messages.length === 0 && !creating) throw new DsError(400, "empty arrays are not allowed");
+    if (m.view) return messages.map(fromEnvelope);
     return messages.map((data) => ({ eventType, data }));
   }
 
@@ -345,7 +401,7 @@ export function durableApi(deps: DurableDeps) {
       if (point > tail.position) throw new DsError(400, "Stream-Fork-Offset is beyond the source stream's tail");
     }
     const copies = new Map<number, EventDraft>();
-    const srcId = idOf(src.project, src.name);
+    const srcId = logOf(src);
     const copy = (e: StoredEvent): EventDraft => {
       const d: EventDraft = { eventType: e.eventType, data: e.data };
       if (e.bytes) d.bytes = e.bytes;
@@ -388,6 +444,12 @@ export function durableApi(deps: DurableDeps) {
 
   async function create(r: DsRequest): Promise<DsReply> {
     const c = parseCreate(r);
+    if (r.view) {
+      // A view exists as soon as it is named: PUT confirms its (fixed) configuration or conflicts.
+      const m = await ensureView(r.project, r.view);
+      if (c.forkedFrom !== undefined || !sameConfig({ ...m, closed: (await tailOf(m)).closed }, c)) throw new DsError(409, "a log view is application/json, without expiry or fork");
+      return createdReply(r, m, 200);
+    }
     const existing = await load(r.project, r.name);
     if (existing) {
       if (existing.softDeleted) throw new DsError(409, "this name belongs to a deleted stream that forks still reference");
@@ -399,6 +461,7 @@ export function durableApi(deps: DurableDeps) {
       src = await load(r.project, c.forkedFrom);
       if (!src) throw new DsError(404, "source stream not found");
       if (src.softDeleted) throw new DsError(409, "the source stream was deleted (its forks keep it reserved)");
+      if (src.view) throw new DsError(400, "a log view cannot be forked");
       if (c.contentType !== undefined && mediaType(c.contentType) !== mediaType(src.contentType)) throw new DsError(409, "Content-Type differs from the source stream's");
     }
     const contentType = c.contentType ?? src?.contentType ?? "application/octet-stream";
@@ -458,7 +521,7 @@ export function durableApi(deps: DurableDeps) {
   // ---------------------------------------------------------------- metadata (HEAD), delete
 
   async function head(r: DsRequest): Promise<DsReply> {
-    const m = await live(r.project, r.name);
+    const m = await target(r);
     const tail = await tailOf(m);
     const headers: Record<string, string> = {
       "content-type": m.contentType,
@@ -473,6 +536,7 @@ export function durableApi(deps: DurableDeps) {
   }
 
   async function remove(r: DsRequest): Promise<DsReply> {
+    if (r.view) throw new DsError(405, "a log view is not deleted here (PurgeStream deletes a stream's events)", { allow: "GET, HEAD, POST, PUT, OPTIONS" });
     const m = await live(r.project, r.name);
     await retire(m);
     return { status: 204 };
@@ -513,14 +577,14 @@ export function durableApi(deps: DurableDeps) {
     const producer = parseProducer(r);
     const close = r.header(H.closed)?.toLowerCase() === "true";
     if (r.body.length === 0 && !close) throw new DsError(400, "empty body (only a close, Stream-Closed: true, may have none)");
-    const m = await live(r.project, r.name);
+    const m = await target(r);
     await touch(m);
     if (!producer) return appendOnce(r, m, close, undefined);
-    return serialized(`${r.project}\n${r.name}\n${m.inc}\n${producer.id}`, () => appendOnce(r, m, close, producer));
+    return serialized(`${r.project}\n${m.name}\n${m.inc}\n${producer.id}`, () => appendOnce(r, m, close, producer));
   }
 
   async function appendOnce(r: DsRequest, m: DurableMeta, close: boolean, producer: Producer | undefined): Promise<DsReply> {
-    const id = idOf(m.project, m.name);
+    const id = logOf(m);
     let verdict: Verdict | undefined;
     for (;;) {
       if (producer) {
@@ -623,7 +687,7 @@ export function durableApi(deps: DurableDeps) {
   async function read(r: DsRequest): Promise<DsReply> {
     const { offset, live: mode } = readParams(r);
     if (offset !== undefined && offset !== "-1" && offset !== "now" && !OFFSET.test(offset)) throw new DsError(400, "malformed offset");
-    const m = await live(r.project, r.name);
+    const m = await target(r);
     await touch(m);
     const tail = await tailOf(m);
     const start = resolveStart(m, offset, tail.position);
@@ -662,7 +726,7 @@ export function durableApi(deps: DurableDeps) {
 
   /** Waits for data after `start`; undefined on timeout or when the stream is (or becomes) closed there. */
   async function longPoll(r: DsRequest, m: DurableMeta, start: number): Promise<{ events: StoredEvent[]; next: number; upToDate: boolean } | undefined> {
-    const id = idOf(m.project, m.name);
+    const id = logOf(m);
     const deadline = nowMs() + config.longPollTimeoutMs;
     while (!r.signal.aborted) {
       const w = log.watch(id);
@@ -699,7 +763,7 @@ export function durableApi(deps: DurableDeps) {
     const base64 = !isTextual(m.contentType);
     const headers: Record<string, string> = { "content-type": "text/event-stream", "cache-control": "no-cache" };
     if (base64) headers[H.sseEncoding] = "base64";
-    const id = idOf(m.project, m.name);
+    const id = logOf(m);
     const cursorIn = r.query.get("cursor");
     async function* frames(): AsyncGenerator<string> {
       const end = nowMs() + config.sseMaxMs;

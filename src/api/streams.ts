@@ -50,7 +50,7 @@ export function streamsApi(deps: ApiDeps, opts: { windowBytes?: number } = {}) {
   const windowBytes = opts.windowBytes ?? PUBLISH_STREAM_WINDOW_BYTES;
   function streamOf(ctx: CallContext, ref: StreamRef | undefined): StreamId {
     const kind = ref ? kindFromPb(ref.kind) : undefined;
-    if (!ref || !kind) throw invalidField(["stream", "kind"], "stream kind must be TOPIC, EXECUTION or TASK", "value_error");
+    if (!ref || !kind) throw invalidField(["stream", "kind"], "stream kind must be TOPIC, EXECUTION, TASK or DURABLE", "value_error");
     if (!ref.key) throw invalidField(["stream", "key"], "stream key must not be empty", "missing");
     if (!IDENTIFIER.test(ref.key)) throw invalidField(["stream", "key"], "must be 1-256 characters of letters, digits and _ . : @ ~ + = / -", "string_pattern_mismatch", ref.key);
     return { project: ctx.project ?? DEFAULT_PROJECT, kind, key: ref.key };
@@ -59,6 +59,12 @@ export function streamsApi(deps: ApiDeps, opts: { windowBytes?: number } = {}) {
   function drafts(events: readonly EventInput[]): EventDraft[] {
     return events.map((e, i) => {
       const d: EventDraft = { eventType: e.eventType, data: valueToJson(e.data, ["events", i, "data"]), metadata: e.metadata ?? {} };
+      if (e.payload !== undefined) {
+        // An opaque payload: stored and delivered as bytes, never parsed.
+        if (e.data !== undefined && d.data !== null) throw invalidField(["events", i, "payload"], "set data or payload, not both", "value_error");
+        d.bytes = e.payload;
+        d.data = null;
+      }
       if (e.idempotencyKey !== undefined) {
         if (e.idempotencyKey.length < 1 || e.idempotencyKey.length > 256) {
           throw invalidField(["events", i, "idempotency_key"], "String should have 1 to 256 characters", "string_too_long", e.idempotencyKey.length);
@@ -246,7 +252,9 @@ function encodedCompact(e: StoredEvent): Uint8Array {
 
 /** An event as events.v1.CompactEvent: flat, its data as JSON text. */
 function toCompactEvent(e: StoredEvent): CompactEvent {
-  return create(CompactEventSchema, { sequence: BigInt(e.seq), id: e.id, eventType: e.eventType, dataJson: JSON.stringify(e.data), createdAtMs: BigInt(e.createdAt.getTime()) });
+  const c = create(CompactEventSchema, { sequence: BigInt(e.seq), id: e.id, eventType: e.eventType, dataJson: JSON.stringify(e.data), createdAtMs: BigInt(e.createdAt.getTime()) });
+  if (e.bytes) c.payload = e.bytes;
+  return c;
 }
 
 /** The fields PublishResponse and PublishStreamResponse share, for a non-empty publish. */

@@ -44,6 +44,11 @@ export interface DurableMeta {
   softDeleted: boolean;
   /** The last Stream-Seq accepted (byte-wise lexicographic order). */
   streamSeq?: string;
+  /**
+   * Set for the durable view of another kind's stream (`/v1/log/{kind}/{key}`): the log stream it
+   * reads and appends to, as JSON envelopes. Such a record never expires and is never deleted.
+   */
+  view?: { kind: "topic" | "execution" | "task"; key: string };
 }
 
 export interface ProducerState {

@@ -1,6 +1,7 @@
 /**
  * The Durable Streams route table: `/v1/stream/{name}` (PUT create, POST append/close, GET read /
- * long-poll / SSE, HEAD, DELETE, OPTIONS preflight). The protocol speaks raw bytes and its own
+ * long-poll / SSE, HEAD, DELETE, OPTIONS preflight), and `/v1/log/{topic|execution|task}/{key}`,
+ * the same protocol over the other kinds' streams (JSON envelopes, see src/api/durable.ts). The protocol speaks raw bytes and its own
  * headers, not the JSON dialects of gateway.ts, so this table moves bytes and headers itself;
  * everything the protocol decides is in src/api/durable.ts.
  */
@@ -8,7 +9,7 @@ import type { ServerResponse } from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { DEFAULT_PROJECT } from "../../api/common.js";
-import { DsError, STREAM_PREFIX, type DurableApi, type DsReply } from "../../api/durable.js";
+import { DsError, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, type DsRequest } from "../../api/durable.js";
 import { StoreUnavailableError } from "../../core/types.js";
 import { credentialOf, type Auth } from "../auth.js";
 import type { Req, Res } from "../sse.js";
@@ -95,7 +96,7 @@ function write(res: Res, chunk: string): Promise<void> {
 export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Req, res: Res) => boolean {
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
-    if (!url.pathname.startsWith(STREAM_PREFIX)) return false;
+    if (!url.pathname.startsWith(STREAM_PREFIX) && !url.pathname.startsWith(LOG_PREFIX)) return false;
     void serve(url, req, res);
     return true;
   };
@@ -113,15 +114,26 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
         res.end();
         return;
       }
+      const isView = url.pathname.startsWith(LOG_PREFIX);
       let name: string;
       try {
-        name = decodeURIComponent(url.pathname.slice(STREAM_PREFIX.length));
+        name = decodeURIComponent(url.pathname.slice(isView ? LOG_PREFIX.length : STREAM_PREFIX.length));
       } catch {
         throw new DsError(400, "malformed stream name");
       }
       // `__ds` is the protocol's reserved control namespace (subscriptions, not served here).
       if (name === "" || name.split("/")[0] === "__ds" || Buffer.byteLength(name) > MAX_NAME_BYTES || /[\u0000-\u001f\u007f]/.test(name)) {
         throw new DsError(404, "no such stream");
+      }
+      let view: DsRequest["view"];
+      if (isView) {
+        const slash = name.indexOf("/");
+        const kind = name.slice(0, slash);
+        const key = name.slice(slash + 1);
+        if (slash < 0 || (kind !== "topic" && kind !== "execution" && kind !== "task") || !/^[A-Za-z0-9_.:@~+=/-]{1,256}$/.test(key)) {
+          throw new DsError(404, "no such stream: /v1/log/{topic|execution|task}/{key}");
+        }
+        view = { kind, key };
       }
       const claimed = header(req, "x-project-id") || header(req, "project-id") || undefined;
       const project = (await d.auth.project(credentialOf((n) => header(req, n) || undefined), claimed)) ?? DEFAULT_PROJECT;
@@ -134,6 +146,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
         query: url.searchParams,
         body,
         signal: abort.signal,
+        ...(view ? { view } : {}),
         origin: `${(req.socket as { encrypted?: boolean }).encrypted ? "https" : "http"}://${header(req, "host") ?? header(req, ":authority") ?? "localhost"}`,
       });
       await send(res, reply, abort);
