@@ -13,7 +13,7 @@
  */
 import type { ApiDeps } from "./common.js";
 import type { DurableMeta, DurableStore, ProducerState } from "../store/durable.js";
-import { StreamClosedError, type EventDraft, type JsonValue, type StoredEvent, type StreamId } from "../core/types.js";
+import { StreamClosedError, streamName, type EventDraft, type JsonValue, type StoredEvent, type StreamId } from "../core/types.js";
 import { formatOffset, isJson, isTextual, mediaType, newIncarnation, OFFSET, OffsetError, parseOffset, responseCursor, sseData, strictUint, validContentType } from "./durable-wire.js";
 
 export interface DurableConfig {
@@ -95,10 +95,30 @@ const MAX_PRODUCER_ID = 256;
 /** Events read from the log per round of a read. */
 const READ_EVENTS = 1000;
 
-interface Producer {
+export interface Producer {
   id: string;
   epoch: number;
   seq: number;
+}
+
+export interface ProducerOutcome {
+  events: StoredEvent[];
+  duplicate: boolean;
+  epoch: number;
+  /** The highest accepted seq. */
+  seq: number;
+}
+
+/** A producer request refused by the producer rules: `stale` epoch, seq `gap`, or `invalid` fields. */
+export class ProducerRejection extends Error {
+  constructor(
+    readonly kind: "stale" | "gap" | "invalid",
+    message: string,
+    readonly epoch?: number,
+    readonly expectedSeq?: number,
+  ) {
+    super(message);
+  }
 }
 
 type Verdict =
@@ -577,10 +597,22 @@ export function durableApi(deps: DurableDeps) {
     const producer = parseProducer(r);
     const close = r.header(H.closed)?.toLowerCase() === "true";
     if (r.body.length === 0 && !close) throw new DsError(400, "empty body (only a close, Stream-Closed: true, may have none)");
-    const m = await target(r);
-    await touch(m);
-    if (!producer) return appendOnce(r, m, close, undefined);
-    return serialized(`${r.project}\n${m.name}\n${m.inc}\n${producer.id}`, () => appendOnce(r, m, close, producer));
+    if (!producer) {
+      const m = await target(r);
+      await touch(m);
+      return appendOnce(r, m, close, undefined);
+    }
+    const stream: StreamId = r.view ? { project: r.project, ...r.view } : idOf(r.project, r.name);
+    return serialized(lockKey(stream, producer.id), async () => {
+      const m = await target(r);
+      await touch(m);
+      return appendOnce(r, m, close, producer);
+    });
+  }
+
+  /** One producer's requests to one stream run one at a time, in arrival order (PROTOCOL.md 5.2.1). */
+  function lockKey(stream: StreamId, producerId: string): string {
+    return `${streamName(stream)}\n${producerId}`;
   }
 
   async function appendOnce(r: DsRequest, m: DurableMeta, close: boolean, producer: Producer | undefined): Promise<DsReply> {
@@ -807,7 +839,49 @@ export function durableApi(deps: DurableDeps) {
     return { status: 200, headers, sse: frames() };
   }
 
+  /**
+   * An idempotent producer's publish to any stream (PublishStream's producer fields), with the
+   * same rules and the same state as the Producer-* headers: a durable stream's producers, or, for
+   * topics, executions and tasks, those of their /v1/log view.
+   */
+  async function producerPublish(stream: StreamId, producer: Producer, drafts: EventDraft[]): Promise<ProducerOutcome> {
+    if (producer.id === "" || producer.id.length > MAX_PRODUCER_ID) throw new ProducerRejection("invalid", `producer_id must be 1-${MAX_PRODUCER_ID} characters`);
+    if (!Number.isSafeInteger(producer.epoch) || !Number.isSafeInteger(producer.seq)) throw new ProducerRejection("invalid", "producer_epoch and producer_seq must be at most 2^53-1");
+    // Queued in arrival order before anything is awaited: one call's pipelined publishes keep their order.
+    return serialized(lockKey(stream, producer.id), async () => {
+      const m = stream.kind === "durable" ? await live(stream.project, stream.key) : await ensureView(stream.project, { kind: stream.kind, key: stream.key });
+      const id = logOf(m);
+      for (;;) {
+        const v = judgeProducer(await durable.getProducer(m.project, m.name, m.inc, producer.id), producer);
+        switch (v.kind) {
+          case "stale":
+            throw new ProducerRejection("stale", `stale producer epoch ${producer.epoch}: the producer is at epoch ${v.epoch}`, v.epoch);
+          case "epoch-seq":
+            throw new ProducerRejection("invalid", "a new producer epoch must start at producer_seq 0");
+          case "gap":
+            throw new ProducerRejection("gap", `producer_seq gap: expected ${v.expected}, got ${v.received}`, producer.epoch, v.expected);
+          case "duplicate": {
+            // As over HTTP: the newest accepted request is appended again under its keys, which stores it only if it is missing.
+            if (producer.seq === v.lastSeq) await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer, i) })), { source: "streams" }).catch(() => undefined);
+            return { events: [], duplicate: true, epoch: producer.epoch, seq: v.lastSeq };
+          }
+          case "accept": {
+            if (!(await durable.casProducer(m.project, m.name, m.inc, producer.id, v.expected, v.next))) continue;
+            try {
+              const events = await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer, i) })), { source: "streams" });
+              return { events, duplicate: false, epoch: producer.epoch, seq: producer.seq };
+            } catch (err) {
+              await durable.casProducer(m.project, m.name, m.inc, producer.id, v.next, v.expected ?? { epoch: producer.epoch, lastSeq: -1 }).catch(() => undefined);
+              throw err;
+            }
+          }
+        }
+      }
+    });
+  }
+
   return {
+    producerPublish,
     /** Serves one protocol request on /v1/stream/{name}. */
     async handle(r: DsRequest): Promise<DsReply> {
       switch (r.method) {

@@ -37,6 +37,7 @@ import {
 import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
 import { eventCost, jsonDepth } from "../core/json.js";
 import { encodeJsonValue, MAX_PROTO_DATA_DEPTH } from "./free-json.js";
+import { ProducerRejection, type Producer, type ProducerOutcome } from "./durable.js";
 import { checkRequired, DEFAULT_PROJECT, RecentCache, recentCacheBytes, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
@@ -45,8 +46,13 @@ export const PUBLISH_STREAM_WINDOW = 256;
 /** Bytes of events one PublishStream call may have in flight, by default (PUBLISH_STREAM_WINDOW_BYTES). */
 export const PUBLISH_STREAM_WINDOW_BYTES = 8 * 1024 * 1024;
 
+export interface StreamsDeps extends ApiDeps {
+  /** Idempotent producers' publishes (src/api/durable.ts: the Durable Streams producer rules and state). */
+  producers?: (stream: StreamId, producer: Producer, drafts: EventDraft[]) => Promise<ProducerOutcome>;
+}
+
 /** The shared streams service: any stream of the caller's project, by (kind, key). */
-export function streamsApi(deps: ApiDeps, opts: { windowBytes?: number } = {}) {
+export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number } = {}) {
   const windowBytes = opts.windowBytes ?? PUBLISH_STREAM_WINDOW_BYTES;
   function streamOf(ctx: CallContext, ref: StreamRef | undefined): StreamId {
     const kind = ref ? kindFromPb(ref.kind) : undefined;
@@ -83,6 +89,18 @@ export function streamsApi(deps: ApiDeps, opts: { windowBytes?: number } = {}) {
     return { done: deps.log.publish(stream, ds, { source: "streams" }), bytes: ds.reduce((n, d) => n + eventCost(d).bytes, 0) };
   }
 
+  /** A PublishStream publish, exactly-once when it names a producer. */
+  function startStreamPublish(req: PublishStreamRequest, ctx: CallContext): { done: Promise<StoredEvent[] | ProducerOutcome>; bytes: number } {
+    if (req.producerId === undefined) return startPublish(req, ctx);
+    const stream = streamOf(ctx, req.stream);
+    if (req.events.length === 0) throw invalidField(["events"], "at least one event is required", "missing");
+    if (!deps.producers) throw invalidField(["producer_id"], "idempotent producers are not available here", "value_error");
+    const max = BigInt(Number.MAX_SAFE_INTEGER);
+    if (req.producerEpoch > max || req.producerSeq > max) throw invalidField(["producer_seq"], "producer_epoch and producer_seq must be at most 2^53-1", "value_error");
+    const ds = drafts(req.events);
+    return { done: deps.producers(stream, { id: req.producerId, epoch: Number(req.producerEpoch), seq: Number(req.producerSeq) }, ds), bytes: ds.reduce((n, d) => n + eventCost(d).bytes, 0) };
+  }
+
   return {
     async publish(req: PublishRequest, ctx: CallContext): Promise<PublishResponse> {
       checkRequired(PublishRequestSchema, req, []);
@@ -113,11 +131,11 @@ export function streamsApi(deps: ApiDeps, opts: { windowBytes?: number } = {}) {
       const start = (req: PublishStreamRequest, nested: boolean): void => {
         const entry: { ack?: PublishStreamResponse; bytes: number } = { bytes: 0 };
         inflight.push(entry);
-        let result: Promise<StoredEvent[]>;
+        let result: Promise<StoredEvent[] | ProducerOutcome>;
         try {
           checkRequired(PublishStreamRequestSchema, req, []);
           if (nested && req.more.length > 0) throw invalidField(["more"], "a publish inside `more` cannot carry `more` of its own", "value_error");
-          const started = startPublish(req, ctx);
+          const started = startStreamPublish(req, ctx);
           result = started.done;
           entry.bytes = started.bytes;
           inflightBytes += started.bytes;
@@ -266,10 +284,18 @@ function published(stored: StoredEvent[]) {
   };
 }
 
-async function ackFor(requestId: bigint, result: Promise<StoredEvent[]>): Promise<PublishStreamResponse> {
+async function ackFor(requestId: bigint, result: Promise<StoredEvent[] | ProducerOutcome>): Promise<PublishStreamResponse> {
   try {
-    return create(PublishStreamResponseSchema, { requestId, ...published(await result) });
+    const r = await result;
+    if (Array.isArray(r)) return create(PublishStreamResponseSchema, { requestId, ...published(r) });
+    const producer = { producerEpoch: BigInt(r.epoch), producerSeq: BigInt(r.seq) };
+    return create(PublishStreamResponseSchema, r.duplicate ? { requestId, duplicate: true, ...producer } : { requestId, ...published(r.events), ...producer });
   } catch (err) {
+    if (err instanceof ProducerRejection) {
+      // A zombie (older epoch) is fenced off: permission_denied with the current epoch; a gap is aborted with the expected seq.
+      const code = err.kind === "stale" ? Code.PermissionDenied : err.kind === "gap" ? Code.Aborted : Code.InvalidArgument;
+      return create(PublishStreamResponseSchema, { requestId, error: { code: codeName(code), message: err.message }, producerEpoch: BigInt(err.epoch ?? 0), producerSeq: BigInt(err.expectedSeq ?? 0) });
+    }
     const e = toConnectError(err);
     return create(PublishStreamResponseSchema, { requestId, error: { code: codeName(e.code), message: e.rawMessage } });
   }

@@ -176,7 +176,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const deps = { log, now: () => new Date(now()) };
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
-  const streams = streamsApi(deps, { windowBytes: cfg.publishStreamWindowBytes });
+
   const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.db) : new MemorySailhouseStore();
   await sailhouseStore.init();
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore });
@@ -185,14 +185,13 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const terminaluse = terminalUseApi({ ...deps, tasks: taskStore });
   const durableStore: DurableStore = store instanceof MongoStore ? new MongoDurableStore(store.db) : new MemoryDurableStore();
   await durableStore.init();
-  const durable = durableRoutes(
-    durableApi({
-      ...deps,
-      durable: durableStore,
-      config: { longPollTimeoutMs: cfg.durableLongPollMs, sseMaxMs: cfg.durableSseMaxMs, maxAppendBytes: cfg.durableMaxAppendBytes, readMaxBytes: cfg.durableReadMaxBytes },
-    }),
-    { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests },
-  );
+  const durableStreams = durableApi({
+    ...deps,
+    durable: durableStore,
+    config: { longPollTimeoutMs: cfg.durableLongPollMs, sseMaxMs: cfg.durableSseMaxMs, maxAppendBytes: cfg.durableMaxAppendBytes, readMaxBytes: cfg.durableReadMaxBytes },
+  });
+  const durable = durableRoutes(durableStreams, { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests });
+  const streams = streamsApi({ ...deps, producers: durableStreams.producerPublish }, { windowBytes: cfg.publishStreamWindowBytes });
   const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger, errors });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
