@@ -64,6 +64,8 @@ export interface Config {
   memoryMaxBytes: number;
   /** Bytes of events one PublishStream call may have in flight before it stops reading. */
   publishStreamWindowBytes: number;
+  /** Durable Streams: most bytes a fork copies from its source (copy-on-fork). */
+  durableMaxForkBytes: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -116,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pendingPublishBytes: int(env, "PENDING_PUBLISH_BYTES", 64 * 1024 * 1024, 1024 * 1024),
     memoryMaxBytes: int(env, "MEMORY_MAX_BYTES", 128 * 1024 * 1024, 1024 * 1024),
     publishStreamWindowBytes: int(env, "PUBLISH_STREAM_WINDOW_BYTES", 8 * 1024 * 1024, 65536),
+    durableMaxForkBytes: int(env, "DURABLE_MAX_FORK_BYTES", 64 * 1024 * 1024, 1024),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

@@ -12,6 +12,7 @@
  *   sequence - base (see durable-wire.ts).
  */
 import type { ApiDeps } from "./common.js";
+import { freeJsonProblem } from "../core/json.js";
 import type { DurableMeta, DurableStore, ProducerState } from "../store/durable.js";
 import { StreamClosedError, streamName, type EventDraft, type JsonValue, type StoredEvent, type StreamId } from "../core/types.js";
 import { formatOffset, isJson, isTextual, mediaType, newIncarnation, OFFSET, OffsetError, parseOffset, responseCursor, sseData, strictUint, validContentType } from "./durable-wire.js";
@@ -25,6 +26,8 @@ export interface DurableConfig {
   maxAppendBytes: number;
   /** A read returns at most about this many bytes (at least one message). */
   readMaxBytes: number;
+  /** A fork copies its inherited data (copy-on-fork): at most this many bytes (413 above). */
+  maxForkBytes: number;
 }
 
 export interface DurableDeps extends ApiDeps {
@@ -94,6 +97,8 @@ const viewName = (kind: string, key: string): string => `\u0001log/${kind}/${key
 const MAX_PRODUCER_ID = 256;
 /** Events read from the log per round of a read. */
 const READ_EVENTS = 1000;
+/** See expired(). */
+const TTL_GRACE_MS = 1000;
 
 export interface Producer {
   id: string;
@@ -153,10 +158,15 @@ export function durableApi(deps: DurableDeps) {
   const logOf = (m: DurableMeta): StreamId => (m.view ? { project: m.project, kind: m.view.kind, key: m.view.key } : idOf(m.project, m.name));
   const nowMs = (): number => deps.now().getTime();
 
+  /**
+   * Stream-Expires-At is exact. A TTL stream expires between TTL and TTL + 1 s after its last read
+   * or write: the grace second absorbs a client's own scheduling delay between two requests
+   * (expiry is a clean-up, so erring late is the safe side).
+   */
   function expired(m: DurableMeta): boolean {
     const now = nowMs();
     if (m.expiresAt !== undefined && Date.parse(m.expiresAt) <= now) return true;
-    return m.ttlSeconds !== undefined && m.lastAccessAt.getTime() + m.ttlSeconds * 1000 <= now;
+    return m.ttlSeconds !== undefined && m.lastAccessAt.getTime() + m.ttlSeconds * 1000 + TTL_GRACE_MS <= now;
   }
 
   /** The stream's record, or undefined (never created, deleted, or expired: an expired one is deleted now). */
@@ -315,6 +325,11 @@ export function durableApi(deps: DurableDeps) {
     }
     const messages = Array.isArray(value) ? value : [value];
     if (messages.length === 0 && !creating) throw new DsError(400, "empty arrays are not allowed");
+    // The same free-JSON rules as every other surface (MAX_JSON_DEPTH levels per message, finite numbers, no lone surrogates).
+    for (const [i, msg] of messages.entries()) {
+      const problem = freeJsonProblem(msg);
+      if (problem) throw new DsError(400, `message ${i}: ${problem}`);
+    }
     if (m.view) return messages.map(fromEnvelope);
     return messages.map((data) => ({ eventType, data }));
   }
@@ -430,9 +445,15 @@ export function durableApi(deps: DurableDeps) {
       return d;
     };
     let cursor = src.base;
+    let bytes = 0;
     while (cursor < src.base + point) {
       const page = await log.list(srcId, cursor, READ_EVENTS);
-      for (const e of page.events) if (e.seq <= src.base + point) copies.set(e.seq - src.base, copy(e));
+      for (const e of page.events) {
+        if (e.seq > src.base + point) continue;
+        bytes += e.bytes ? e.bytes.byteLength : JSON.stringify(e.data).length;
+        if (bytes > config.maxForkBytes) throw new DsError(413, `a fork copies what it inherits; this one would copy more than ${config.maxForkBytes} bytes (DURABLE_MAX_FORK_BYTES)`);
+        copies.set(e.seq - src.base, copy(e));
+      }
       if (page.next <= cursor) break;
       cursor = page.next;
       if (!page.hasMore) break;

@@ -10,7 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { DEFAULT_PROJECT } from "../../api/common.js";
 import { DsError, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, type DsRequest } from "../../api/durable.js";
-import { StoreUnavailableError } from "../../core/types.js";
+import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError } from "../../core/types.js";
 import { credentialOf, type Auth } from "../auth.js";
 import type { Req, Res } from "../sse.js";
 
@@ -188,6 +188,16 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
       ({ status, message, headers } = err);
     } else if (err instanceof BodyError) {
       ({ status, message } = err);
+    } else if (err instanceof InvalidEventError) {
+      // JSON the log does not store (too deep, non-finite numbers, lone surrogates): nothing was appended.
+      status = 400;
+      message = `message ${err.index}: ${err.problem}`;
+    } else if (err instanceof LimitError) {
+      status = 413;
+      message = err.message;
+    } else if (err instanceof DuplicateEventError) {
+      status = 409;
+      message = err.message;
     } else if (err instanceof StoreUnavailableError) {
       status = 503;
       message = "the event store is unavailable; retry later";
