@@ -2,7 +2,7 @@
  * Idempotent producers beyond the conformance suite: on PublishStream (the same producer rules as
  * the Durable Streams Producer-* headers, and the same state: a producer may switch between the
  * two), and across two service instances on one MongoDB, where the same request sent to both at
- * once is appended once.
+ * once is appended once and a close made on one is final on the other.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StreamKind, StreamService, type PublishStreamRequest } from "../gen/events/v1/events_pb.js";
@@ -115,5 +115,25 @@ describe("idempotent producers across two instances on one MongoDB", () => {
       const body = (await (await fetch(`${app.url}/v1/stream/${name}`, { headers })).json()) as { seq: number }[];
       expect(body.map((m) => m.seq)).toEqual(Array.from({ length: ROUNDS }, (_, i) => i));
     }
+  });
+
+  it("a close on one instance is final on the other: appends refused, a long-poll there ends with Stream-Closed", async () => {
+    const [one, two] = apps as [App, App];
+    const name = `closed-${Date.now()}`;
+    await fetch(`${one.url}/v1/stream/${name}`, { method: "PUT", headers: { ...headers, "content-type": "text/plain" }, body: "a" });
+    const tail = (await fetch(`${two.url}/v1/stream/${name}`, { method: "HEAD", headers })).headers.get("stream-next-offset")!;
+    const poll = fetch(`${two.url}/v1/stream/${name}?offset=${tail}&live=long-poll`, { headers });
+    await new Promise((r) => setTimeout(r, 200));
+    const closed = await fetch(`${one.url}/v1/stream/${name}`, { method: "POST", headers: { ...headers, "stream-closed": "true" } });
+    expect(closed.status).toBe(204);
+    const started = Date.now();
+    const polled = await poll;
+    expect(polled.status).toBe(204);
+    expect(polled.headers.get("stream-closed")).toBe("true");
+    expect(Date.now() - started).toBeLessThan(5000);
+    const refused = await fetch(`${two.url}/v1/stream/${name}`, { method: "POST", headers: { ...headers, "content-type": "text/plain" }, body: "b" });
+    expect(refused.status).toBe(409);
+    expect(refused.headers.get("stream-closed")).toBe("true");
+    expect(await (await fetch(`${two.url}/v1/stream/${name}`, { headers })).text()).toBe("a");
   });
 });

@@ -292,8 +292,8 @@ export function sendJson(res: Res, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
-/** Reads the whole body (at most maxBytes) and parses it as JSON; dialect-shaped errors otherwise. */
-async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: Dialect, maxValues: number): Promise<unknown> {
+/** Reads the whole body (at most maxBytes, within timeoutMs): 413 / 408 HttpErrors otherwise. */
+export async function readBody(req: Req, maxBytes: number, timeoutMs: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
@@ -315,9 +315,15 @@ async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: 
   } finally {
     clearTimeout(timer);
   }
+  return Buffer.concat(chunks);
+}
+
+/** Reads the whole body (at most maxBytes) and parses it as JSON; dialect-shaped errors otherwise. */
+async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: Dialect, maxValues: number): Promise<unknown> {
+  const raw = await readBody(req, maxBytes, timeoutMs);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(raw);
   } catch {
     if (dialect === "fastapi") throw new HttpError(422, "body is not valid UTF-8", [{ loc: ["body"], msg: "Input is not valid UTF-8", type: "json_invalid" }]);
     throw new HttpError(400, "request body is not valid UTF-8");

@@ -12,6 +12,7 @@ import { DEFAULT_PROJECT } from "../../api/common.js";
 import { DsError, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, type DsRequest } from "../../api/durable.js";
 import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError } from "../../core/types.js";
 import { credentialOf, type Auth } from "../auth.js";
+import { HttpError, readBody } from "../gateway.js";
 import type { Req, Res } from "../sse.js";
 
 export interface DurableRouteOptions {
@@ -39,40 +40,6 @@ const COMMON_HEADERS: Record<string, string> = {
   "x-content-type-options": "nosniff",
   "cross-origin-resource-policy": "cross-origin",
 };
-
-class BodyError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-async function readBody(req: Req, maxBytes: number, timeoutMs: number): Promise<Buffer> {
-  const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > maxBytes) throw new BodyError(413, `the body exceeds ${maxBytes} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    req.destroy();
-  }, timeoutMs);
-  try {
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > maxBytes) throw new BodyError(413, `the body exceeds ${maxBytes} bytes`);
-      chunks.push(chunk);
-    }
-  } catch (err) {
-    if (timedOut) throw new BodyError(408, `the body did not arrive within ${timeoutMs} ms`);
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-  return Buffer.concat(chunks);
-}
 
 function header(req: Req, name: string): string | undefined {
   const v = req.headers[name];
@@ -186,7 +153,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
     let headers: Record<string, string> = {};
     if (err instanceof DsError) {
       ({ status, message, headers } = err);
-    } else if (err instanceof BodyError) {
+    } else if (err instanceof HttpError) {
       ({ status, message } = err);
     } else if (err instanceof InvalidEventError) {
       // JSON the log does not store (too deep, non-finite numbers, lone surrogates): nothing was appended.
