@@ -653,7 +653,13 @@ export function durableApi(deps: DurableDeps) {
         // request may have died between claiming its sequence and appending (a crashed instance):
         // appending it again under the same unique keys stores it if, and only if, it is missing.
         if (!tail.closed && r.body.length > 0 && producer!.seq === verdict.lastSeq) {
-          await log.publish(id, toDrafts(m, r.body, false).map((d, i) => ({ ...d, idempotencyKey: producerKey(producer!, i) })), { source: "durable" }).catch(() => undefined);
+          let drafts: EventDraft[] = [];
+          try {
+            drafts = toDrafts(m, r.body, false);
+          } catch {
+            // A retry whose body does not parse is still a retry: the original stands.
+          }
+          if (drafts.length > 0) await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer!, i) })), { source: "durable" }).catch(() => undefined);
         }
         const headers: Record<string, string> = { [H.producerEpoch]: String(producer!.epoch), [H.producerSeq]: String(verdict.lastSeq), [H.offset]: offsetOf(m, (await tailOf(m)).position) };
         if (tail.closed) headers[H.closed] = "true";
