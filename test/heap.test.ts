@@ -69,6 +69,41 @@ stores.push({
   },
 });
 
+describe("large array bodies in parallel (memory store)", () => {
+  it("twelve 1 MiB single-array publishes at once keep /healthz answered within 1 s", async () => {
+    const svc = await startService({ LOG_LEVEL: "info" });
+    try {
+      // One big array at the value limit (99,000 numbers of ~10 characters: ~1 MiB), and one far
+      // over it (refused from the text, unparsed).
+      const within = `{"topic":"arr","events":[{"data":[${Array.from({ length: 99_000 }, (_, i) => 1_000_000 + i + 0.5).join(",")}]}]}`;
+      const over = `{"topic":"arr","events":[{"data":[${"1,".repeat(500_000)}1]}]}`;
+      expect(within.length).toBeGreaterThan(900_000);
+      let slowest = 0;
+      let probing = true;
+      const probe = (async () => {
+        while (probing) {
+          const t = performance.now();
+          expect((await fetch(`${svc.url}/healthz`)).status).toBe(200);
+          slowest = Math.max(slowest, performance.now() - t);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const statuses = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => fetch(`${svc.url}/api/v1/events/publish`, { method: "POST", headers: P, body: i % 2 ? within : over }).then((r) => r.status)),
+      );
+      probing = false;
+      await probe;
+      console.log(`12 parallel 1 MiB array bodies: statuses ${statuses.join(",")}, slowest /healthz ${Math.round(slowest)} ms`);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(6);
+      expect(statuses.filter((s) => s === 413)).toHaveLength(6);
+      expect(slowest).toBeLessThan(1000);
+    } finally {
+      svc.child.kill("SIGTERM");
+      await svc.exited;
+    }
+  }, 120_000);
+});
+
 for (const store of stores) {
   describe(`a 512 MiB heap under maximum-size events (${store.name} store)`, () => {
     afterAll(async () => store.stop());

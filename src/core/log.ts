@@ -586,11 +586,16 @@ export class EventLog {
     if (docs.length > 0) {
       let bytes = 0;
       for (const e of docs) bytes += eventCost(e).bytes;
-      const seen = bytes / docs.length;
-      if (this.#avgBytes.size >= 10_000 && !this.#avgBytes.has(name)) this.#avgBytes.delete(this.#avgBytes.keys().next().value!);
-      this.#avgBytes.set(name, avg === undefined ? seen : (avg + seen) / 2);
+      this.#noteSize(name, bytes / docs.length);
     }
     return { docs, truncated: docs.length === n };
+  }
+
+  /** Folds the average size of events just read into the stream's estimate (at most 10,000 streams tracked). */
+  #noteSize(name: string, avgBytes: number): void {
+    const before = this.#avgBytes.get(name);
+    if (before === undefined && this.#avgBytes.size >= 10_000) this.#avgBytes.delete(this.#avgBytes.keys().next().value!);
+    this.#avgBytes.set(name, before === undefined ? avgBytes : (before + avgBytes) / 2);
   }
 
   /** Deletes a stream's stored events; its sequences stay taken. Returns how many and the last sequence. */
@@ -647,7 +652,7 @@ export class EventLog {
         if (e.void || (e.expireAt && e.expireAt.getTime() <= now)) continue;
         const b = eventCost(e).bytes;
         if (events.length === limit || (events.length > 0 && bytes + b > this.#opts.responseBytes)) return { events, hasMore: true };
-        this.#avgBytes.set(name, avg === undefined ? b : (avg + b) / 2);
+        this.#noteSize(name, b);
         events.push(e);
         bytes += b;
       }

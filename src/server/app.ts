@@ -177,7 +177,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
 
-  const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.db) : new MemorySailhouseStore();
+  const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.db) : new MemorySailhouseStore({ maxScheduledBytes: cfg.memoryMaxBytes });
   await sailhouseStore.init();
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore });
   const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.db) : new MemoryTaskStore();

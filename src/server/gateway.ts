@@ -247,11 +247,15 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
     d.requests?.inc({ route: `${route.method} ${route.path}`, status: String(res.statusCode) });
     log.debug({ status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
   });
+  let release: (() => void) | undefined;
   try {
     const claimed = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") || undefined : undefined);
     // Authenticate before reading the body: an unauthenticated caller gets nothing parsed.
     const project = await d.auth.project(credentialOf((n) => headerValue(req, n)), claimed);
-    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, route.maxBodyBytes ?? d.maxBodyBytes, d.bodyTimeoutMs, route.dialect, d.maxJsonValues ?? MAX_JSON_VALUES);
+    const takeTurn = async (): Promise<void> => {
+      release = await largeBodies.acquire();
+    };
+    const body = route.method === "GET" || route.method === "DELETE" ? undefined : await readJson(req, route.maxBodyBytes ?? d.maxBodyBytes, d.bodyTimeoutMs, route.dialect, d.maxJsonValues ?? MAX_JSON_VALUES, takeTurn);
     const ctx: CallContext = { signal: abort.signal, ...(project ? { project } : {}) };
     const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });
     if ("sse" in result) {
@@ -272,6 +276,8 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
       return;
     }
     sendJson(res, reply.status, reply.json, reply.status === 401 ? { "www-authenticate": "Bearer" } : {});
+  } finally {
+    release?.();
   }
 }
 
@@ -291,6 +297,29 @@ export function sendJson(res: Res, status: number, body: unknown, headers: Recor
   res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...headers });
   res.end(text);
 }
+
+/**
+ * Large bodies take turns: parsing, checking and storing one costs up to ~100 ms of CPU, and a
+ * dozen at once would hold the event loop for seconds (health checks, streams, everything else
+ * waits). One at a time, with a turn of the event loop between them, the wait for others stays
+ * at about one body's work.
+ */
+class Turns {
+  #tail: Promise<void> = Promise.resolve();
+
+  /** Resolves (on a later turn of the event loop) when it is this caller's turn; call the result to pass it on. */
+  acquire(): Promise<() => void> {
+    let pass!: () => void;
+    const mine = new Promise<void>((r) => (pass = r));
+    const ready = this.#tail.then(() => new Promise<void>((r) => setImmediate(r)));
+    this.#tail = ready.then(() => mine);
+    return ready.then(() => pass);
+  }
+}
+
+/** Bodies at least this large take turns (see Turns). */
+const LARGE_BODY = 256 * 1024;
+const largeBodies = new Turns();
 
 /** Reads the whole body (at most maxBytes, within timeoutMs): 413 / 408 HttpErrors otherwise. */
 export async function readBody(req: Req, maxBytes: number, timeoutMs: number): Promise<Buffer> {
@@ -319,7 +348,7 @@ export async function readBody(req: Req, maxBytes: number, timeoutMs: number): P
 }
 
 /** Reads the whole body (at most maxBytes) and parses it as JSON; dialect-shaped errors otherwise. */
-async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: Dialect, maxValues: number): Promise<unknown> {
+async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: Dialect, maxValues: number, takeTurn: () => Promise<void>): Promise<unknown> {
   const raw = await readBody(req, maxBytes, timeoutMs);
   let text: string;
   try {
@@ -337,6 +366,7 @@ async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: 
     throw new HttpError(dialect === "fastapi" ? 422 : 400, msg, [{ loc: ["body"], msg, type: "value_error" }]);
   }
   if (values > maxValues) throw new HttpError(413, `request body holds about ${values} JSON values; the limit is ${maxValues} (MAX_JSON_VALUES)`);
+  if (text.length >= LARGE_BODY) await takeTurn();
   try {
     return JSON.parse(text);
   } catch (err) {

@@ -1,5 +1,7 @@
 import type { Delivery, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
 import { subscriptionKey } from "../sailhouse.js";
+import { measure } from "../../core/json.js";
+import { CapacityError } from "../../core/types.js";
 
 const SETTINGS = ["type", "endpoint", "filter", "rateLimit", "deduplication"] as const;
 
@@ -7,7 +9,14 @@ const SETTINGS = ["type", "endpoint", "filter", "rateLimit", "deduplication"] as
 export class MemorySailhouseStore implements SailhouseStore {
   readonly #subs = new Map<string, Subscription>();
   readonly #deliveries = new Map<string, Map<string, Delivery>>();
-  readonly #scheduled = new Map<string, { item: ScheduledEvent; leasedUntil: number }>();
+  readonly #scheduled = new Map<string, { item: ScheduledEvent; leasedUntil: number; weight: number }>();
+  /** Estimated heap bytes of the scheduled sends held, and their bound (MEMORY_MAX_BYTES). */
+  #scheduledBytes = 0;
+  readonly #maxScheduledBytes: number;
+
+  constructor(opts: { maxScheduledBytes?: number } = {}) {
+    this.#maxScheduledBytes = opts.maxScheduledBytes ?? Infinity;
+  }
   readonly #groups = new Map<string, WaitGroup>();
 
   async init(): Promise<void> {}
@@ -79,7 +88,20 @@ export class MemorySailhouseStore implements SailhouseStore {
   }
 
   async schedule(item: ScheduledEvent): Promise<void> {
-    this.#scheduled.set(item.id, { item: structuredClone(item), leasedUntil: 0 });
+    const { weight } = measure([item.data, item.metadata]);
+    if (this.#scheduledBytes + weight > this.#maxScheduledBytes) {
+      throw new CapacityError(`scheduled sends held in memory reach ${this.#maxScheduledBytes} bytes (MEMORY_MAX_BYTES); retry later or use MongoDB`);
+    }
+    this.#finish(item.id);
+    this.#scheduled.set(item.id, { item: structuredClone(item), leasedUntil: 0, weight });
+    this.#scheduledBytes += weight;
+  }
+
+  #finish(id: string): void {
+    const held = this.#scheduled.get(id);
+    if (!held) return;
+    this.#scheduledBytes -= held.weight;
+    this.#scheduled.delete(id);
   }
 
   async claimDue(now: Date, leaseMs: number, limit: number): Promise<ScheduledEvent[]> {
@@ -92,7 +114,7 @@ export class MemorySailhouseStore implements SailhouseStore {
   }
 
   async finishScheduled(id: string): Promise<void> {
-    this.#scheduled.delete(id);
+    this.#finish(id);
   }
 
   async createWaitGroup(group: WaitGroup): Promise<void> {
