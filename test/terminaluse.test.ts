@@ -406,3 +406,39 @@ describe("TerminalUse: two instances on one MongoDB race with the same idempoten
     expect(messages.map((m) => m.id).sort()).toEqual(listed.map((e) => e.id).sort());
   }, 60_000);
 });
+
+describe("TerminalUse v2 messages under RESPONSE_BATCH_BYTES", () => {
+  let app: App;
+  beforeAll(async () => {
+    app = await startTestServer({ env: { RESPONSE_BATCH_BYTES: "1024" } });
+  });
+  afterAll(async () => app?.close());
+
+  it("ends a page at the byte budget (a larger message alone) and continues it with nextCursor, in both directions", async () => {
+    const t = (await postJson(app, "/tasks", { agent_name: "acme/helper" }, H)).json;
+    const texts = ["a".repeat(600), "b".repeat(600), "c".repeat(3000), "d", "e"];
+    const ids: string[] = [];
+    for (const text of texts) ids.push((await postJson(app, `/tasks/${t.id}/events`, { content: { type: "text", text } }, H)).json.id);
+    const pages = async (direction: string): Promise<string[][]> => {
+      const out: string[][] = [];
+      let cursor = "";
+      for (let i = 0; i < 10; i++) {
+        const r = await getJson(app, `/v2/messages?task_id=${t.id}&limit=10&direction=${direction}${cursor ? `&cursor=${cursor}` : ""}`, H);
+        expect(r.status).toBe(200);
+        out.push(r.json.data.map((m: any) => m.id));
+        if (!r.json.hasMore) {
+          expect(r.json.nextCursor).toBeUndefined();
+          return out;
+        }
+        cursor = r.json.nextCursor;
+      }
+      throw new Error("no last page");
+    };
+    const [a, b, c, d, e] = ids as [string, string, string, string, string];
+    expect(await pages("newer")).toEqual([[a], [b], [c], [d, e]]);
+    expect(await pages("older")).toEqual([[d, e], [c], [b], [a]]);
+    expect((await getJson(app, `/v2/messages?task_id=${t.id}&cursor=nope`, H)).status).toBe(422);
+    expect((await getJson(app, `/v2/messages?task_id=${t.id}&limit=0`, H)).status).toBe(422);
+    expect((await getJson(app, `/v2/messages?task_id=${t.id}&direction=sideways`, H)).status).toBe(422);
+  });
+});

@@ -77,12 +77,15 @@ function agentIdFor(project: string, name: string): string {
 
 export interface TerminalUseDeps extends ApiDeps {
   tasks: TaskStore;
+  /** Most bytes of message content in one page of GET /v2/messages (RESPONSE_BATCH_BYTES). */
+  responseBytes?: number;
 }
 
 /** TerminalUse: tasks of agents, each task one stream of events; idempotent sends; message records. */
 export function terminalUseApi(deps: TerminalUseDeps) {
   const project = (ctx: CallContext): string => ctx.project ?? DEFAULT_PROJECT;
   const taskStream = (p: string, id: string): StreamId => ({ project: p, kind: "task", key: id });
+  const responseBytes = deps.responseBytes ?? 1024 * 1024;
 
   async function task(ctx: CallContext, id: string): Promise<TaskRecord> {
     const t = await deps.tasks.getTask(project(ctx), id);
@@ -344,8 +347,16 @@ export function terminalUseApi(deps: TerminalUseDeps) {
         if (at < 0) throw invalidField(["query", "cursor"], "Invalid cursor", "value_error", req.cursor);
         start = at + 1;
       }
-      const page = ordered.slice(start, start + limit);
-      const hasMore = start + limit < ordered.length;
+      // A page also ends at responseBytes of message content (a larger message comes alone).
+      const page: MessageRecord[] = [];
+      let bytes = 0;
+      for (const m of ordered.slice(start, start + limit)) {
+        const b = Buffer.byteLength(JSON.stringify(m.content));
+        if (page.length > 0 && bytes + b > responseBytes) break;
+        page.push(m);
+        bytes += b;
+      }
+      const hasMore = start + page.length < ordered.length;
       if (direction === "older") page.reverse();
       const last = direction === "older" ? page[0] : page[page.length - 1];
       return create(ListUiMessagesResponseSchema, { data: page.map(toUiMessage), hasMore, ...(hasMore && last ? { nextCursor: last.id } : {}) });

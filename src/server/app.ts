@@ -182,7 +182,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore });
   const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.db) : new MemoryTaskStore();
   await taskStore.init();
-  const terminaluse = terminalUseApi({ ...deps, tasks: taskStore });
+  const terminaluse = terminalUseApi({ ...deps, tasks: taskStore, responseBytes: cfg.responseBatchBytes });
   const durableStore: DurableStore = store instanceof MongoStore ? new MongoDurableStore(store.db) : new MemoryDurableStore();
   await durableStore.init();
   const durableStreams = durableApi({
