@@ -66,6 +66,15 @@ export interface Config {
   publishStreamWindowBytes: number;
   /** Durable Streams: most bytes a fork copies from its source (copy-on-fork). */
   durableMaxForkBytes: number;
+  /** Bytes of request bodies read and not yet answered, for the whole instance (503 / resource_exhausted beyond). */
+  maxInflightBytes: number;
+  /** Open subscriptions (RPC streams and SSE) per instance, and per project. */
+  maxSubscriptions: number;
+  maxSubscriptionsPerProject: number;
+  /** How long a store health answer is reused (health checks, watches, /readyz need no credentials). */
+  healthCacheMs: number;
+  /** Most grpc.health.v1 Watch streams open at once. */
+  maxHealthWatches: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -119,6 +128,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     memoryMaxBytes: int(env, "MEMORY_MAX_BYTES", 128 * 1024 * 1024, 1024 * 1024),
     publishStreamWindowBytes: int(env, "PUBLISH_STREAM_WINDOW_BYTES", 8 * 1024 * 1024, 65536),
     durableMaxForkBytes: int(env, "DURABLE_MAX_FORK_BYTES", 64 * 1024 * 1024, 1024),
+    maxInflightBytes: int(env, "MAX_INFLIGHT_BYTES", 256 * 1024 * 1024, 1024 * 1024),
+    maxSubscriptions: int(env, "MAX_SUBSCRIPTIONS", 10_000, 1),
+    maxSubscriptionsPerProject: int(env, "MAX_SUBSCRIPTIONS_PER_PROJECT", 1000, 1),
+    healthCacheMs: int(env, "HEALTH_CACHE_MS", 1000, 0),
+    maxHealthWatches: int(env, "MAX_HEALTH_WATCHES", 1000, 1),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

@@ -23,7 +23,7 @@ import { createGateway, sendJson } from "./gateway.js";
 import { Metrics } from "./metrics.js";
 import { releaseWriters, StallWatch } from "./stall.js";
 import { openApiDocument } from "./openapi.js";
-import { Auth, isLoopback } from "./auth.js";
+import { Auth, isLoopback, PROJECT } from "./auth.js";
 import { adminApi } from "../api/admin.js";
 import { hashKey, type KeyStore } from "../store/keys.js";
 import { MemoryKeyStore } from "../store/memory/keys.js";
@@ -38,7 +38,9 @@ import type { TaskStore } from "../store/tasks.js";
 import { MemoryTaskStore } from "../store/memory/tasks.js";
 import { MongoTaskStore } from "../store/mongo/tasks.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
-import { registerHealth, registerReflection } from "./grpc.js";
+import { cachedCheck, registerHealth, registerReflection } from "./grpc.js";
+import { InflightBytes, SubscriptionLimits, subscriptionInterceptor } from "./limits.js";
+import { DEFAULT_PROJECT } from "../api/common.js";
 import { registerRpc, SERVICES, STREAMING_REQUEST_PATHS } from "./rpc.js";
 import { durableApi } from "../api/durable.js";
 import { durableRoutes } from "./routes/durable.js";
@@ -165,14 +167,13 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     log: (msg, fields) => logger.warn(fields ?? {}, msg),
   });
   metrics.watch(log);
-  const storeHealthy = async (): Promise<boolean> => {
-    try {
-      await store.ping();
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  // Health checks, watches and /readyz need no credentials: at most one store ping per HEALTH_CACHE_MS.
+  const storeHealthy = cachedCheck(async () => {
+    await store.ping();
+    return true;
+  }, cfg.healthCacheMs);
+  const inflight = new InflightBytes(cfg.maxInflightBytes);
+  const subscriptions = new SubscriptionLimits(cfg.maxSubscriptionsPerProject, cfg.maxSubscriptions);
   const deps = { log, now: () => new Date(now()) };
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
@@ -196,15 +197,15 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
-  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors });
+  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors, subscriptions, onSubscriptionRefused: () => metrics.limited.inc({ limit: "subscriptions" }) });
   const handler = connectNodeAdapter({
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin, terminaluse });
-      registerHealth(router, SERVICES, storeHealthy);
+      registerHealth(router, SERVICES, storeHealthy, { watchIntervalMs: 5000, maxWatches: cfg.maxHealthWatches, onRefused: () => metrics.limited.inc({ limit: "health_watches" }) });
       registerReflection(router, [...SERVICES, Health]);
     },
     readMaxBytes: cfg.maxBodyBytes,
-    interceptors: [boundaryInterceptor(errors), auth.interceptor()],
+    interceptors: [boundaryInterceptor(errors), auth.interceptor(), subscriptionInterceptor(subscriptions, (req) => req.contextValues.get(PROJECT) ?? DEFAULT_PROJECT, () => metrics.limited.inc({ limit: "subscriptions" }))],
     fallback(req: Req, res: Res) {
       if (durable(req, res) || gateway(req, res)) return;
       if (req.method === "GET" && serveOps(req, res)) return;
@@ -291,8 +292,11 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       return;
     }
     inFlight++;
+    const path = (req.url ?? "").split("?", 2)[0]!;
+    const giveBack = inflight.track(req, STREAMING_REQUEST_PATHS.has(path), () => metrics.limited.inc({ limit: "inflight_bytes" }));
     res.once("close", () => {
       inFlight--;
+      giveBack();
       releaseWriters(res);
     });
     stalls.track(req, res);

@@ -6,7 +6,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { CallContext } from "../api/common.js";
-import { invalidEventField, parseRequest } from "../api/common.js";
+import { DEFAULT_PROJECT, invalidEventField, parseRequest } from "../api/common.js";
 import { boundedErrors, DEFAULT_QUOTE_BYTES, messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
 import { truncateUtf8 } from "../api/free-json.js";
 import { MAX_JSON_DEPTH, MAX_JSON_VALUES, scanJsonText } from "../core/json.js";
@@ -20,6 +20,7 @@ import type { RouteDoc } from "./openapi.js";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { decodeParam, type ErrorSink } from "./boundary.js";
+import { BusyError, type SubscriptionLimits } from "./limits.js";
 
 /**
  * How a route reports errors: `{"error": message}` with 400/404/... (Polos, Sailhouse), or
@@ -76,6 +77,10 @@ export interface GatewayOptions {
   requests?: { inc(labels: { route: string; status: string }): void };
   /** Where unexpected errors are logged and counted (src/server/boundary.ts). */
   errors?: ErrorSink;
+  /** Subscription slots (src/server/limits.ts): each SSE stream holds one of its project's. */
+  subscriptions?: SubscriptionLimits;
+  /** Told when a subscription is refused for want of a slot. */
+  onSubscriptionRefused?: () => void;
 }
 
 export function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, status = 200): RouteResult {
@@ -179,6 +184,9 @@ export function errorReply(dialect: Dialect, err: unknown, quoteBytes = DEFAULT_
   } else if (err instanceof StoreUnavailableError) {
     status = 503;
     message = "the event store is unavailable; retry later";
+  } else if (err instanceof BusyError) {
+    status = 503;
+    message = err.rawMessage;
   } else {
     const ce = ConnectError.from(err);
     status = statusOf(ce.code);
@@ -259,7 +267,17 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
     const ctx: CallContext = { signal: abort.signal, ...(project ? { project } : {}) };
     const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });
     if ("sse" in result) {
-      await streamSse(req, res, abort, result.sse, { keepalive: result.keepalive, keepaliveMs: d.sseKeepaliveMs, ...(result.hello ? { hello: result.hello } : {}) });
+      // Nothing is read from the log before the stream is iterated, so a refused one costs nothing.
+      const slot = d.subscriptions?.take(project ?? DEFAULT_PROJECT);
+      if (slot && "refused" in slot) {
+        d.onSubscriptionRefused?.();
+        throw new HttpError(429, slot.refused);
+      }
+      try {
+        await streamSse(req, res, abort, result.sse, { keepalive: result.keepalive, keepaliveMs: d.sseKeepaliveMs, ...(result.hello ? { hello: result.hello } : {}) });
+      } finally {
+        slot?.release();
+      }
     } else {
       sendJson(res, result.status, result.json);
     }
@@ -275,6 +293,11 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
       if (!res.writableEnded && !res.destroyed) res.end();
       return;
     }
+    // A body left unread (too slow, too big, over the budget): HTTP/1.1 closes the connection after
+    // the reply; HTTP/2 closes the stream once the reply is out.
+    const unread = reply.status === 408 || reply.status === 413 || err instanceof BusyError;
+    if (unread && req.httpVersionMajor === 1) res.setHeader("connection", "close");
+    if (unread && req.httpVersionMajor === 2) res.once("finish", () => (req as { stream?: { close(code?: number): void } }).stream?.close());
     sendJson(res, reply.status, reply.json, reply.status === 401 ? { "www-authenticate": "Bearer" } : {});
   } finally {
     release?.();
@@ -325,26 +348,30 @@ const largeBodies = new Turns();
 export async function readBody(req: Req, maxBytes: number, timeoutMs: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
+  // One buffer of at most maxBytes and one string of it: no growing strings. The bytes also count
+  // against the instance's in-flight budget (the listener wraps the request's iterator).
   const chunks: Buffer[] = [];
   let size = 0;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    req.destroy();
-  }, timeoutMs);
+  const it = (req as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), timeoutMs)));
   try {
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
+    for (;;) {
+      const r = await Promise.race([it.next(), late]);
+      if (r === "late") {
+        // Stop reading; the reply closes the connection (HTTP/1.1) or the stream (HTTP/2).
+        void it.return?.()?.catch(() => {});
+        throw new HttpError(408, `the request body did not arrive within ${timeoutMs} ms`);
+      }
+      if (r.done) break;
+      size += r.value.length;
       if (size > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
-      chunks.push(chunk);
+      chunks.push(r.value);
     }
-  } catch (err) {
-    if (timedOut) throw new HttpError(408, `the request body did not arrive within ${timeoutMs} ms`);
-    throw err;
   } finally {
     clearTimeout(timer);
   }
-  return Buffer.concat(chunks);
+  return Buffer.concat(chunks, size);
 }
 
 /** Reads the whole body (at most maxBytes) and parses it as JSON; dialect-shaped errors otherwise. */

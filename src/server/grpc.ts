@@ -5,9 +5,44 @@ import { Health, HealthCheckResponse_ServingStatus as Status, HealthCheckRespons
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
-/** grpc.health.v1: SERVING while `healthy()` resolves true. Watch re-checks every `watchIntervalMs`. */
-export function registerHealth(router: ConnectRouter, services: readonly DescService[], healthy: () => Promise<boolean>, watchIntervalMs = 5000): void {
+/**
+ * A store check that is asked at most once per `ttlMs` however many callers ask (health checks,
+ * watches and /readyz need no credentials, so they must not cost the store per caller). Concurrent
+ * callers share one check in flight.
+ */
+export function cachedCheck(check: () => Promise<boolean>, ttlMs: number): () => Promise<boolean> {
+  let value: boolean | undefined;
+  let at = 0;
+  let pending: Promise<boolean> | undefined;
+  return () => {
+    if (value !== undefined && performance.now() - at < ttlMs) return Promise.resolve(value);
+    pending ??= check()
+      .catch(() => false)
+      .then((v) => {
+        value = v;
+        at = performance.now();
+        pending = undefined;
+        return v;
+      });
+    return pending;
+  };
+}
+
+export interface HealthOptions {
+  /** How often a watch looks at the (cached) status. */
+  watchIntervalMs: number;
+  /** Most watches open at once on this instance; more are refused with `resource_exhausted`. */
+  maxWatches: number;
+  onRefused?: () => void;
+}
+
+/**
+ * grpc.health.v1: SERVING while `healthy()` resolves true. Pass a cachedCheck: Check and Watch
+ * need no credentials. Watches re-check every `watchIntervalMs` and are bounded in number.
+ */
+export function registerHealth(router: ConnectRouter, services: readonly DescService[], healthy: () => Promise<boolean>, opts: HealthOptions = { watchIntervalMs: 5000, maxWatches: 1000 }): void {
   const known = new Set(["", ...services.map((s) => s.typeName)]);
+  let watches = 0;
   const status = async (service: string): Promise<Status> => {
     if (!known.has(service)) return Status.SERVICE_UNKNOWN;
     return (await healthy()) ? Status.SERVING : Status.NOT_SERVING;
@@ -21,15 +56,24 @@ export function registerHealth(router: ConnectRouter, services: readonly DescSer
       return create(HealthCheckResponseSchema, { status: s });
     },
     async *watch(req, ctx) {
-      let last: Status | undefined;
-      while (!ctx.signal.aborted) {
-        const s = await status(req.service);
-        if (s !== last) yield create(HealthCheckResponseSchema, { status: s });
-        last = s;
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, watchIntervalMs);
-          ctx.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
-        });
+      if (watches >= opts.maxWatches) {
+        opts.onRefused?.();
+        throw new ConnectError(`this instance has ${opts.maxWatches} health watches open, its limit`, Code.ResourceExhausted);
+      }
+      watches++;
+      try {
+        let last: Status | undefined;
+        while (!ctx.signal.aborted) {
+          const s = await status(req.service);
+          if (s !== last) yield create(HealthCheckResponseSchema, { status: s });
+          last = s;
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, opts.watchIntervalMs);
+            ctx.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+          });
+        }
+      } finally {
+        watches--;
       }
     },
   });

@@ -1,0 +1,166 @@
+/**
+ * Instance-wide limits at the listener: bytes of request bodies in flight, and subscriptions per
+ * project and per instance. Each refuses with a clear error (503 / `resource_exhausted`, 429 /
+ * `resource_exhausted`) instead of letting memory or work grow without bound.
+ */
+import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import type { Req } from "./sse.js";
+
+/** The instance is at its budget of request bytes in flight: 503 on JSON paths, `resource_exhausted` on RPCs. */
+export class BusyError extends ConnectError {
+  constructor(limitBytes: number) {
+    super(`the service has ${limitBytes} bytes of requests in flight, its limit; retry shortly`, Code.ResourceExhausted);
+  }
+}
+
+/**
+ * Bytes of request bodies read and not yet answered, for the whole instance. A request's bytes
+ * count from the moment they are read until its response closes, so they cover both the body
+ * being read and the publish it became while it waits for the store. Bodies of streaming-request
+ * RPCs (PublishStream) count while each chunk is being read; the publishes such a call queues are
+ * bounded by its window (src/api/streams.ts).
+ */
+export class InflightBytes {
+  #used = 0;
+  constructor(readonly limit: number) {}
+
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Takes `n` bytes, or returns false (nothing taken) when that would pass the limit. */
+  take(n: number): boolean {
+    if (this.#used + n > this.limit) return false;
+    this.#used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.#used = Math.max(0, this.#used - n);
+  }
+
+  /**
+   * Accounts every chunk read from `req` (whoever reads it: connect-node and the gateway both
+   * iterate the request) against the budget; a chunk over the budget fails the read with
+   * BusyError. Returns the function that gives the request's bytes back (call it when the
+   * response closes).
+   */
+  track(req: Req, streaming: boolean, onBusy: () => void): () => void {
+    let held = 0;
+    const original = (req as unknown as AsyncIterable<Buffer>)[Symbol.asyncIterator].bind(req);
+    const self = this;
+    (req as unknown as { [Symbol.asyncIterator]: () => AsyncIterator<Buffer> })[Symbol.asyncIterator] = function () {
+      const it = original();
+      return {
+        async next() {
+          if (streaming) {
+            // The previous chunk has been handled: only the chunk being read counts.
+            self.give(held);
+            held = 0;
+          }
+          const r = await it.next();
+          if (!r.done) {
+            const n = (r.value as Buffer).length;
+            if (!self.take(n)) {
+              onBusy();
+              await it.return?.();
+              throw new BusyError(self.limit);
+            }
+            held += n;
+          }
+          return r;
+        },
+        async return(value?: unknown) {
+          await it.return?.(value);
+          return { done: true as const, value: undefined };
+        },
+        [Symbol.asyncIterator]() {
+          return this;
+        },
+      } as AsyncIterator<Buffer> & AsyncIterable<Buffer>;
+    };
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.give(held);
+      held = 0;
+    };
+  }
+}
+
+/** A slot taken; release() is idempotent. */
+export interface Slot {
+  release(): void;
+}
+
+/** Open subscriptions (Subscribe and the dialects' streams, RPC and SSE) per project and per instance. */
+export class SubscriptionLimits {
+  readonly #byProject = new Map<string, number>();
+  #total = 0;
+
+  constructor(
+    readonly perProject: number,
+    readonly perInstance: number,
+  ) {}
+
+  get open(): number {
+    return this.#total;
+  }
+
+  /** A slot for one subscription of `project`, or the reason there is none. */
+  take(project: string): Slot | { refused: string } {
+    const mine = this.#byProject.get(project) ?? 0;
+    if (this.#total >= this.perInstance) return { refused: `this instance has ${this.perInstance} subscriptions open, its limit; retry later or use another instance` };
+    if (mine >= this.perProject) return { refused: `project ${JSON.stringify(project.slice(0, 64))} has ${this.perProject} subscriptions open, its limit` };
+    this.#byProject.set(project, mine + 1);
+    this.#total++;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#total--;
+        const n = (this.#byProject.get(project) ?? 1) - 1;
+        if (n <= 0) this.#byProject.delete(project);
+        else this.#byProject.set(project, n);
+      },
+    };
+  }
+}
+
+/**
+ * RPC side of the subscription limits (runs after authentication, so the project is known): a
+ * server-streaming call of the event services holds a slot until it ends; none free →
+ * `resource_exhausted` (HTTP 429 on the Connect protocol).
+ */
+export function subscriptionInterceptor(limits: SubscriptionLimits, project: (req: { contextValues: ContextValues }) => string, onRefused: () => void): Interceptor {
+  return (next) => async (req) => {
+    if (req.method.methodKind !== "server_streaming" || req.service.typeName.startsWith("grpc.")) return next(req);
+    const taken = limits.take(project(req));
+    if ("refused" in taken) {
+      onRefused();
+      throw new ConnectError(taken.refused, Code.ResourceExhausted);
+    }
+    const slot: Slot = taken;
+    // The call's signal aborts when the call ends, however it ends (even if never iterated).
+    req.signal.addEventListener("abort", () => slot.release(), { once: true });
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      slot.release();
+      throw err;
+    }
+    if (!res.stream) return res;
+    const inner = res.message;
+    async function* held(): AsyncGenerator<unknown> {
+      try {
+        yield* inner;
+      } finally {
+        slot.release();
+      }
+    }
+    return { ...res, message: held() } as typeof res;
+  };
+}

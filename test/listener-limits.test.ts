@@ -1,0 +1,145 @@
+/**
+ * Instance limits: subscriptions per project and per instance, bytes of requests in flight, and
+ * health checks that cost the store nothing per unauthenticated caller. On both stores.
+ */
+import net from "node:net";
+import { setMaxListeners } from "node:events";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { StreamKind, StreamService } from "../gen/events/v1/events_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import type { App } from "../src/server/app.js";
+import type { Store } from "../src/core/store.js";
+import { client, startTestServer } from "./support/server.js";
+import { storeFactories } from "./support/stores.js";
+import { eventually, rawHttp, stillServing } from "./support/raw.js";
+
+const code = (e: unknown): Code => ConnectError.from(e).code;
+
+for (const factory of storeFactories) {
+  describe(`instance limits on the ${factory.name} store`, () => {
+    let store: Store;
+    let pings = 0;
+    let app: App;
+    beforeAll(async () => {
+      store = await factory.make();
+      const ping = store.ping.bind(store);
+      store.ping = async () => {
+        pings++;
+        return ping();
+      };
+      app = await startTestServer({
+        store,
+        env: { AUTH: "required", API_KEYS: "a:key-a,b:key-b", MAX_SUBSCRIPTIONS_PER_PROJECT: "3", MAX_SUBSCRIPTIONS: "5", MAX_HEALTH_WATCHES: "1000", HEALTH_CACHE_MS: "1000" },
+      });
+    });
+    afterAll(async () => {
+      await app?.close();
+      await factory.teardown();
+    });
+
+    it("refuses subscriptions beyond the per-project and per-instance limits with resource_exhausted / 429", async () => {
+      const abortA = new AbortController();
+      const abortB = new AbortController();
+      try {
+        const subA = (k: string) => subscribeAs(app, k, abortA.signal);
+        for (let i = 0; i < 3; i++) expect(await subA("key-a")).toEqual({ ok: true });
+        const fourth = await subA("key-a");
+        expect(fourth).toMatchObject({ ok: false, code: Code.ResourceExhausted });
+        expect((fourth as { message: string }).message).toMatch(/project "a" has 3 subscriptions open/);
+        // SSE counts too, answered in the dialect: Polos 429 {"error"}.
+        const sse = await fetch(`${app.url}/api/v1/events/stream?topic=caps`, { headers: { authorization: "Bearer key-a" } });
+        expect(sse.status).toBe(429);
+        expect((await sse.json()).error).toMatch(/subscriptions open/);
+        // Project b fills the instance (5 in all); the next is refused for the instance.
+        expect(await subscribeAs(app, "key-b", abortB.signal)).toEqual({ ok: true });
+        expect(await subscribeAs(app, "key-b", abortB.signal)).toEqual({ ok: true });
+        const sixth = await subscribeAs(app, "key-b", abortB.signal);
+        expect(sixth).toMatchObject({ ok: false, code: Code.ResourceExhausted });
+        expect((sixth as { message: string }).message).toMatch(/this instance has 5 subscriptions open/);
+        expect(await stillServing(app)).toBeLessThan(1000);
+        // Ending a's three frees their slots.
+        abortA.abort();
+        await eventually(async () => (await subscribeAs(app, "key-b", abortB.signal)).ok, 5000, "a slot freed");
+      } finally {
+        abortA.abort();
+        abortB.abort();
+      }
+    });
+
+    it("answers 1,500 unauthenticated health watches (1,000 held, 500 refused with resource_exhausted) and checks without a store ping per caller", async () => {
+      const before = pings;
+      const t0 = Date.now();
+      const abort = new AbortController();
+      setMaxListeners(2000, abort.signal);
+      const clients = Array.from({ length: 8 }, () => createClient(Health, createGrpcTransport({ baseUrl: app.url })));
+      // Each watch stays open after its first response.
+      const open = Array.from({ length: 1500 }, (_, i) =>
+        (async () => {
+          const it = clients[i % 8]!.watch({}, { signal: abort.signal })[Symbol.asyncIterator]();
+          try {
+            const first = await it.next();
+            return first.value?.status === HealthCheckResponse_ServingStatus.SERVING ? "serving" : "other";
+          } catch (e) {
+            return code(e) === Code.ResourceExhausted ? "refused" : `error ${code(e)}`;
+          }
+        })(),
+      );
+      const results = await Promise.all(open);
+      const counts = results.reduce<Record<string, number>>((m, r) => ((m[r] = (m[r] ?? 0) + 1), m), {});
+      expect(counts).toEqual({ serving: 1000, refused: 500 });
+      const checks = await Promise.all(Array.from({ length: 300 }, (_, i) => clients[i % 8]!.check({})));
+      expect(checks.every((c) => c.status === HealthCheckResponse_ServingStatus.SERVING)).toBe(true);
+      expect(pings - before).toBeLessThanOrEqual(Math.ceil((Date.now() - t0) / 1000) + 2);
+      expect(await stillServing(app)).toBeLessThan(1000);
+      abort.abort();
+    });
+  });
+}
+
+async function subscribeAs(app: App, key: string, signal: AbortSignal) {
+  const it = client(StreamService, app, "grpc").subscribe({ stream: { kind: StreamKind.TOPIC, key: "caps" } }, { signal, headers: { authorization: `Bearer ${key}` } })[Symbol.asyncIterator]();
+  try {
+    await it.next();
+    void (async () => {
+      for (;;) if ((await it.next()).done) break;
+    })().catch(() => {});
+    return { ok: true as const };
+  } catch (e) {
+    return { ok: false as const, code: code(e), message: ConnectError.from(e).rawMessage };
+  }
+}
+
+describe("bytes of requests in flight", () => {
+  let app: App;
+  beforeAll(async () => {
+    app = await startTestServer({ env: { MAX_INFLIGHT_BYTES: String(1024 * 1024), REQUEST_TIMEOUT_MS: "20000" } });
+  });
+  afterAll(() => app?.close());
+
+  it("answers 503 / resource_exhausted once the instance's in-flight budget is taken, and recovers when it is given back", async () => {
+    // A slow upload holds 700 kB of the 1 MiB budget.
+    const hog = net.connect(app.port, "127.0.0.1");
+    hog.on("error", () => {});
+    await new Promise<void>((r) => hog.on("connect", () => r()));
+    hog.write(`POST /api/v1/events/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: 1000000\r\n\r\n{"topic":"t","events":[{"data":"${"x".repeat(700_000)}`);
+    // Let the server read what was sent.
+    await new Promise((r) => setTimeout(r, 300));
+    // JSON path: 503 in the dialect's shape.
+    const body = JSON.stringify({ topic: "t", events: [{ data: "y".repeat(500_000) }] });
+    const res = await rawHttp(app, `POST /api/v1/events/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 5000);
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.text.slice(res.text.indexOf("\r\n\r\n") + 4)).error).toMatch(/in flight/);
+    // RPC: resource_exhausted.
+    const rpc = client(StreamService, app, "grpc");
+    const err = await rpc.publish({ stream: { kind: StreamKind.TOPIC, key: "t" }, events: [{ eventType: "big", data: { kind: { case: "stringValue", value: "z".repeat(500_000) } } }] }, { headers: { "x-project-id": "acme" } }).catch((e: unknown) => ConnectError.from(e));
+    expect((err as ConnectError).code).toBe(Code.ResourceExhausted);
+    // Small requests still pass, and everything passes once the hog goes away.
+    expect(await stillServing(app)).toBeLessThan(1000);
+    hog.destroy();
+    await eventually(async () => (await rpc.publish({ stream: { kind: StreamKind.TOPIC, key: "t" }, events: [{ eventType: "big", data: { kind: { case: "stringValue", value: "z".repeat(500_000) } } }] }, { headers: { "x-project-id": "acme" } }).then(() => true, () => false)), 5000, "budget given back");
+    const metrics = await (await fetch(`${app.url}/metrics`)).text();
+    expect(metrics).toMatch(/limited_total\{limit="inflight_bytes"\} [1-9]/);
+  });
+});
