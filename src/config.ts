@@ -75,6 +75,10 @@ export interface Config {
   healthCacheMs: number;
   /** Most grpc.health.v1 Watch streams open at once. */
   maxHealthWatches: number;
+  /** Push endpoints allowed even though the strict push policy would refuse them: host names, IPs, CIDRs. */
+  pushAllow: string[];
+  /** Most push deliveries per second per subscription. */
+  pushMaxPerSecond: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
@@ -133,6 +137,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxSubscriptionsPerProject: int(env, "MAX_SUBSCRIPTIONS_PER_PROJECT", 1000, 1),
     healthCacheMs: int(env, "HEALTH_CACHE_MS", 1000, 0),
     maxHealthWatches: int(env, "MAX_HEALTH_WATCHES", 1000, 1),
+    pushAllow: (env["PUSH_ALLOW"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+    pushMaxPerSecond: int(env, "PUSH_MAX_PER_SECOND", 50, 1),
   };
   const auth = env["AUTH"];
   if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);

@@ -51,7 +51,7 @@ for (const factory of storeFactories) {
         // SSE counts too, answered in the dialect: Polos 429 {"error"}.
         const sse = await fetch(`${app.url}/api/v1/events/stream?topic=caps`, { headers: { authorization: "Bearer key-a" } });
         expect(sse.status).toBe(429);
-        expect((await sse.json()).error).toMatch(/subscriptions open/);
+        expect(((await sse.json()) as { error: string }).error).toMatch(/subscriptions open/);
         // Project b fills the instance (5 in all); the next is refused for the instance.
         expect(await subscribeAs(app, "key-b", abortB.signal)).toEqual({ ok: true });
         expect(await subscribeAs(app, "key-b", abortB.signal)).toEqual({ ok: true });

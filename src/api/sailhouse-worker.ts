@@ -15,6 +15,10 @@ export interface SailhouseWorkerOptions {
   pushBatch: number;
   now: () => number;
   log: Logger;
+  /** Posts a push (the push policy's guarded client, src/api/push-policy.ts); resolves with the HTTP status. */
+  post: (endpoint: string, headers: Record<string, string>, body: string, timeoutMs: number) => Promise<number>;
+  /** Most pushes per second per subscription, whatever its rate_limit says (bursts of as many). */
+  maxPerSecond: number;
   /** Where a failed round is logged and counted (src/server/boundary.ts); the log alone otherwise. */
   errors?: { caught(where: "background", err: unknown, fields?: Record<string, unknown>): void };
 }
@@ -35,6 +39,8 @@ export class SailhouseWorker {
   #running: Promise<void> | undefined;
   #stopped = false;
   readonly #lastPush = new Map<string, number>();
+  /** Per-subscription token buckets for maxPerSecond: tokens left and when they were counted. */
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
   readonly #seen = new Map<string, Map<string, number>>();
 
   constructor(
@@ -66,7 +72,15 @@ export class SailhouseWorker {
   async round(): Promise<void> {
     await this.api.tick();
     const subs = await this.api.push.subscriptions();
-    await Promise.all(subs.map((s) => this.#pushSome(s)));
+    // One subscription's failure is its own: the others are delivered, and it is logged and counted.
+    await Promise.all(
+      subs.map((s) =>
+        this.#pushSome(s).catch((err: unknown) => {
+          if (this.opts.errors) this.opts.errors.caught("background", err, { task: "push delivery", topic: s.topic, subscription: s.name });
+          else this.opts.log.warn({ err, topic: s.topic, subscription: s.name }, "push delivery failed");
+        }),
+      ),
+    );
   }
 
   async #pushSome(sub: Subscription): Promise<void> {
@@ -74,6 +88,7 @@ export class SailhouseWorker {
     const interval = rateInterval(sub.rateLimit);
     for (let i = 0; i < this.opts.pushBatch; i++) {
       if (interval > 0 && this.opts.now() - (this.#lastPush.get(key) ?? 0) < interval) return;
+      if (!this.#token(key)) return;
       const got = await this.api.push.next(sub, this.opts.pushTimeoutMs + 5000);
       if (!got) return;
       const { delivery, event } = got;
@@ -85,9 +100,9 @@ export class SailhouseWorker {
       const body = JSON.stringify(messageToJson(SubscriptionEventSchema, this.api.push.toEvent(event, sub.topic)));
       let ok = false;
       try {
-        const res = await fetch(sub.endpoint!, {
-          method: "POST",
-          headers: {
+        const status = await this.opts.post(
+          sub.endpoint!,
+          {
             "content-type": "application/json",
             // The receiver checks the timestamp against its own clock: always the wall clock.
             "sailhouse-signature": signPush(sub.secret, body, Math.floor(Date.now() / 1000)),
@@ -95,11 +110,10 @@ export class SailhouseWorker {
             "event-id": event.id,
           },
           body,
-          signal: AbortSignal.timeout(this.opts.pushTimeoutMs),
-        });
-        await res.arrayBuffer().catch(() => undefined);
-        ok = res.ok;
-        if (!ok) this.opts.log.info({ subscription: sub.name, topic: sub.topic, status: res.status, attempts: delivery.attempts }, "push delivery refused; will retry");
+          this.opts.pushTimeoutMs,
+        );
+        ok = status >= 200 && status < 300;
+        if (!ok) this.opts.log.info({ subscription: sub.name, topic: sub.topic, status, attempts: delivery.attempts }, "push delivery refused; will retry");
       } catch (err) {
         this.opts.log.info({ subscription: sub.name, topic: sub.topic, err: String(err), attempts: delivery.attempts }, "push delivery failed; will retry");
       }
@@ -110,6 +124,19 @@ export class SailhouseWorker {
         return;
       }
     }
+  }
+
+  /** Takes one push from the subscription's bucket (maxPerSecond per second, bursts of as many). */
+  #token(key: string): boolean {
+    const now = this.opts.now();
+    const rate = this.opts.maxPerSecond;
+    const b = this.#buckets.get(key) ?? { tokens: rate, at: now };
+    b.tokens = Math.min(rate, b.tokens + (Math.max(0, now - b.at) / 1000) * rate);
+    b.at = now;
+    this.#buckets.set(key, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
   }
 
   /** Deduplication window: the same data delivered to this subscription within it is skipped (acked). */

@@ -137,6 +137,8 @@ export function signPush(secret: string, body: string, unixSeconds: number): str
 
 export interface SailhouseDeps extends ApiDeps {
   sailhouse: SailhouseStore;
+  /** Where push endpoints may point (src/api/push-policy.ts): why one is refused, or undefined. */
+  pushPolicy?: { check(endpoint: string): Promise<string | undefined> };
 }
 
 /**
@@ -288,6 +290,8 @@ export function sailhouseApi(deps: SailhouseDeps) {
           url = undefined;
         }
         if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) throw invalidField(["body", "endpoint"], "push subscriptions need an http(s) endpoint URL", "value_error", req.endpoint);
+        const refused = await deps.pushPolicy?.check(req.endpoint!);
+        if (refused) throw invalidField(["body", "endpoint"], `push endpoint refused: ${refused}`, "value_error");
       }
       const filter = normalizeFilter(req.filter ? valueToJson(req.filter, ["body", "filter"]) : undefined);
       checkFilter(filter);

@@ -19,7 +19,8 @@ import { SailhouseWorker } from "../api/sailhouse-worker.js";
 import type { SailhouseStore } from "../store/sailhouse.js";
 import { MemorySailhouseStore } from "../store/memory/sailhouse.js";
 import { MongoSailhouseStore } from "../store/mongo/sailhouse.js";
-import { createGateway, sendJson } from "./gateway.js";
+import { createGateway, isRoutePath, sendJson } from "./gateway.js";
+import { PushPolicy } from "../api/push-policy.js";
 import { Metrics } from "./metrics.js";
 import { releaseWriters, StallWatch } from "./stall.js";
 import { openApiDocument } from "./openapi.js";
@@ -180,7 +181,18 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
 
   const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.db) : new MemorySailhouseStore({ maxScheduledBytes: cfg.memoryMaxBytes });
   await sailhouseStore.init();
-  const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore });
+  // Push endpoints: never this service (its address or its paths); with API keys, no loopback,
+  // link-local or metadata addresses unless PUSH_ALLOW names them (src/api/push-policy.ts).
+  let listening: { host: string; port: number } | undefined;
+  let ownPath: (pathname: string) => boolean = () => false;
+  const rpcPaths = new Set([...SERVICES, Health].flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)));
+  const pushPolicy = new PushPolicy({
+    mode: authMode === "required" ? "strict" : "local",
+    allow: cfg.pushAllow,
+    self: () => listening,
+    isOwnPath: (p) => rpcPaths.has(p) || p.startsWith("/v1/stream/") || ownPath(p),
+  });
+  const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore, pushPolicy });
   const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.db) : new MemoryTaskStore();
   await taskStore.init();
   const terminaluse = terminalUseApi({ ...deps, tasks: taskStore, responseBytes: cfg.responseBatchBytes });
@@ -193,10 +205,11 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   });
   const durable = durableRoutes(durableStreams, { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests });
   const streams = streamsApi({ ...deps, producers: durableStreams.producerPublish }, { windowBytes: cfg.publishStreamWindowBytes });
-  const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger, errors });
+  const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger, errors, post: (e, h, b, t) => pushPolicy.post(e, h, b, t), maxPerSecond: cfg.pushMaxPerSecond });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
+  ownPath = isRoutePath(gatewayRoutes);
   const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors, subscriptions, onSubscriptionRefused: () => metrics.limited.inc({ limit: "subscriptions" }) });
   const handler = connectNodeAdapter({
     routes(router) {
@@ -316,6 +329,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     serve,
   });
   const url = listener.url;
+  listening = { host: listener.host, port: listener.port };
   worker.start();
   logger.info({ url, store: store.kind }, "listening (HTTP/1.1 + h2c: gRPC, gRPC-Web, Connect, JSON, SSE)");
 

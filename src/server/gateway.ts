@@ -20,7 +20,7 @@ import type { RouteDoc } from "./openapi.js";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { decodeParam, type ErrorSink } from "./boundary.js";
-import { BusyError, type SubscriptionLimits } from "./limits.js";
+import { isBusy, type SubscriptionLimits } from "./limits.js";
 
 /**
  * How a route reports errors: `{"error": message}` with 400/404/... (Polos, Sailhouse), or
@@ -184,7 +184,7 @@ export function errorReply(dialect: Dialect, err: unknown, quoteBytes = DEFAULT_
   } else if (err instanceof StoreUnavailableError) {
     status = 503;
     message = "the event store is unavailable; retry later";
-  } else if (err instanceof BusyError) {
+  } else if (isBusy(err)) {
     status = 503;
     message = err.rawMessage;
   } else {
@@ -201,6 +201,12 @@ export function errorReply(dialect: Dialect, err: unknown, quoteBytes = DEFAULT_
     return { status, json: { detail: message } };
   }
   return { status, json: fields ? { error: message, details: fields } : { error: message } };
+}
+
+/** True when `pathname` is one of the routes' paths (any method). */
+export function isRoutePath(routes: readonly Route[]): (pathname: string) => boolean {
+  const table = routes.map(compile);
+  return (pathname) => table.some((r) => r.regex.test(pathname));
 }
 
 /** Returns the request handler for the documented paths, or undefined for other paths. */
@@ -295,7 +301,7 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
     }
     // A body left unread (too slow, too big, over the budget): HTTP/1.1 closes the connection after
     // the reply; HTTP/2 closes the stream once the reply is out.
-    const unread = reply.status === 408 || reply.status === 413 || err instanceof BusyError;
+    const unread = reply.status === 408 || reply.status === 413 || isBusy(err);
     if (unread && req.httpVersionMajor === 1) res.setHeader("connection", "close");
     if (unread && req.httpVersionMajor === 2) res.once("finish", () => (req as { stream?: { close(code?: number): void } }).stream?.close());
     sendJson(res, reply.status, reply.json, reply.status === 401 ? { "www-authenticate": "Bearer" } : {});

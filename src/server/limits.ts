@@ -6,11 +6,17 @@
 import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Req } from "./sse.js";
 
+/** Marks the cause of a BusyError (ConnectError's instanceof matches any ConnectError, so no subclass). */
+class Busy extends Error {}
+
 /** The instance is at its budget of request bytes in flight: 503 on JSON paths, `resource_exhausted` on RPCs. */
-export class BusyError extends ConnectError {
-  constructor(limitBytes: number) {
-    super(`the service has ${limitBytes} bytes of requests in flight, its limit; retry shortly`, Code.ResourceExhausted);
-  }
+export function busyError(limitBytes: number): ConnectError {
+  const msg = `the service has ${limitBytes} bytes of requests in flight, its limit; retry shortly`;
+  return new ConnectError(msg, Code.ResourceExhausted, undefined, undefined, new Busy(msg));
+}
+
+export function isBusy(err: unknown): err is ConnectError {
+  return err instanceof ConnectError && err.cause instanceof Busy;
 }
 
 /**
@@ -42,7 +48,7 @@ export class InflightBytes {
   /**
    * Accounts every chunk read from `req` (whoever reads it: connect-node and the gateway both
    * iterate the request) against the budget; a chunk over the budget fails the read with
-   * BusyError. Returns the function that gives the request's bytes back (call it when the
+   * busyError. Returns the function that gives the request's bytes back (call it when the
    * response closes).
    */
   track(req: Req, streaming: boolean, onBusy: () => void): () => void {
@@ -64,7 +70,7 @@ export class InflightBytes {
             if (!self.take(n)) {
               onBusy();
               await it.return?.();
-              throw new BusyError(self.limit);
+              throw busyError(self.limit);
             }
             held += n;
           }
