@@ -43,6 +43,42 @@ export function credentialOf(header: (name: string) => string | undefined): stri
 }
 
 /**
+ * Cross-site request check for the JSON paths (a browser on another site can make a user's browser
+ * send a form or text/plain POST, with the user's cookies, without asking anyone). Returns why the
+ * request is refused, or undefined:
+ * - authenticated by a cookie alone (no header credential): the Origin, when sent, must be this
+ *   host, and a request with a body must be JSON (a JSON request from another site needs a CORS
+ *   preflight, which these paths do not grant);
+ * - with no credential at all (auth off): a cross-site Origin may not send a body a browser sends
+ *   without preflight (form, multipart, text/plain or none).
+ * Requests with a header credential (Authorization, or another header form) are unaffected.
+ */
+export function crossSiteRefusal(method: string, header: (name: string) => string | undefined): string | undefined {
+  const withCookie = credentialOf(header);
+  const withoutCookie = credentialOf((n) => (n === "cookie" ? undefined : header(n)));
+  if (withoutCookie !== undefined) return undefined;
+  const origin = header("origin");
+  const host = header(":authority") ?? header("host");
+  let sameOrigin = true;
+  if (origin !== undefined) {
+    try {
+      sameOrigin = origin !== "null" && host !== undefined && new URL(origin).host.toLowerCase() === host.toLowerCase();
+    } catch {
+      sameOrigin = false;
+    }
+  }
+  const hasBody = method !== "GET" && method !== "HEAD" && method !== "OPTIONS";
+  const json = /^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(header("content-type") ?? "");
+  if (withCookie !== undefined) {
+    if (!sameOrigin) return "cross-site request refused: a request authenticated by a cookie must come from this site (Origin)";
+    if (hasBody && !json) return "cross-site request refused: a request authenticated by a cookie must send Content-Type: application/json";
+    return undefined;
+  }
+  if (!sameOrigin && hasBody && !json) return "cross-site request refused: another site's page may not send this request";
+  return undefined;
+}
+
+/**
  * API-key authentication. With mode "required", every call needs a live key; the key's project is
  * the call's project, and a project the caller names (X-Project-ID, Project-ID, ?project_id=) must
  * be that one. With mode "off" (the embedded default on loopback only), the named project is used.

@@ -15,7 +15,7 @@ import { MAX_JSON_DEPTH, MAX_JSON_VALUES, scanJsonText } from "../core/json.js";
 const MAX_BODY_DEPTH = MAX_JSON_DEPTH + 10;
 import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError } from "../core/types.js";
 import { streamSse, type Req, type Res, type SseMessage } from "./sse.js";
-import { credentialOf, type Auth } from "./auth.js";
+import { credentialOf, crossSiteRefusal, type Auth } from "./auth.js";
 import type { RouteDoc } from "./openapi.js";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
@@ -264,6 +264,8 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
   let release: (() => void) | undefined;
   try {
     const claimed = headerValue(req, "x-project-id") ?? headerValue(req, "project-id") ?? (route.method === "GET" ? url.searchParams.get("project_id") || undefined : undefined);
+    const crossSite = crossSiteRefusal(req.method ?? "GET", (n) => headerValue(req, n));
+    if (crossSite) throw new HttpError(403, crossSite);
     // Authenticate before reading the body: an unauthenticated caller gets nothing parsed.
     const project = await d.auth.project(credentialOf((n) => headerValue(req, n)), claimed);
     const takeTurn = async (): Promise<void> => {
