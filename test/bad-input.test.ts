@@ -99,8 +99,8 @@ const CASES: Case[] = [
   sail(J({ ttl: "1m" }), 400, "/waitgroups/instances", "wait group without topic"),
   connect("/events.v1.StreamService/Publish", J({ stream: { kind: "STREAM_KIND_TOPIC", key: "bad-target" }, events: [] }), "application/json", 400),
   connect("/events.v1.StreamService/Publish", "{nope", "application/json", 400),
-  // An undecodable message is `internal`, as gRPC servers answer it (grpc-go: "error unmarshalling request").
-  connect("/events.v1.StreamService/Publish", Buffer.from([0xff, 0xff, 0xff, 0x01, 0x02]), "application/proto", 500),
+  // An undecodable message is the caller's error: `invalid_argument` (connect-node says `internal`; src/server/rpc-adapter.ts corrects it).
+  connect("/events.v1.StreamService/Publish", Buffer.from([0xff, 0xff, 0xff, 0x01, 0x02]), "application/proto", 400),
   connect("/events.v1.StreamService/Publish", J({ stream: { kind: "STREAM_KIND_TOPIC", key: "bad target" }, events: [{}] }), "application/json", 400),
   connect("/events.v1.StreamService/Publish", J({ stream: { kind: "NOPE", key: "bad-target" }, events: [{}] }), "application/json", 400),
   connect("/events.v1.StreamService/ListEvents", J({ stream: { kind: "STREAM_KIND_TOPIC", key: "bad-target" }, afterSequence: "-5" }), "application/json", 400),
@@ -181,6 +181,7 @@ for (const factory of storeFactories) {
           expect(r.status).toBeDefined();
           expect(r.status).not.toBe("0");
         }
+        expect(results[0]!.status).toBe(String(Code.InvalidArgument));
         expect(results[5]!.status).toBe(String(Code.Unimplemented));
       } finally {
         session.close();

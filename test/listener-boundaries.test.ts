@@ -89,6 +89,47 @@ describe("malformed requests that used to crash the process", () => {
   }
 });
 
+describe("undecodable protobuf requests", () => {
+  let app: App;
+  beforeAll(async () => {
+    app = await startTestServer();
+  });
+  afterAll(() => app?.close());
+  const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]);
+  const frame = (payload: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0, payload.length]), payload]);
+
+  it("are invalid_argument in every protocol, unary and streaming", async () => {
+    // Connect unary: 400 {"code":"invalid_argument"}.
+    const unary = await fetch(`${app.url}/events.v1.StreamService/Publish`, { method: "POST", headers: { "content-type": "application/proto" }, body: garbage });
+    expect(unary.status).toBe(400);
+    const body = (await unary.json()) as { code: string; message: string };
+    expect(body.code).toBe("invalid_argument");
+    expect(body.message).toMatch(/^parse binary: /);
+    // Connect server-streaming: the end-stream message carries invalid_argument.
+    const stream = await fetch(`${app.url}/events.v1.StreamService/Subscribe`, { method: "POST", headers: { "content-type": "application/connect+proto" }, body: frame(garbage) });
+    const bytes = Buffer.from(await stream.arrayBuffer());
+    expect(bytes[0]! & 0x02).toBe(2);
+    expect(JSON.parse(bytes.subarray(5).toString()).error.code).toBe("invalid_argument");
+    // gRPC-Web: the trailer frame.
+    const web = await fetch(`${app.url}/events.v1.StreamService/Publish`, { method: "POST", headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" }, body: frame(garbage) });
+    const wb = Buffer.from(await web.arrayBuffer());
+    const trailer = (web.headers.get("grpc-status") ?? "") + wb.toString("latin1");
+    expect(trailer).toMatch(/grpc-status: ?3/);
+    // gRPC (HTTP/2): trailers.
+    const session = http2.connect(app.url);
+    try {
+      for (const path of ["/events.v1.StreamService/Publish", "/events.v1.StreamService/Subscribe"]) {
+        const g = await h2Request(session, { ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" }, frame(garbage));
+        expect(g.trailers["grpc-status"] ?? g.headers["grpc-status"], path).toBe(String(Code.InvalidArgument));
+      }
+    } finally {
+      session.close();
+    }
+    // A real internal error keeps its code: an unknown method is still unimplemented, valid calls still work.
+    expect(await stillServing(app)).toBeLessThan(1000);
+  });
+});
+
 describe("the RPC boundary", () => {
   function sink(): ErrorSink & { seen: { where: Where; fields: Record<string, unknown> | undefined }[] } {
     const seen: { where: Where; fields: Record<string, unknown> | undefined }[] = [];

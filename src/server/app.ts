@@ -3,7 +3,6 @@ import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import http from "node:http";
 import http2 from "node:http2";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino, type Logger } from "pino";
 import type { Config } from "../config.js";
 import { EventLog } from "../core/log.js";
@@ -51,6 +50,7 @@ import { MongoDurableStore } from "../store/mongo/durable.js";
 import type { Req, Res } from "./sse.js";
 import { boundaryInterceptor, errorSink, guardProcess } from "./boundary.js";
 import { listen } from "./listener.js";
+import { rpcAdapter } from "./rpc-adapter.js";
 
 export interface App {
   /** The port actually bound (useful with PORT=0). */
@@ -211,7 +211,8 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
   ownPath = isRoutePath(gatewayRoutes);
   const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors, subscriptions, onSubscriptionRefused: () => metrics.limited.inc({ limit: "subscriptions" }) });
-  const handler = connectNodeAdapter({
+  const handler = rpcAdapter({
+    errors,
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin, terminaluse });
       registerHealth(router, SERVICES, storeHealthy, { watchIntervalMs: 5000, maxWatches: cfg.maxHealthWatches, onRefused: () => metrics.limited.inc({ limit: "health_watches" }) });

@@ -67,6 +67,9 @@ export function quote(s: string, max = 64): string {
   return JSON.stringify(s.length > max ? `${s.slice(0, max)}…` : s);
 }
 
+/** connect-node's message for a request that is not valid protobuf (servers parse only requests). */
+export const REQUEST_PARSE_ERROR = /^parse binary: /;
+
 /**
  * The RPC boundary (outermost interceptor): an error a handler or its response stream throws that
  * is not a deliberate Connect error is logged once with the call's request id, counted, and
@@ -77,6 +80,8 @@ export function boundaryInterceptor(sink: ErrorSink): Interceptor {
   return (next) => async (req) => {
     const fields = (): Record<string, unknown> => ({ requestId: (req.header.get("x-request-id") ?? randomUUID()).slice(0, 128), rpc: `${req.service.typeName}/${req.method.name}` });
     const settle = (err: unknown): ConnectError => {
+      // An undecodable request message in a stream: the caller's error (see rpc-adapter.ts).
+      if (err instanceof ConnectError && err.code === Code.Internal && REQUEST_PARSE_ERROR.test(err.rawMessage)) return new ConnectError(err.rawMessage, Code.InvalidArgument);
       if (err instanceof ConnectError && err.code !== Code.Unknown && err.code !== Code.Internal) return err;
       if (ConnectError.from(err).code === Code.Canceled) return ConnectError.from(err);
       sink.caught("rpc", err, fields());

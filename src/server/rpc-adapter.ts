@@ -1,0 +1,140 @@
+/**
+ * The Node adapter for the Connect router (gRPC, gRPC-Web, Connect), in place of connect-node's
+ * connectNodeAdapter, for two things it does not do:
+ *
+ * - A request message that is not valid protobuf is the caller's error: `invalid_argument`.
+ *   connect-node 2.1 answers it `internal` ("parse binary: …", from its binary serialization,
+ *   before any interceptor sees the call), so the answer is corrected here, in each protocol's
+ *   error encoding (Connect unary JSON body and end-stream message, gRPC headers or trailers,
+ *   gRPC-Web trailer frame). On a server, parsing only ever happens to requests, so "parse binary"
+ *   always means a bad request.
+ * - A failure while writing a response goes to the error boundary (logged once, counted), not to
+ *   console.error.
+ */
+import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { REQUEST_PARSE_ERROR, type ErrorSink } from "./boundary.js";
+import type { Req, Res } from "./sse.js";
+
+export interface RpcAdapterOptions extends Pick<ConnectRouterOptions, "readMaxBytes" | "interceptors"> {
+  routes(router: ConnectRouter): void;
+  fallback(req: Req, res: Res): void;
+  errors: ErrorSink;
+}
+
+const INVALID = String(Code.InvalidArgument);
+const INTERNAL = String(Code.Internal);
+const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
+
+function isParseMessage(encoded: string | null): boolean {
+  if (!encoded) return false;
+  try {
+    return REQUEST_PARSE_ERROR.test(decodeURIComponent(encoded));
+  } catch {
+    return false;
+  }
+}
+
+/** gRPC status fields (headers of a trailers-only response, or trailers) of an undecodable request → invalid_argument. */
+function fixGrpcFields(h: Headers | undefined): void {
+  if (h && h.get("grpc-status") === INTERNAL && isParseMessage(h.get("grpc-message"))) h.set("grpc-status", INVALID);
+}
+
+/** One enveloped message (flags, length, payload) rewritten by `fix` when it is an end/trailer frame. */
+function fixEnvelopes(chunk: Uint8Array, fix: (flags: number, payload: string) => string | undefined): Uint8Array {
+  if (chunk.length < 5) return chunk;
+  const flags = chunk[0]!;
+  const len = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength).getUint32(1);
+  if (len !== chunk.length - 5) return chunk;
+  const replaced = fix(flags, utf8.decode(chunk.subarray(5)));
+  if (replaced === undefined) return chunk;
+  const payload = encoder.encode(replaced);
+  const out = new Uint8Array(5 + payload.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, payload.length);
+  out.set(payload, 5);
+  return out;
+}
+
+/** Connect end-stream message (flag 0x02) and gRPC-Web trailers (flag 0x80) of an undecodable request. */
+function fixFrame(flags: number, payload: string): string | undefined {
+  if (flags & 0x02) {
+    try {
+      const end = JSON.parse(payload) as { error?: { code?: string; message?: string } };
+      if (end.error?.code === "internal" && REQUEST_PARSE_ERROR.test(end.error.message ?? "")) {
+        end.error.code = "invalid_argument";
+        return JSON.stringify(end);
+      }
+    } catch {
+      return undefined;
+    }
+  }
+  if (flags & 0x80 && /grpc-status: ?13\r\n/.test(payload)) {
+    const msg = /grpc-message: ?([^\r\n]*)/.exec(payload)?.[1] ?? null;
+    if (isParseMessage(msg)) return payload.replace(/grpc-status: ?13\r\n/, `grpc-status: ${INVALID}\r\n`);
+  }
+  return undefined;
+}
+
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes;
+}
+
+async function* correctedFrames(u: UniversalServerResponse, body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const c of body) yield fixEnvelopes(c, fixFrame);
+  // gRPC trailers are complete once the body is.
+  fixGrpcFields(u.trailer);
+}
+
+/** The response with a request-parse `internal` turned into `invalid_argument`, whatever the protocol. */
+export async function parseErrorsAsInvalid(u: UniversalServerResponse): Promise<UniversalServerResponse> {
+  fixGrpcFields(u.header);
+  if (!u.body) return u;
+  const type = u.header?.get("content-type") ?? "";
+  if (u.status === 500 && type.startsWith("application/json") && !u.header?.get("content-encoding")) {
+    // A Connect unary error: one small JSON body, read before the status is written.
+    const parts: Uint8Array[] = [];
+    for await (const c of u.body) parts.push(c);
+    const bytes = Buffer.concat(parts);
+    try {
+      const err = JSON.parse(bytes.toString("utf8")) as { code?: string; message?: string };
+      if (err.code === "internal" && REQUEST_PARSE_ERROR.test(err.message ?? "")) {
+        err.code = "invalid_argument";
+        const fixed = encoder.encode(JSON.stringify(err));
+        u.header?.set("content-length", String(fixed.length));
+        return { ...u, status: 400, body: once(fixed) };
+      }
+    } catch {
+      // not an error body: pass it on as it was
+    }
+    return { ...u, body: once(bytes) };
+  }
+  return { ...u, body: correctedFrames(u, u.body) };
+}
+
+/** The request handler: RPCs through the router, everything else to `fallback`. */
+export function rpcAdapter(o: RpcAdapterOptions): (req: Req, res: Res) => void {
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...(o.readMaxBytes !== undefined ? { readMaxBytes: o.readMaxBytes } : {}), ...(o.interceptors ? { interceptors: o.interceptors } : {}) });
+  o.routes(router);
+  const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  return (req, res) => {
+    const handler = handlers.get((req.url ?? "").split("?", 2)[0]!);
+    if (!handler) {
+      o.fallback(req, res);
+      return;
+    }
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    handler(uReq)
+      .then(async (uRes) => universalResponseToNodeResponse(await parseErrorsAsInvalid(uRes), res))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted || res.destroyed || req.destroyed) return;
+        o.errors.caught("rpc", reason, { rpc: `${handler.service.typeName}/${handler.method.name}`, during: "response" });
+        if (!res.headersSent) {
+          res.writeHead(500);
+          res.end();
+        } else res.destroy();
+      });
+  };
+}
