@@ -13,7 +13,8 @@ import { itSdk, RUST_SAILHOUSE, runPythonSdk, runSdkBinary, rustSdkAvailable, ru
 
 const MODES: { name: string; env: Record<string, string>; apiKey: string }[] = [
   { name: "auth off", env: { AUTH: "off" }, apiKey: "any-key-is-ignored" },
-  { name: "AUTH=required", env: { AUTH: "required", API_KEYS: "acme:sh-key-1" }, apiKey: "sh-key-1" },
+  // The operator allow-list lets push endpoints use loopback with API keys on (README, "Push endpoints").
+  { name: "AUTH=required", env: { AUTH: "required", API_KEYS: "acme:sh-key-1", PUSH_ALLOW: "127.0.0.1" }, apiKey: "sh-key-1" },
 ];
 
 for (const mode of MODES) {
