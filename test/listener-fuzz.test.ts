@@ -18,6 +18,7 @@ import { SERVICES } from "../src/server/rpc.js";
 import { startTestServer } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
 import { h2Request, rawHttp, stillServing } from "./support/raw.js";
+import { PREFACE, h2Frame, hpack } from "./support/h2frames.js";
 
 const SEED = Number(process.env["FUZZ_SEED"] ?? 1111);
 const RUNS = Number(process.env["FUZZ_RUNS"] ?? 60);
@@ -67,36 +68,6 @@ const bodyArb = fc.oneof(
 
 const METHODS = fc.oneof(fc.constantFrom("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"), fc.stringMatching(/^[A-Z]{1,8}$/));
 
-/** HPACK "literal header field without indexing, new name" (RFC 7541 §6.2.2), no Huffman. */
-function hpack(headers: [string, string][]): Buffer {
-  const str = (s: string): Buffer => {
-    const b = Buffer.from(s, "latin1");
-    const out: number[] = [];
-    if (b.length < 127) out.push(b.length);
-    else {
-      out.push(127);
-      let n = b.length - 127;
-      while (n >= 128) {
-        out.push((n % 128) + 128);
-        n = Math.floor(n / 128);
-      }
-      out.push(n);
-    }
-    return Buffer.concat([Buffer.from(out), b]);
-  };
-  return Buffer.concat(headers.flatMap(([n, v]) => [Buffer.from([0]), str(n), str(v)]));
-}
-
-function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream & 0x7fffffff, 5);
-  return Buffer.concat([head, payload]);
-}
-
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /** Writes the preface, an empty SETTINGS and `frames`; resolves with the bytes the server sent within `ms`, and whether it closed. */
 function sendFrames(app: App, frames: Buffer[], ms = 250): Promise<{ bytes: number; closed: boolean; firstMs: number }> {
