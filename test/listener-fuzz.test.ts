@@ -99,7 +99,7 @@ for (const factory of storeFactories) {
     beforeAll(async () => {
       app = await startTestServer({ store: await factory.make(), env: { REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) } });
       const doc = (await (await fetch(`${app.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
-      templates = [...Object.keys(doc.paths), ...SERVICES.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)), "/healthz", "/readyz", "/metrics", "/ui/", "/grpc.health.v1.Health/Check", "/v1/stream/{name}"];
+      templates = [...Object.keys(doc.paths), ...SERVICES.flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)), "/healthz", "/readyz", "/metrics", "/ui/", "/grpc.health.v1.Health/Check", "/v1/stream/{name}", "/v1/log/topic/{key}"];
       expect(templates.length).toBeGreaterThan(30);
     });
     afterAll(async () => {

@@ -190,7 +190,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     mode: authMode === "required" ? "strict" : "local",
     allow: cfg.pushAllow,
     self: () => listening,
-    isOwnPath: (p) => rpcPaths.has(p) || p.startsWith("/v1/stream/") || ownPath(p),
+    isOwnPath: (p) => rpcPaths.has(p) || p.startsWith("/v1/stream/") || p.startsWith("/v1/log/") || ownPath(p),
   });
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore, pushPolicy });
   const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.db) : new MemoryTaskStore();
