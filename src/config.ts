@@ -28,6 +28,10 @@ export interface Config {
   authCacheMs: number;
   /** How long a MongoDB operation may wait for a reachable server (fail fast while it is down). */
   mongodbTimeoutMs: number;
+  /** Bound on every MongoDB operation (wtimeout, maxTimeMS, socket timeout, client-side deadline). */
+  mongodbOperationTimeoutMs: number;
+  /** How often expired streams' events are deleted (and, without a TTL index, expired events). */
+  expirySweepMs: number;
   /** A response (a subscription, mostly) whose client takes no data for this long is cut off; 0: never. */
   stallTimeoutMs: number;
   /** A response holding more unsent bytes than this in the server is cut off at once. */
@@ -109,6 +113,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env["LOG_LEVEL"] ?? "info",
     apiKeys: [],
     mongodbTimeoutMs: int(env, "MONGODB_TIMEOUT_MS", 2000, 100),
+    mongodbOperationTimeoutMs: int(env, "MONGODB_OPERATION_TIMEOUT_MS", 5000, 100),
+    expirySweepMs: int(env, "EXPIRY_SWEEP_MS", 60_000, 0),
     authCacheMs: int(env, "AUTH_CACHE_MS", 5000, 0),
     maxBatchEvents: int(env, "MAX_BATCH_EVENTS", 1000, 1),
     maxEventBytes: int(env, "MAX_EVENT_BYTES", 4 * 1024 * 1024, 16),

@@ -94,7 +94,7 @@ for (const factory of storeFactories) {
       const s: StreamId = { project: "p", kind: "durable", key: `log-${++n}` };
       expect(await base.reserve(s, 2)).toBe(2);
       expect(await base.isClosed(s)).toBe(false);
-      expect(await base.reserve(s, 1, true)).toBe(3); // the final append closes it in the same step
+      expect(await base.reserve(s, 1, { close: true })).toBe(3); // the final append closes it in the same step
       expect(await base.isClosed(s)).toBe(true);
       await expect(base.reserve(s, 1)).rejects.toBeInstanceOf(StreamClosedError);
       expect(await base.closeStream(s)).toBe(3);

@@ -190,10 +190,21 @@ function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
   return msg;
 }
 
+/**
+ * What a 503 / `unavailable` promises. Normally "nothing was stored" (the publish's outcome was
+ * resolved before answering: safe to retry). When the store stopped answering before that could be
+ * resolved, the reply says the outcome is unknown.
+ */
+export function unavailableMessage(err: StoreUnavailableError): string {
+  return err.outcome === "unknown"
+    ? "the event store is unavailable and did not confirm this publish: it may or may not have been stored (retry with an idempotency key, or read the stream to check)"
+    : "the event store is unavailable; nothing was stored, retry later";
+}
+
 /** Maps core errors onto Connect codes (RPC errors, PublishStream's error acks). */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (err instanceof StoreUnavailableError) return new ConnectError("the event store is unavailable; retry later", Code.Unavailable, undefined, undefined, err);
+  if (err instanceof StoreUnavailableError) return new ConnectError(unavailableMessage(err), Code.Unavailable, undefined, undefined, err);
   if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
   if (err instanceof InvalidEventError) return invalid([invalidEventField(err)]);
   if (err instanceof DuplicateEventError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);

@@ -31,7 +31,8 @@ export function kubiyaApi(deps: ApiDeps) {
       const now = deps.now();
       const expireAt = new Date(now.getTime() + EXECUTION_EVENT_TTL_MS);
       const extra: JsonObject = { execution_id: req.executionId, timestamp: req.timestamp ?? rfc3339(now) };
-      await deps.log.publish(stream, [{ eventType: req.eventType, data: req.data ?? {}, extra, expireAt }], { extendExpiryTo: expireAt, source: "kubiya" });
+      // The execution's expiry slides on its stream record (one update, no rewrite of earlier events).
+      await deps.log.publish(stream, [{ eventType: req.eventType, data: req.data ?? {}, extra }], { extendExpiryTo: expireAt, source: "kubiya" });
       return create(PublishExecutionEventResponseSchema, { success: true, executionId: req.executionId, eventType: req.eventType });
     },
 

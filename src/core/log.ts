@@ -1,12 +1,15 @@
 import { randomUUID } from "node:crypto";
 import type { Store } from "./store.js";
 import { Hub } from "./hub.js";
-import { ready } from "./ordering.js";
+import { HoleClock, ready } from "./ordering.js";
 import { eventCost, freeJsonProblem, MAX_JSON_DEPTH, MAX_JSON_VALUES, setCost } from "./json.js";
-import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
+import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, SequenceTakenError, StoreUnavailableError, streamName, type EventDraft, type StoredEvent, type StreamId } from "./types.js";
 
 export interface EventLogOptions {
-  /** How long a reader waits at a hole (a sequence taken but not stored) before skipping it. */
+  /**
+   * How long a reader waits at a hole (a sequence taken but not stored) before claiming it with a
+   * void placeholder, measured on this process's monotonic clock from when it first saw the hole.
+   */
   holeTimeoutMs: number;
   /** Most events in one publish. */
   maxBatchEvents: number;
@@ -30,7 +33,10 @@ export interface EventLogOptions {
   maxCommitEvents: number;
   /** Subscribers with nothing to do re-read this often even without a wake-up. */
   idleRecheckMs: number;
+  /** Wall clock (ms since the epoch): created_at of events and expiry. Tests inject skewed clocks. */
   now?: () => number;
+  /** Monotonic clock (ms) for hole ages; default performance.now(). */
+  monotonic?: () => number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   observer?: LogObserver;
 }
@@ -42,6 +48,9 @@ export interface LogObserver {
   /** `lagMs`: from the newest delivered event's creation to its delivery. */
   delivered(events: number, lagMs: number): void;
 }
+
+/** Majority reads of a failed append's range before its outcome is called unknown (about 1.4 s in all). */
+const RESOLVE_READS = 8;
 
 /** Recent events kept per followed stream for subscribers that keep up (and at most tailBytes in all). */
 const TAIL_EVENTS = 4096;
@@ -63,8 +72,9 @@ export const DEFAULT_LOG_OPTIONS: EventLogOptions = {
 
 export interface PublishOptions {
   /**
-   * Sliding expiry: every event of the stream, old and new, is kept until at least this instant
-   * (Kubiya: an execution's events live one hour past its last event).
+   * Sliding expiry of the stream: every event of it, old and new, is kept until at least this
+   * instant (Kubiya: an execution's events live one hour past its last event). Kept on the stream
+   * record, so earlier events are not rewritten.
    */
   extendExpiryTo?: Date;
   /** Which API published (a metrics label): "polos", "kubiya", "sailhouse", "terminaluse", "streams". */
@@ -79,6 +89,7 @@ export interface PublishOptions {
 export interface Stats {
   published: number;
   commits: number;
+  /** Sequences this process's readers claimed as void (their publisher stalled or died). */
   holesSkipped: number;
   subscribers: number;
   /** Store operations that failed (publishes and subscriber reads). */
@@ -152,6 +163,10 @@ export class EventLog {
   readonly #avgBytes = new Map<string, number>();
   readonly #stopWatching: () => Promise<void>;
   readonly #now: () => number;
+  readonly #mono: () => number;
+  readonly #holes: HoleClock;
+  /** The expiry of each tail's stream as last slid here (a tail past it is not served). */
+  readonly #tailExpiry = new Map<string, Date>();
   /** Aborted by close(): ends every subscription. */
   readonly #closing = new AbortController();
   readonly #recheck: NodeJS.Timeout;
@@ -160,6 +175,8 @@ export class EventLog {
     this.#store = store;
     this.#opts = { ...DEFAULT_LOG_OPTIONS, ...opts };
     this.#now = this.#opts.now ?? Date.now;
+    this.#mono = this.#opts.monotonic ?? (() => performance.now());
+    this.#holes = new HoleClock(this.#mono);
     this.#stopWatching = store.watchAppends(
       (name) => this.#hub.notify(name),
       () => [...this.#followed.values()].map((f) => f.id),
@@ -311,18 +328,27 @@ export class EventLog {
     }
     if (batch.length === 0) return;
     const count = batch.reduce((n, p) => n + p.drafts.length, 0);
+    let expireAt: Date | undefined;
+    for (const p of batch) {
+      const to = p.opts?.extendExpiryTo;
+      if (to && (!expireAt || to > expireAt)) expireAt = to;
+    }
     let last: number;
     try {
-      last = await this.#store.reserve(stream, count, batch[batch.length - 1]!.opts?.close === true);
+      // The stream's expiry slides in the same round trip (the stream record), so no earlier event
+      // is rewritten and none expires before the new ones are visible.
+      const close = batch[batch.length - 1]!.opts?.close === true;
+      last = await this.#store.reserve(stream, count, expireAt || close ? { ...(expireAt ? { expireAt } : {}), ...(close ? { close } : {}) } : undefined);
     } catch (err) {
+      // Nothing was inserted. If the counter did move, readers claim the untouched range later.
       this.stats.storeErrors++;
-      for (const p of batch) p.reject(err);
+      const failure = err instanceof StoreUnavailableError ? new StoreUnavailableError(err.message, { cause: err, outcome: "not-stored" }) : err;
+      for (const p of batch) p.reject(failure);
       return;
     }
     const first = last - count + 1;
     const createdAt = new Date(this.#now());
     let seq = first;
-    let extendTo: Date | undefined;
     const results: StoredEvent[][] = [];
     const all: StoredEvent[] = [];
     for (const p of batch) {
@@ -345,46 +371,29 @@ export class EventLog {
         setCost(e, eventCost(d));
         return e;
       });
-      const to = p.opts?.extendExpiryTo;
-      if (to && (!extendTo || to > extendTo)) extendTo = to;
       results.push(events);
       all.push(...events);
     }
     try {
-      // Older events are kept alive first, so none expires before the new ones are visible.
-      if (extendTo) await this.#store.extendExpiry(stream, extendTo);
       await this.#store.append(all);
     } catch (err) {
-      if (err instanceof DuplicateEventError && (await this.#afterDuplicate(stream, name, batch, results, first, last, createdAt, err, requeue))) return;
-      // The sequences are taken: leave placeholders so readers need not wait for them.
-      try {
-        await this.#store.voidRange(stream, first, last, createdAt, all.map((e) => e.id));
-      } catch (voidErr) {
-        this.#opts.log?.("could not void the sequences of a failed publish; readers will skip them after the hole timeout", {
-          stream: name,
-          first,
-          last,
-          err: String(voidErr),
-        });
-      }
-      this.stats.storeErrors++;
-      this.#hub.notify(name);
-      for (const p of batch) p.reject(err);
+      await this.#afterFailedAppend(stream, name, batch, results, first, last, createdAt, err, requeue);
       return;
     }
     this.stats.commits++;
     this.stats.published += count;
-    this.#remember(name, all);
+    this.#remember(name, all, expireAt);
     this.#hub.notify(name);
     batch.forEach((p, k) => p.resolve(results[k]!));
   }
 
-  #remember(name: string, events: StoredEvent[]): void {
+  #remember(name: string, events: StoredEvent[], streamExpireAt: Date | undefined): void {
     if (!this.#followed.has(name)) return;
     if (events.some((e) => e.expireAt !== undefined)) {
       this.#dropTail(name);
       return;
     }
+    if (streamExpireAt && !((this.#tailExpiry.get(name) ?? 0) > streamExpireAt)) this.#tailExpiry.set(name, streamExpireAt);
     const tail = this.#tails.get(name);
     if (tail && tail.length > 0 && tail[tail.length - 1]!.seq + 1 === events[0]!.seq) {
       tail.push(...events);
@@ -420,12 +429,17 @@ export class EventLog {
     this.#tailTotal -= this.#tailWeights.get(name) ?? 0;
     this.#tailWeights.delete(name);
     this.#tails.delete(name);
+    this.#tailExpiry.delete(name);
   }
 
   /** Events after `cursor` from the tail, when the tail holds cursor + 1 (else undefined: read the store). */
   #fromTail(name: string, cursor: number, limit: number): StoredEvent[] | undefined {
     const tail = this.#tails.get(name);
     if (!tail || tail.length === 0) return undefined;
+    // A stream with an expiry that may have passed (another instance's publishes may have slid it
+    // further): the store knows.
+    const expireAt = this.#tailExpiry.get(name);
+    if (expireAt && expireAt.getTime() <= this.#now()) return undefined;
     const first = tail[0]!.seq;
     const last = tail[tail.length - 1]!.seq;
     if (cursor + 1 < first || cursor >= last) return undefined;
@@ -433,14 +447,18 @@ export class EventLog {
   }
 
   /**
-   * A round's write was refused because an id or idempotency key is taken: another instance stored
-   * one of its keys first (or, on a server without atomic counters, took the same sequences). The
-   * write may have stopped part-way, so the range is read back: publishes whose events are all
-   * stored are acked (readers may already have delivered them); the others' sequences become void
-   * placeholders and those publishes go through the queue once more, where #dedupe answers a lost
-   * key race with the stored original. Returns false when the range cannot be read back.
+   * A round's append failed. What it left is not known yet: a prefix may be stored, and after a
+   * timeout or a dropped connection the rest may still land. So the range is first *closed*: every
+   * sequence of it that is still free gets a void placeholder (the same claim readers make), after
+   * which nothing of this round can be stored any more and what the store holds is final. Then it
+   * is read back (majority read concern): publishes whose events are all stored are acked (readers
+   * may already have delivered them); the others failed for certain — their own stored events are
+   * voided, and they are either put through the queue once more (a lost idempotency race, or a
+   * range claimed by a reader after a stall) or rejected as "not stored". When the store cannot
+   * even be asked, the publishes are rejected with outcome "unknown": never acked, never claimed
+   * to be unstored.
    */
-  async #afterDuplicate(
+  async #afterFailedAppend(
     stream: StreamId,
     name: string,
     batch: Pending[],
@@ -448,22 +466,48 @@ export class EventLog {
     first: number,
     last: number,
     createdAt: Date,
-    err: DuplicateEventError,
+    err: unknown,
     requeue: (again: Pending[]) => void,
-  ): Promise<boolean> {
-    let stored: Map<string, number>;
+  ): Promise<void> {
+    this.stats.storeErrors++;
+    let stored: Map<string, number> | undefined;
     try {
-      const docs = await this.#store.read(stream, first - 1, last - first + 1);
-      stored = new Map(docs.filter((e) => !e.void && e.seq >= first && e.seq <= last).map((e) => [e.id, e.seq]));
-    } catch {
-      return false;
+      await this.#store.voidRange(stream, first, last, createdAt, []);
+      // Every sequence of the range is taken now (one of ours, or a placeholder). One that a
+      // majority read does not show yet is not majority-committed yet (a write-concern timeout
+      // left it on the primary only): look again for a while before calling the outcome unknown.
+      for (let attempt = 0; attempt < RESOLVE_READS && !stored; attempt++) {
+        if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * attempt));
+        const docs = (await this.#store.read(stream, first - 1, last - first + 1)).filter((e) => e.seq >= first && e.seq <= last);
+        if (new Set(docs.map((e) => e.seq)).size === last - first + 1) stored = new Map(docs.filter((e) => !e.void).map((e) => [e.id, e.seq]));
+      }
+      if (!stored) throw new Error("the range is not majority-committed yet");
+    } catch (resolveErr) {
+      this.#opts.log?.("a failed publish could not be resolved: its outcome is unknown (readers claim its sequences once the store is back)", {
+        stream: name,
+        first,
+        last,
+        err: String(err),
+        resolveErr: String(resolveErr),
+      });
+      this.#hub.notify(name);
+      const unknown = new StoreUnavailableError(
+        "the event store became unavailable while storing this publish: it may or may not have been stored (an idempotency key makes a retry safe)",
+        { cause: err, outcome: "unknown" },
+      );
+      for (const p of batch) p.reject(unknown);
+      return;
     }
     const done = new Set(batch.filter((_p, k) => results[k]!.every((e) => stored.get(e.id) === e.seq)));
-    const failedIds = batch.flatMap((p, k) => (done.has(p) ? [] : results[k]!.map((e) => e.id)));
-    try {
-      await this.#store.voidRange(stream, first, last, createdAt, failedIds);
-    } catch (voidErr) {
-      this.#opts.log?.("could not void the sequences of a refused publish; readers will skip them after the hole timeout", { stream: name, first, last, err: String(voidErr) });
+    const failedIds = batch.flatMap((p, k) => (done.has(p) ? [] : results[k]!.map((e) => e.id).filter((id) => stored.has(id))));
+    if (failedIds.length > 0) {
+      try {
+        // Frees their ids and idempotency keys (a retry can use them); readers never deliver them
+        // either way: each is in a batch with a void member.
+        await this.#store.voidRange(stream, first, last, createdAt, failedIds);
+      } catch (voidErr) {
+        this.#opts.log?.("could not free the ids of a failed publish (its events are void to readers all the same)", { stream: name, first, last, err: String(voidErr) });
+      }
     }
     this.#hub.notify(name);
     if (done.size > 0) this.stats.commits++;
@@ -472,11 +516,15 @@ export class EventLog {
       this.stats.published += results[k]!.length;
       p.resolve(results[k]!);
     });
-    const again = batch.filter((p) => !done.has(p) && !p.requeued);
-    for (const p of batch) if (!done.has(p) && p.requeued) p.reject(err);
+    const retryable = err instanceof DuplicateEventError || err instanceof SequenceTakenError;
+    const again = batch.filter((p) => !done.has(p) && retryable && !p.requeued);
+    for (const p of batch) {
+      if (done.has(p) || again.includes(p)) continue;
+      if (err instanceof DuplicateEventError) p.reject(err);
+      else p.reject(new StoreUnavailableError("the event store did not store this publish in time; nothing of it was stored, retry", { cause: err, outcome: "not-stored" }));
+    }
     for (const p of again) p.requeued = true;
     requeue(again);
-    return true;
   }
 
   /** The last sequence handed out (0 for a stream never published to). */
@@ -605,17 +653,36 @@ export class EventLog {
     return { purged, head: await this.#store.head(stream) };
   }
 
+  /**
+   * A reader stopped at a hole. Once this process has seen the hole open for the hole timeout (on
+   * its own monotonic clock) it claims it: void placeholders under the unique {stream, seq} index,
+   * so the publisher that took those sequences can no longer store them (its publish fails and is
+   * never acked) and every reader passes them. Returns 0 when claimed (read again now), else how
+   * long to wait at most before looking again.
+   */
+  async #atHole(stream: StreamId, name: string, hole: { from: number; to: number }): Promise<number> {
+    const age = this.#holes.age(name, hole.from);
+    if (age < this.#opts.holeTimeoutMs) return this.#opts.holeTimeoutMs - age;
+    const claimed = await this.#store.voidRange(stream, hole.from, hole.to, new Date(this.#now()), []);
+    this.#holes.forget(name, hole.from);
+    if (claimed > 0) {
+      this.stats.holesSkipped += claimed;
+      this.#opts.log?.("claimed sequences that were taken but not stored in time (their publish fails)", { stream: name, from: hole.from, to: hole.to, claimed });
+    }
+    this.#hub.notify(name);
+    return 0;
+  }
+
   /** One page of events after `after`, in order, applying the same ordering rules as subscribe(). */
   async list(stream: StreamId, after: number, limit: number): Promise<Page> {
     const events: StoredEvent[] = [];
     const name = streamName(stream);
     let bytes = 0;
     let cursor = after;
-    for (;;) {
+    for (let claims = 0; ; ) {
       const want = Math.max(limit - events.length, 1);
       const { docs, truncated } = await this.#read(stream, name, cursor, Math.max(want + 1, this.#opts.readBatch));
-      const r = ready(docs, cursor, this.#now(), this.#opts.holeTimeoutMs, truncated);
-      this.stats.holesSkipped += r.holesSkipped;
+      const r = ready(docs, cursor, this.#now(), truncated);
       for (const e of r.events) {
         // A page ends at `limit` events or at responseBytes (one larger event comes alone).
         const b = eventCost(e).bytes;
@@ -625,10 +692,12 @@ export class EventLog {
       }
       const progressed = r.next > cursor;
       cursor = r.next;
-      if (!progressed || r.blockedUntil !== undefined || !truncated) {
-        const hasMore = r.blockedUntil !== undefined || docs.some((d) => d.seq > cursor);
-        return { events, next: cursor, hasMore };
+      if (r.hole) {
+        // A page never waits: it ends before a young hole (the next page call looks again).
+        if (claims++ < 3 && (await this.#atHole(stream, name, r.hole)) === 0) continue;
+        return { events, next: cursor, hasMore: true };
       }
+      if (!progressed || !truncated) return { events, next: cursor, hasMore: docs.some((d) => d.seq > cursor) };
     }
   }
 
@@ -697,8 +766,7 @@ export class EventLog {
           continue;
         }
         const now = this.#now();
-        const r = ready(docs, cursor, now, this.#opts.holeTimeoutMs, truncated);
-        this.stats.holesSkipped += r.holesSkipped;
+        const r = ready(docs, cursor, now, truncated);
         if (r.next > cursor) {
           cursor = r.next;
           chaseDelay = 0;
@@ -711,35 +779,48 @@ export class EventLog {
               yield batch;
             }
           }
-          // Read again at once when there may be more: the page was full, a hole stopped it, or
-          // something was appended since the read (the ticket fired, perhaps during the yield).
-          // Otherwise the read saw everything: wait on the same ticket.
-          if (truncated || r.blockedUntil !== undefined || ticket.fired) {
+          // Read again at once when there may be more: the page was full, or something was
+          // appended since the read (the ticket fired, perhaps during the yield). Otherwise the
+          // read saw everything: wait on the same ticket.
+          if (!r.hole && (truncated || ticket.fired)) {
             ticket.cancel();
             ticket = this.#hub.ticket(name);
             continue;
           }
         }
-        // No timeout: woken by an append, or by the log's periodic idle recheck.
         let waitMs: number | undefined;
-        if (r.blockedUntil !== undefined) {
+        if (r.hole) {
           // A hole: its insert may land any moment (possibly from another instance).
+          let left: number;
+          try {
+            left = await this.#atHole(stream, name, r.hole);
+          } catch (err) {
+            this.stats.storeErrors++;
+            left = 250; // the claim failed (store away): look again
+            this.#opts.log?.("claiming a hole failed; retrying", { stream: name, err: String(err) });
+          }
+          if (left === 0) {
+            ticket.cancel();
+            ticket = this.#hub.ticket(name);
+            continue;
+          }
           chaseDelay = Math.min(chaseDelay === 0 ? 5 : chaseDelay * 2, 250);
-          waitMs = Math.max(1, Math.min(chaseDelay, r.blockedUntil - now));
-        } else if (chaseDelay > 0 && now - chaseStarted < this.#opts.holeTimeoutMs) {
+          waitMs = Math.max(1, Math.min(chaseDelay, left));
+        } else if (chaseDelay > 0 && this.#mono() - chaseStarted < this.#opts.holeTimeoutMs) {
           // Woken for sequences that are taken but not stored yet: look again soon.
           chaseDelay = Math.min(chaseDelay * 2, 250);
           waitMs = chaseDelay;
         } else {
           chaseDelay = 0;
         }
+        // No timeout otherwise: woken by an append, or by the log's periodic idle recheck.
         if (signal.aborted) break;
         const notified = await ticket.wait(waitMs);
         ticket = this.#hub.ticket(name);
-        if (notified && chaseDelay === 0 && r.blockedUntil === undefined && (await this.#store.head(stream).catch(() => 0)) > cursor) {
+        if (notified && chaseDelay === 0 && !r.hole && (await this.#store.head(stream).catch(() => 0)) > cursor) {
           // The head moved but nothing was readable: another writer is between reserve and append.
           chaseDelay = 5;
-          chaseStarted = this.#now();
+          chaseStarted = this.#mono();
         }
       }
     } finally {

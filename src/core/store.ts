@@ -1,5 +1,11 @@
 import type { StoredEvent, StreamId } from "./types.js";
 
+export interface StreamInfo {
+  head: number;
+  floor: number;
+  expireAt?: Date;
+}
+
 /**
  * The store port. Adapters: `mongo/` (production) and `memory/` (embedded default). Both pass the
  * same contract suite (test/store-contract.ts).
@@ -21,10 +27,11 @@ export interface Store {
   /**
    * Atomically takes the next `count` sequences of the stream (creating the stream on first use)
    * and returns the last one: the range is [last - count + 1, last]. One round trip per call.
-   * Rejects with StreamClosedError when the stream is closed; with `close`, the same atomic step
-   * closes it, so these are its last sequences (a final append).
+   * `expireAt` slides the stream's expiry (never earlier) in the same round trip. Rejects with
+   * StreamClosedError when the stream is closed; with `close`, the same atomic step closes it, so
+   * these are its last sequences (a final append).
    */
-  reserve(stream: StreamId, count: number, close?: boolean): Promise<number>;
+  reserve(stream: StreamId, count: number, opts?: { expireAt?: Date; close?: boolean }): Promise<number>;
   /**
    * Closes the stream: from now on reserve() rejects with StreamClosedError (on every instance, atomic
    * with the sequence grab, so nothing is appended after a close). Idempotent. Returns the last
@@ -37,24 +44,46 @@ export interface Store {
   isClosed(stream: StreamId): Promise<boolean>;
   /** The last sequence handed out for the stream (0 when it does not exist). */
   head(stream: StreamId): Promise<number>;
+  /**
+   * The stream record: last sequence handed out, `floor` (sequences up to it are gone: purged or
+   * expired) and its expiry. Undefined when the stream does not exist.
+   */
+  streamInfo(stream: StreamId): Promise<StreamInfo | undefined>;
+  /**
+   * Slides the stream's expiry to `expireAt` unless it is already later (creating the stream record
+   * when missing). Once the expiry has passed, reads serve none of the stream's events and the
+   * store deletes them; the stream's sequences stay taken.
+   */
+  touch(stream: StreamId, expireAt: Date): Promise<void>;
 
   /**
-   * Stores events of one stream whose sequences were reserved. Resolves only once all are stored
-   * (with the configured write concern); rejects otherwise (some may have been stored), with
-   * DuplicateEventError when an id or an idempotency key of the stream is already taken.
+   * Stores events of one stream whose sequences were reserved, in sequence order (a failure stops
+   * it: what is stored of a failed call is a prefix). Resolves only once all are stored (with the
+   * configured write concern); rejects otherwise (some may have been stored), with
+   * DuplicateEventError when an id or an idempotency key of the stream is already taken,
+   * SequenceTakenError when a sequence was claimed, StoreUnavailableError when the store cannot be
+   * reached or did not answer in time (then a prefix may be stored, or be stored later: the caller
+   * closes the range with voidRange() and reads it back).
    */
   append(events: readonly StoredEvent[]): Promise<void>;
   /**
    * Turns the sequences [from, to] of the stream into placeholders: the publisher's own events
-   * there (`ids`) become void, missing sequences are written as void. Used when a publish fails
-   * after reserve().
+   * there (`ids`) become void, and every free sequence gets a void placeholder under the unique
+   * {stream, seq} index (a sequence holding another event keeps it). With `ids` empty this is how
+   * a reader *claims* a hole: once it resolves, no publisher can store an event there any more
+   * (its append fails with SequenceTakenError). Returns how many placeholders it wrote.
    */
-  voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void>;
+  voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<number>;
   /** The event of the stream stored with this idempotency key. */
   findByIdempotencyKey(stream: StreamId, key: string): Promise<StoredEvent | undefined>;
   /** An event by id (any stream); undefined when unknown or void. */
   getEvent(id: string): Promise<StoredEvent | undefined>;
-  /** Events (void ones included) with seq > after, ascending, at most `limit`. */
+  /**
+   * Events (void ones included) with seq > after, ascending, at most `limit`; with majority read
+   * concern where the store has replicas (nothing a failover can roll back). Sequences up to the
+   * stream's floor come back as one purge marker; when the stream has expired its events come
+   * back with that expiry (readers pass them without delivering).
+   */
   read(stream: StreamId, after: number, limit: number): Promise<StoredEvent[]>;
   /** Events (void ones included) with seq < before, descending, at most `limit`. */
   readBefore(stream: StreamId, before: number, limit: number): Promise<StoredEvent[]>;
@@ -64,8 +93,6 @@ export interface Store {
   listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]>;
   /** Deletes the stream's stored events (its counter stays, so sequences are never reused). Returns how many. */
   purge(stream: StreamId): Promise<number>;
-  /** Sets expire_at on every event of the stream that expires earlier (sliding expiry). */
-  extendExpiry(stream: StreamId, expireAt: Date): Promise<void>;
 
   /** Records which project an execution id belongs to; the first binding wins. Returns the bound project. */
   bindExecution(executionId: string, project: string): Promise<string>;

@@ -117,10 +117,29 @@ export class CapacityError extends Error {
   }
 }
 
+/**
+ * The store could not do what was asked. `outcome` says what a failed publish left behind:
+ * "not-stored" (nothing of it is stored, or what was stored is void and can never be delivered:
+ * safe to retry) or "unknown" (the store stopped answering before the outcome could be resolved:
+ * it may have been stored; a retry without an idempotency key may duplicate it).
+ */
 export class StoreUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  readonly outcome: "not-stored" | "unknown";
+  constructor(message: string, options?: { cause?: unknown; outcome?: "not-stored" | "unknown" }) {
     super(message, options);
     this.name = "StoreUnavailableError";
+    this.outcome = options?.outcome ?? "not-stored";
+  }
+}
+
+/**
+ * An append found one of its sequences already taken: a reader gave up waiting for it (the
+ * publisher stalled past the hole timeout) and claimed it with a void placeholder.
+ */
+export class SequenceTakenError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "SequenceTakenError";
   }
 }
 

@@ -118,7 +118,7 @@ const VERSION = ((): string => {
 })();
 
 export function createStore(cfg: Config, logger: Logger): Store {
-  if (!cfg.mongodbUri) return new MemoryStore({ retainEvents: cfg.memoryRetainEvents, maxBytes: cfg.memoryMaxBytes });
+  if (!cfg.mongodbUri) return new MemoryStore({ retainEvents: cfg.memoryRetainEvents, maxBytes: cfg.memoryMaxBytes, sweepIntervalMs: cfg.expirySweepMs });
   return new MongoStore({
     uri: cfg.mongodbUri,
     ...(cfg.mongodbDb ? { dbName: cfg.mongodbDb } : {}),
@@ -126,7 +126,10 @@ export function createStore(cfg: Config, logger: Logger): Store {
     watch: cfg.watchMode,
     pollIntervalMs: cfg.pollIntervalMs,
     serverSelectionTimeoutMs: cfg.mongodbTimeoutMs,
+    operationTimeoutMs: cfg.mongodbOperationTimeoutMs,
+    sweepIntervalMs: cfg.expirySweepMs,
     log: (msg, fields) => logger.info(fields ?? {}, msg),
+    warn: (msg, fields) => logger.warn(fields ?? {}, msg),
   });
 }
 

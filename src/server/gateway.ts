@@ -6,7 +6,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { CallContext } from "../api/common.js";
-import { DEFAULT_PROJECT, invalidEventField, parseRequest } from "../api/common.js";
+import { DEFAULT_PROJECT, invalidEventField, parseRequest, unavailableMessage } from "../api/common.js";
 import { boundedErrors, DEFAULT_QUOTE_BYTES, messageToJson, queryToJson, ValidationError, type FieldError } from "../api/json.js";
 import { truncateUtf8 } from "../api/free-json.js";
 import { MAX_JSON_DEPTH, MAX_JSON_VALUES, scanJsonText } from "../core/json.js";
@@ -183,10 +183,14 @@ export function errorReply(dialect: Dialect, err: unknown, quoteBytes = DEFAULT_
     message = err.message;
   } else if (err instanceof StoreUnavailableError) {
     status = 503;
+<<<<<<< HEAD
     message = "the event store is unavailable; retry later";
   } else if (isBusy(err)) {
     status = 503;
     message = err.rawMessage;
+=======
+    message = unavailableMessage(err);
+>>>>>>> 51a0863 (Store invariant: readers claim holes (own monotonic clock) instead of skipping them; failed appends are closed and read back before answering; majority reads, bounded operations, 503 outcome; stream-record expiry; faithful test server; fault-injection suite)
   } else {
     const ce = ConnectError.from(err);
     status = statusOf(ce.code);

@@ -1,6 +1,6 @@
 import { eventCost, setCost } from "../../core/json.js";
-import { CapacityError, DuplicateEventError, StreamClosedError, isPurgeMarker, parseStreamName, purgeMarker, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { Store } from "../../core/store.js";
+import { CapacityError, DuplicateEventError, parseStreamName, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
+import type { Store, StreamInfo } from "../../core/store.js";
 
 interface MemStream {
   id: StreamId;
@@ -14,6 +14,8 @@ interface MemStream {
   count: number;
   /** closeStream() was called: reserve() refuses. */
   closed?: boolean;
+  /** The stream's sliding expiry: once passed, its events are gone (sequences stay taken). */
+  expireAt?: Date;
 }
 
 export interface MemoryStoreOptions {
@@ -124,22 +126,23 @@ export class MemoryStore implements Store {
 
   /** Deletes events whose expire_at has passed (what MongoDB's TTL monitor does for the Mongo store). */
   sweepExpired(now: number): void {
-    for (const s of this.#streams.values()) this.#remove(s, (e) => e.expireAt !== undefined && e.expireAt.getTime() <= now);
+    for (const s of this.#streams.values()) {
+      if (s.expireAt && s.expireAt.getTime() <= now) this.#remove(s, () => true);
+      else this.#remove(s, (e) => e.expireAt !== undefined && e.expireAt.getTime() <= now);
+    }
+  }
+
+  /** Slides the stream's expiry; a stream whose expiry had already passed loses its events first. */
+  #slide(s: MemStream, expireAt: Date): void {
+    if (s.expireAt && s.expireAt.getTime() <= Date.now()) this.#remove(s, () => true);
+    if (!s.expireAt || expireAt > s.expireAt) s.expireAt = expireAt;
   }
 
   async purge(stream: StreamId): Promise<number> {
-    const name = streamName(stream);
-    const s = this.#streams.get(name);
-    if (!s) return 0;
-    let purged = this.#remove(s, (e) => e.seq < s.head);
-    // The last event becomes the purge marker (a slot still waiting for its append is left alone).
-    const last = this.#at(s, s.head);
-    if (last && !isPurgeMarker(last)) {
-      this.#unindex(last);
-      if (!last.void) purged++;
-      this.#put(s, purgeMarker(name, s.head));
-    }
-    return purged;
+    const s = this.#streams.get(streamName(stream));
+    // Everything stored goes; readers pass the range at once (read() puts a marker at the new base).
+    // A slot still waiting for its append stops the cut there: readers claim it like any hole.
+    return s ? this.#remove(s, () => true) : 0;
   }
 
   /** Deletes the stream's stored events that `doomed` picks; returns how many were not void. */
@@ -170,10 +173,11 @@ export class MemoryStore implements Store {
     return removed;
   }
 
-  async reserve(stream: StreamId, count: number, close?: boolean): Promise<number> {
+  async reserve(stream: StreamId, count: number, opts?: { expireAt?: Date; close?: boolean }): Promise<number> {
     const s = this.#stream(streamName(stream), stream);
     if (s.closed) throw new StreamClosedError();
-    if (close) s.closed = true;
+    if (opts?.close) s.closed = true;
+    if (opts?.expireAt) this.#slide(s, opts.expireAt);
     s.head += count;
     return s.head;
   }
@@ -194,6 +198,16 @@ export class MemoryStore implements Store {
     return this.#streams.get(streamName(stream))?.closed === true;
   }
 
+  async touch(stream: StreamId, expireAt: Date): Promise<void> {
+    this.#slide(this.#stream(streamName(stream), stream), expireAt);
+  }
+
+  async streamInfo(stream: StreamId): Promise<StreamInfo | undefined> {
+    const s = this.#streams.get(streamName(stream));
+    if (!s) return undefined;
+    return { head: s.head, floor: s.base, ...(s.expireAt ? { expireAt: s.expireAt } : {}) };
+  }
+
   async head(stream: StreamId): Promise<number> {
     return this.#streams.get(streamName(stream))?.head ?? 0;
   }
@@ -204,7 +218,7 @@ export class MemoryStore implements Store {
       const s = this.#streams.get(e.stream);
       if (!s || e.seq > s.head || e.seq < 1) throw new Error(`sequence ${e.seq} of ${e.stream} was not reserved`);
       if (e.seq <= s.base) throw new Error(`sequence ${e.seq} of ${e.stream} is older than the retained window`);
-      if (this.#at(s, e.seq)) throw new Error(`duplicate sequence ${e.seq} in ${e.stream}`);
+      if (this.#at(s, e.seq)) throw new SequenceTakenError(`sequence ${e.seq} of ${e.stream} is taken`);
       if (this.#byId.has(e.id)) throw new DuplicateEventError(`event id ${e.id} is taken`);
       if (e.idempotencyKey !== undefined && this.#byKey.has(`${e.stream}\n${e.idempotencyKey}`)) throw new DuplicateEventError(`idempotency key ${e.idempotencyKey} is taken`);
     }
@@ -231,24 +245,29 @@ export class MemoryStore implements Store {
     if (this.#retain > 0 && s.events.length > this.#retain + Math.max(64, this.#retain >> 3)) this.#dropFront(s, s.events.length - this.#retain);
   }
 
-  async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
+  async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<number> {
     const name = streamName(stream);
     const s = this.#stream(name);
-    for (let seq = Math.max(from, s.base + 1); seq <= to; seq++) {
+    let written = 0;
+    for (let seq = Math.max(from, s.base + 1); seq <= Math.min(to, s.head); seq++) {
       const existing = this.#at(s, seq);
       if (existing && !ids.includes(existing.id)) continue;
       if (existing) this.#unindex(existing);
       this.#put(s, voidEvent(name, seq, at));
+      written++;
     }
+    return written;
   }
 
   async read(stream: StreamId, after: number, limit: number): Promise<StoredEvent[]> {
     const s = this.#streams.get(streamName(stream));
     const out: StoredEvent[] = [];
     if (!s) return out;
+    // Sequences up to base are gone (retention, expiry, purge): one marker stands for them.
+    if (after < s.base) out.push(purgeMarker(streamName(stream), s.base));
     for (let i = Math.max(after, s.base) - s.base; i < s.events.length && out.length < limit; i++) {
       const e = s.events[i];
-      if (e) out.push(e);
+      if (e) out.push(withStreamExpiry(e, s.expireAt));
     }
     return out;
   }
@@ -268,7 +287,7 @@ export class MemoryStore implements Store {
     if (!s) return out;
     for (let i = Math.min(before - 1 - s.base, s.events.length) - 1; i >= 0 && out.length < limit; i--) {
       const e = s.events[i];
-      if (e) out.push(e);
+      if (e) out.push(withStreamExpiry(e, s.expireAt));
     }
     return out;
   }
@@ -288,20 +307,6 @@ export class MemoryStore implements Store {
       .map((s) => ({ stream: s.id, head: s.head, events: s.count }));
   }
 
-  async extendExpiry(stream: StreamId, expireAt: Date): Promise<void> {
-    const s = this.#streams.get(streamName(stream));
-    if (!s) return;
-    // Replaced, not changed in place: readers may hold (and caches may key on) the old objects.
-    s.events.forEach((e, i) => {
-      if (!e?.expireAt || e.expireAt >= expireAt) return;
-      const updated = { ...e, expireAt };
-      setCost(updated, eventCost(e));
-      s.events[i] = updated;
-      if (!e.void) this.#byId.set(e.id, updated);
-      if (e.idempotencyKey !== undefined) this.#byKey.set(`${e.stream}\n${e.idempotencyKey}`, updated);
-    });
-  }
-
   async bindExecution(executionId: string, project: string): Promise<string> {
     const bound = this.#executions.get(executionId);
     if (bound !== undefined) return bound;
@@ -316,4 +321,12 @@ export class MemoryStore implements Store {
   watchAppends(): () => Promise<void> {
     return async () => {};
   }
+}
+
+/** The event as readers see it: it expires with its stream unless it lives longer on its own. */
+function withStreamExpiry(e: StoredEvent, streamExpireAt: Date | undefined): StoredEvent {
+  if (!streamExpireAt || e.void || (e.expireAt && e.expireAt >= streamExpireAt)) return e;
+  const copy = { ...e, expireAt: streamExpireAt };
+  setCost(copy, eventCost(e));
+  return copy;
 }

@@ -1,6 +1,10 @@
-import { Binary, Long, MongoClient, MongoServerError, type Collection, type Db, type WriteConcernSettings, type ChangeStream } from "mongodb";
-import { DuplicateEventError, StreamClosedError, purgeMarker, streamName, StoreUnavailableError, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { Store } from "../../core/store.js";
+import { Binary, Long, MongoClient, type Collection, type Db, type IndexSpecification, type CreateIndexesOptions, type WriteConcernSettings } from "mongodb";
+import { DuplicateEventError, purgeMarker, SequenceTakenError, StreamClosedError, streamName, StoreUnavailableError, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
+import type { Store, StreamInfo } from "../../core/store.js";
+import { isDuplicateKey, isIndexConflict, isNotSupported, isSequenceTaken, isUnavailable } from "./errors.js";
+import { AppendWatcher } from "./watcher.js";
+
+export { isDuplicateKey, isUnavailable } from "./errors.js";
 
 export interface MongoStoreOptions {
   uri: string;
@@ -14,9 +18,19 @@ export interface MongoStoreOptions {
   pollIntervalMs?: number;
   /** How long an operation may wait for a server before failing (fail fast while it is down). */
   serverSelectionTimeoutMs?: number;
+  /**
+   * Bound on every store operation, ms (default 5000): the write concern's wtimeout, the server's
+   * maxTimeMS, the socket timeout, and a client-side deadline after which the caller gets
+   * StoreUnavailableError whatever the driver is still doing.
+   */
+  operationTimeoutMs?: number;
+  /** How often expired streams (and, without a TTL index, expired events) are deleted, ms; 0: never. */
+  sweepIntervalMs?: number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+  warn?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/** The stream record: the sequence counter, and the stream's expiry and floor. */
 interface CounterDoc {
   _id: string;
   seq: Long | number;
@@ -25,6 +39,12 @@ interface CounterDoc {
   key: string;
   /** Set by closeStream(): reserve() matches no document then. */
   closed?: boolean;
+  /** Sliding expiry of the stream (only ever moved later). */
+  expire_at?: Date;
+  /** Sequences up to here are gone (purged, expired). */
+  floor?: Long | number;
+  /** Set by the sweeper once it deleted the events of the expired stream; unset when the expiry slides. */
+  swept?: true;
 }
 
 interface EventDoc {
@@ -50,11 +70,18 @@ interface ExecutionDoc {
   project: string;
 }
 
-const DUPLICATE_KEY = 11000;
+/** What readers need of the stream record to present its events. */
+interface View {
+  floor: number;
+  expireAt?: Date;
+}
+
 /** See MongoStore.#noteUnavailable. */
 const RECONNECT_AFTER_MS = 5000;
+const DEFAULT_OPERATION_TIMEOUT_MS = 5000;
 
-export function num(v: Long | number): number {
+export function num(v: Long | number | undefined | null): number {
+  if (v === undefined || v === null) return 0;
   return typeof v === "number" ? v : v.toNumber();
 }
 
@@ -78,7 +105,7 @@ function toDoc(e: StoredEvent): EventDoc {
   return doc;
 }
 
-function fromDoc(d: EventDoc): StoredEvent {
+function fromDoc(d: EventDoc, view?: View): StoredEvent {
   const body = JSON.parse(d.payload) as { data: JsonValue; metadata?: JsonObject; extra?: JsonObject };
   const e: StoredEvent = {
     id: d._id,
@@ -90,7 +117,9 @@ function fromDoc(d: EventDoc): StoredEvent {
     createdAt: d.created_at,
   };
   if (body.extra) e.extra = body.extra;
-  if (d.expire_at) e.expireAt = d.expire_at;
+  // An event expires with its stream unless it lives longer on its own.
+  const expireAt = d.expire_at && view?.expireAt ? (d.expire_at > view.expireAt ? d.expire_at : view.expireAt) : (d.expire_at ?? (d.void ? undefined : view?.expireAt));
+  if (expireAt) e.expireAt = expireAt;
   if (d.idempotency_key !== undefined) e.idempotencyKey = d.idempotency_key;
   if (d.batch_end !== undefined && d.batch_end !== null) e.batchEnd = num(d.batch_end);
   if (d.void) e.void = true;
@@ -98,41 +127,77 @@ function fromDoc(d: EventDoc): StoredEvent {
   return e;
 }
 
+interface IndexPlan {
+  coll: Collection<never>;
+  keys: IndexSpecification;
+  options: CreateIndexesOptions & { name: string };
+  /** Correctness depends on it: start-up waits for it. Others are built in the background. */
+  essential: boolean;
+  /** A TTL index: on a server without them, expired events are deleted by the sweeper instead. */
+  ttl?: true;
+}
+
 /**
  * The production store on MongoDB.
  *
- * - `counters` `{_id: stream, seq: Long}`: one findOneAndUpdate `$inc` per publish batch hands out
- *   a range of sequences.
- * - `events`: unique `{stream, seq}`; TTL index on `expire_at` (expireAfterSeconds 0: each event
- *   carries its own expiry); unique sparse `idempotency_scope` (one key per stream).
+ * - `counters` (the stream records) `{_id: stream, seq: Long, expire_at?, floor?}`: one
+ *   findOneAndUpdate `$inc` per publish batch hands out a range of sequences and slides the
+ *   stream's expiry in the same round trip.
+ * - `events`: unique `{stream, seq}` (the arbiter of every sequence: an event, a failed publish's
+ *   placeholder, or a reader's claim — whichever is inserted first); unique sparse
+ *   `idempotency_scope` (one key per stream); TTL on `expire_at` for events with their own expiry;
+ *   `{stream, created_at, seq}` for cursorAt.
  * - `executions` `{_id: execution_id, project}`.
  *
- * Every driver error that means "the database cannot be reached" becomes StoreUnavailableError.
+ * Reads use majority read concern; writes the configured write concern (majority by default) with
+ * a wtimeout. Every driver error that means "the database cannot be reached or cannot confirm in
+ * time" becomes StoreUnavailableError; writes whose outcome is then unknown say so.
  */
 export class MongoStore implements Store {
   readonly kind = "mongo";
   readonly durable = true;
   readonly #client: MongoClient;
   readonly #opts: MongoStoreOptions;
+  readonly #timeoutMs: number;
   #db!: Db;
   #counters!: Collection<CounterDoc>;
   #events!: Collection<EventDoc>;
   #executions!: Collection<ExecutionDoc>;
   #unavailableSince = 0;
   #reconnecting: Promise<void> | undefined;
+  #inFlight = 0;
+  #drained: (() => void) | undefined;
+  #ttl = true;
+  #sweeper: NodeJS.Timeout | undefined;
+  #sweeping: Promise<void> | undefined;
+  /** Index builds that start-up did not wait for: name → "building" | "ready" | error text. */
+  readonly indexState = new Map<string, string>();
 
   constructor(opts: MongoStoreOptions) {
     this.#opts = opts;
+    this.#timeoutMs = opts.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
+    const wc = opts.writeConcern ?? { w: "majority" };
     this.#client = new MongoClient(opts.uri, {
-      serverSelectionTimeoutMS: opts.serverSelectionTimeoutMs ?? 5000,
+      serverSelectionTimeoutMS: Math.min(opts.serverSelectionTimeoutMs ?? 5000, this.#timeoutMs),
       // Notice a server that went away (or came back) within a couple of seconds, not the default 10.
       heartbeatFrequencyMS: 2000,
-      writeConcern: opts.writeConcern ?? { w: "majority" },
+      // The driver (7.x) ignores timeoutMS (CSOT), so each layer gets its own bound: w:majority with
+      // the majority away answers a write-concern error after wtimeout instead of waiting forever,
+      // a connection silent for longer than this is closed, and #guard adds a client-side deadline.
+      writeConcern: { ...wc, wtimeoutMS: wc.wtimeoutMS ?? this.#timeoutMs },
+      socketTimeoutMS: this.#timeoutMs + 2000,
+      // What subscribers deliver must be majority-committed: nothing a failover can roll back.
+      readConcern: { level: "majority" },
     });
   }
 
   get db(): Db {
     return this.#db;
+  }
+
+  /** False when the server refused the TTL index (expired events are then deleted by the sweeper). */
+  get hasTtlIndex(): boolean {
+    return this.#ttl;
   }
 
   async init(): Promise<void> {
@@ -141,17 +206,96 @@ export class MongoStore implements Store {
     this.#counters = this.#db.collection<CounterDoc>("counters");
     this.#events = this.#db.collection<EventDoc>("events");
     this.#executions = this.#db.collection<ExecutionDoc>("executions");
-    await this.#events.createIndex({ stream: 1, seq: 1 }, { unique: true, name: "stream_seq" });
-    await this.#events.createIndex({ expire_at: 1 }, { expireAfterSeconds: 0, name: "expire_at_ttl" });
-    // One idempotency key per stream. A unique *sparse* index on a field that exists only when the
-    // event has a key: the same guarantee as a partial index on {stream, idempotency_key}, and it
-    // also holds on wire-compatible servers that ignore partialFilterExpression.
-    await this.#events.createIndex({ idempotency_scope: 1 }, { unique: true, sparse: true, name: "idempotency_scope" });
-    await this.#events.createIndex({ stream: 1, created_at: 1 }, { name: "stream_created_at" });
-    await this.#counters.createIndex({ kind: 1, key: 1 }, { name: "kind_key" });
+    await this.#ensureIndexes();
+    const every = this.#opts.sweepIntervalMs ?? 60_000;
+    if (every > 0 && !this.#sweeper) {
+      this.#sweeper = setInterval(() => void this.sweep(), every);
+      this.#sweeper.unref();
+    }
+  }
+
+  #indexPlans(): IndexPlan[] {
+    const events = this.#events as unknown as Collection<never>;
+    const counters = this.#counters as unknown as Collection<never>;
+    return [
+      { coll: events, keys: { stream: 1, seq: 1 }, options: { unique: true, name: "stream_seq" }, essential: true },
+      // One idempotency key per stream. A unique *sparse* index on a field that exists only when the
+      // event has a key: the same guarantee as a partial index on {stream, idempotency_key}, and it
+      // also holds on wire-compatible servers that ignore partialFilterExpression.
+      { coll: events, keys: { idempotency_scope: 1 }, options: { unique: true, sparse: true, name: "idempotency_scope" }, essential: true },
+      { coll: events, keys: { expire_at: 1 }, options: { expireAfterSeconds: 0, name: "expire_at_ttl" }, essential: false, ttl: true },
+      { coll: events, keys: { stream: 1, created_at: 1, seq: 1 }, options: { name: "stream_created_seq" }, essential: false },
+      { coll: counters, keys: { project: 1, kind: 1, key: 1 }, options: { name: "project_kind_key" }, essential: false },
+      { coll: counters, keys: { expire_at: 1 }, options: { sparse: true, name: "stream_expire_at" }, essential: false },
+    ];
+  }
+
+  /**
+   * Creates the indexes idempotently. Start-up waits only for those correctness depends on, and
+   * says so while it waits (an index build on a large existing collection takes a while; MongoDB
+   * 4.2+ builds without blocking reads and writes); the others are built in the background, with
+   * their state in `indexState` and the log. A conflicting index stops start-up with a one-line
+   * error naming the index and the fix; a server without TTL indexes gets a warning and the sweeper.
+   */
+  async #ensureIndexes(): Promise<void> {
+    const existing = new Set<string>();
+    for (const coll of [this.#events, this.#counters]) {
+      try {
+        for (const ix of await coll.listIndexes().toArray()) existing.add(`${coll.collectionName}.${String(ix["name"])}`);
+      } catch {
+        // The collection does not exist yet: nothing to wait for.
+      }
+    }
+    const background: Promise<void>[] = [];
+    for (const plan of this.#indexPlans()) {
+      const id = `${plan.coll.collectionName}.${plan.options.name}`;
+      const build = this.#createIndex(plan, id, existing.has(id));
+      if (plan.essential) await build;
+      else background.push(build.catch(() => {}));
+    }
+    void Promise.all(background);
+  }
+
+  async #createIndex(plan: IndexPlan, id: string, exists: boolean): Promise<void> {
+    const started = Date.now();
+    let progress: NodeJS.Timeout | undefined;
+    if (!exists) {
+      this.indexState.set(id, "building");
+      this.#opts.log?.(`building index ${id}${plan.essential ? " (start-up waits for it)" : " in the background"}`);
+      progress = setInterval(() => this.#opts.log?.(`still building index ${id}`, { seconds: Math.round((Date.now() - started) / 1000) }), 10_000);
+      progress.unref();
+    }
+    try {
+      await plan.coll.createIndex(plan.keys, plan.options);
+      this.indexState.set(id, "ready");
+      if (!exists) this.#opts.log?.(`index ${id} ready`, { seconds: Math.round((Date.now() - started) / 1000) });
+    } catch (err) {
+      if (plan.ttl && isNotSupported(err)) {
+        this.#ttl = false;
+        this.indexState.set(id, "unsupported");
+        this.#warn(`this server does not support TTL indexes (${(err as Error).message.split("\n")[0]}); expired events are deleted by a periodic sweep instead`);
+        return;
+      }
+      const msg = isIndexConflict(err)
+        ? `MongoDB index ${id} exists with different options (${(err as Error).message.split("\n")[0]}); drop it (db.${plan.coll.collectionName}.dropIndex("${plan.options.name}")) or rename the conflicting index, then restart`
+        : `creating MongoDB index ${id} failed: ${String((err as Error).message ?? err).split("\n")[0]}`;
+      this.indexState.set(id, msg);
+      if (plan.essential) throw new Error(msg, { cause: err });
+      this.#warn(msg);
+    } finally {
+      clearInterval(progress);
+    }
+  }
+
+  #warn(msg: string, fields?: Record<string, unknown>): void {
+    (this.#opts.warn ?? this.#opts.log)?.(msg, fields);
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    await this.#sweeping?.catch(() => {});
+    await this.#reconnecting;
     await this.#client.close();
   }
 
@@ -159,15 +303,35 @@ export class MongoStore implements Store {
     await this.#guard(() => this.#db.command({ ping: 1 }));
   }
 
-  async #guard<T>(op: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one store operation: bounded by the operation timeout on this process's clock (the driver
+   * may still be working on it; a write's outcome is then unknown and the caller resolves it), and
+   * with unavailability mapped to StoreUnavailableError. Waits while the watchdog reconnects.
+   */
+  async #guard<T>(op: () => Promise<T>, write = false): Promise<T> {
+    if (this.#reconnecting) await this.#reconnecting;
+    this.#inFlight++;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const result = await op();
+      const deadline = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new StoreUnavailableError(`the database did not answer within ${this.#timeoutMs} ms`, { outcome: write ? "unknown" : "not-stored" })), this.#timeoutMs);
+      });
+      const running = op();
+      running.catch(() => {}); // settled after the deadline: nobody waits for it any more
+      const result = await Promise.race([running, deadline]);
       this.#unavailableSince = 0;
       return result;
     } catch (err) {
+      if (err instanceof StoreUnavailableError) {
+        this.#noteUnavailable();
+        throw err;
+      }
       if (!isUnavailable(err)) throw err;
       this.#noteUnavailable();
-      throw new StoreUnavailableError("database unavailable", { cause: err });
+      throw new StoreUnavailableError("database unavailable", { cause: err, outcome: write ? "unknown" : "not-stored" });
+    } finally {
+      clearTimeout(timer);
+      if (--this.#inFlight === 0) this.#drained?.();
     }
   }
 
@@ -175,7 +339,8 @@ export class MongoStore implements Store {
    * Reconnect watchdog. After a network outage the driver's server monitor can stay stuck on a dead
    * connection although the server is back (seen here: a fresh client connected at once while the
    * service's client kept failing). When operations have failed as "unavailable" for longer than
-   * RECONNECT_AFTER_MS, the client is closed and connected again; collections keep working.
+   * RECONNECT_AFTER_MS, the client is closed and connected again — but only once no operation of
+   * this store is in flight: new ones wait at the gate (#guard), running ones end by their deadline.
    */
   #noteUnavailable(): void {
     const now = Date.now();
@@ -185,6 +350,9 @@ export class MongoStore implements Store {
     }
     if (this.#reconnecting || now - this.#unavailableSince < RECONNECT_AFTER_MS) return;
     this.#reconnecting = (async () => {
+      // The operation that called here is still counted: wait for the others, not for itself.
+      while (this.#inFlight > 1) await new Promise<void>((resolve) => (this.#drained = resolve, setTimeout(resolve, 50)));
+      this.#drained = undefined;
       this.#opts.log?.("MongoDB unreachable for a while: reconnecting the client");
       try {
         await this.#client.close(true);
@@ -193,25 +361,58 @@ export class MongoStore implements Store {
       } catch (err) {
         this.#unavailableSince = Date.now(); // still down: try again after another interval
         this.#opts.log?.("reconnect failed", { err: String(err) });
-      } finally {
-        this.#reconnecting = undefined;
       }
-    })();
+    })().finally(() => (this.#reconnecting = undefined));
   }
 
-  async reserve(stream: StreamId, count: number, close?: boolean): Promise<number> {
-    // A closed counter matches nothing; the upsert's insert then collides with it (duplicate key).
-    const doc = await this.#guard(() =>
-      this.#counters.findOneAndUpdate(
-        { _id: streamName(stream), closed: { $ne: true } },
-        { $inc: { seq: Long.fromNumber(count) }, $setOnInsert: { project: stream.project, kind: stream.kind, key: stream.key }, ...(close ? { $set: { closed: true } } : {}) },
-        { upsert: true, returnDocument: "after" },
-      ),
-    ).catch((err: unknown) => {
-      throw isDuplicateKey(err) ? new StreamClosedError() : err;
-    });
-    if (!doc) throw new Error("counter update returned no document");
-    return num(doc.seq);
+  /**
+   * One findOneAndUpdate on the stream record: takes `count` sequences, slides the expiry, and
+   * (`close`) closes the stream. Returns the record as it was before. With `refuseClosed` a closed
+   * record matches nothing, so the upsert's insert collides with it (duplicate key): the stream is
+   * closed. A duplicate key on the upsert of a new stream (two processes creating it at once;
+   * MongoDB 4.2+ retries that itself, other wire servers do not) is retried: the second attempt
+   * finds the record.
+   */
+  async #bump(stream: StreamId, count: number, opts: { expireAt?: Date; close?: boolean; refuseClosed: boolean }): Promise<CounterDoc | null> {
+    const name = streamName(stream);
+    const update: Record<string, unknown> = {
+      $inc: { seq: Long.fromNumber(count) },
+      $setOnInsert: { project: stream.project, kind: stream.kind, key: stream.key },
+    };
+    if (opts.expireAt) {
+      update["$max"] = { expire_at: opts.expireAt };
+      update["$unset"] = { swept: "" };
+    }
+    if (opts.close) update["$set"] = { closed: true };
+    const filter = opts.refuseClosed ? { _id: name, closed: { $ne: true } } : { _id: name };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#guard(() => this.#counters.findOneAndUpdate(filter, update, { upsert: true, returnDocument: "before" }), true);
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        if (opts.refuseClosed && (await this.isClosed(stream))) throw new StreamClosedError();
+        if (attempt >= 2) throw err;
+      }
+    }
+  }
+
+  /** A stream whose expiry had passed before it slid again: its old events stay expired (floor). */
+  async #afterSlide(stream: StreamId, before: CounterDoc | null): Promise<void> {
+    if (!before?.expire_at || before.expire_at.getTime() > Date.now() || num(before.seq) <= num(before.floor)) return;
+    const name = streamName(stream);
+    await this.#guard(() => this.#counters.updateOne({ _id: name }, { $max: { floor: Long.fromNumber(num(before.seq)) } }), true);
+    // The deletion is only storage: reads already pass everything up to the floor.
+    void this.#events.deleteMany({ stream: name, seq: { $lte: Long.fromNumber(num(before.seq)) }, void: { $exists: false } }).catch(() => {});
+  }
+
+  async reserve(stream: StreamId, count: number, opts?: { expireAt?: Date; close?: boolean }): Promise<number> {
+    const before = await this.#bump(stream, count, { ...opts, refuseClosed: true });
+    if (opts?.expireAt) await this.#afterSlide(stream, before);
+    return num(before?.seq) + count;
+  }
+
+  async touch(stream: StreamId, expireAt: Date): Promise<void> {
+    await this.#afterSlide(stream, await this.#bump(stream, 0, { expireAt, refuseClosed: false }));
   }
 
   async closeStream(stream: StreamId): Promise<number> {
@@ -223,246 +424,218 @@ export class MongoStore implements Store {
   }
 
   async #setClosed(stream: StreamId, closed: boolean): Promise<number> {
-    const doc = await this.#guard(() =>
-      this.#counters.findOneAndUpdate(
-        { _id: streamName(stream) },
-        { $set: { closed }, $setOnInsert: { seq: Long.fromNumber(0), project: stream.project, kind: stream.kind, key: stream.key } },
-        { upsert: true, returnDocument: "after" },
-      ),
+    const doc = await this.#guard(
+      () =>
+        this.#counters.findOneAndUpdate(
+          { _id: streamName(stream) },
+          { $set: { closed }, $setOnInsert: { seq: Long.fromNumber(0), project: stream.project, kind: stream.kind, key: stream.key } },
+          { upsert: true, returnDocument: "after" },
+        ),
+      true,
     );
     return doc ? num(doc.seq) : 0;
   }
 
   async isClosed(stream: StreamId): Promise<boolean> {
-    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { closed: 1 } }));
+    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { closed: 1 }, maxTimeMS: this.#timeoutMs }));
     return doc?.closed === true;
   }
 
   async head(stream: StreamId): Promise<number> {
-    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { seq: 1 } }));
-    return doc ? num(doc.seq) : 0;
+    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { seq: 1 }, maxTimeMS: this.#timeoutMs }));
+    return num(doc?.seq);
+  }
+
+  async streamInfo(stream: StreamId): Promise<StreamInfo | undefined> {
+    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { maxTimeMS: this.#timeoutMs }));
+    if (!doc) return undefined;
+    return { head: num(doc.seq), floor: num(doc.floor), ...(doc.expire_at ? { expireAt: doc.expire_at } : {}) };
+  }
+
+  async #view(name: string): Promise<View> {
+    const doc = await this.#counters.findOne({ _id: name }, { projection: { floor: 1, expire_at: 1 }, maxTimeMS: this.#timeoutMs });
+    return { floor: num(doc?.floor), ...(doc?.expire_at ? { expireAt: doc.expire_at } : {}) };
   }
 
   async append(events: readonly StoredEvent[]): Promise<void> {
     if (events.length === 0) return;
     try {
-      await this.#guard(() => this.#events.insertMany(events.map(toDoc), { ordered: true }));
+      // Ordered: a failure stops it, so what is stored of a failed call is a prefix.
+      await this.#guard(() => this.#events.insertMany(events.map(toDoc), { ordered: true }), true);
     } catch (err) {
-      throw isDuplicateKey(err) ? new DuplicateEventError("an event id or idempotency key of the stream is taken", { cause: err }) : err;
+      if (isSequenceTaken(err)) throw new SequenceTakenError("a sequence of this publish was claimed by a reader (the publish took too long)", { cause: err });
+      if (isDuplicateKey(err)) throw new DuplicateEventError("an event id or idempotency key of the stream is taken", { cause: err });
+      throw err;
     }
   }
 
   async findByIdempotencyKey(stream: StreamId, key: string): Promise<StoredEvent | undefined> {
-    const d = await this.#guard(() => this.#events.findOne({ idempotency_scope: `${streamName(stream)}\n${key}` }));
+    const d = await this.#guard(() => this.#events.findOne({ idempotency_scope: `${streamName(stream)}\n${key}` }, { maxTimeMS: this.#timeoutMs }));
     return d ? fromDoc(d) : undefined;
   }
 
   async getEvent(id: string): Promise<StoredEvent | undefined> {
-    const d = await this.#guard(() => this.#events.findOne({ _id: id, void: { $exists: false } }));
-    return d ? fromDoc(d) : undefined;
-  }
-
-  async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<void> {
-    const name = streamName(stream);
-    await this.#guard(async () => {
-      // The publisher's own events of the range are removed (freeing their ids and idempotency
-      // keys, as the memory store does, so a retried publish can be written again), then every
-      // free sequence of the range gets a placeholder.
-      await this.#events.deleteMany({ stream: name, seq: { $gte: Long.fromNumber(from), $lte: Long.fromNumber(to) }, _id: { $in: [...ids] } });
-      const placeholders: EventDoc[] = [];
-      for (let seq = from; seq <= to; seq++) {
-        placeholders.push(toDoc(voidEvent(name, seq, at)));
-      }
-      try {
-        await this.#events.insertMany(placeholders, { ordered: false });
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err;
-      }
+    return this.#guard(async () => {
+      const d = await this.#events.findOne({ _id: id, void: { $exists: false } }, { maxTimeMS: this.#timeoutMs });
+      if (!d) return undefined;
+      const view = await this.#view(d.stream);
+      return num(d.seq) <= view.floor ? undefined : fromDoc(d, view);
     });
   }
 
+  async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<number> {
+    const name = streamName(stream);
+    return this.#guard(async () => {
+      // The publisher's own events of the range are removed (freeing their ids and idempotency
+      // keys, so a retried publish can be written again), then every free sequence of the range
+      // gets a placeholder; a sequence holding another event (or a placeholder) keeps it.
+      if (ids.length > 0) await this.#events.deleteMany({ stream: name, seq: { $gte: Long.fromNumber(from), $lte: Long.fromNumber(to) }, _id: { $in: [...ids] } });
+      const { floor } = await this.#view(name);
+      const placeholders: EventDoc[] = [];
+      for (let seq = Math.max(from, floor + 1); seq <= to; seq++) placeholders.push(toDoc(voidEvent(name, seq, at)));
+      if (placeholders.length === 0) return 0;
+      try {
+        return (await this.#events.insertMany(placeholders, { ordered: false })).insertedCount;
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        // Unordered: every placeholder was either inserted or is one of the (duplicate-key) write errors.
+        const failed = (err as { writeErrors?: unknown[] }).writeErrors;
+        return placeholders.length - (Array.isArray(failed) ? failed.length : 1);
+      }
+    }, true);
+  }
+
   async read(stream: StreamId, after: number, limit: number): Promise<StoredEvent[]> {
-    const docs = await this.#guard(() =>
-      this.#events
-        .find({ stream: streamName(stream), seq: { $gt: Long.fromNumber(after) } })
-        .sort({ seq: 1 })
-        .limit(limit)
-        .toArray(),
-    );
-    return docs.map(fromDoc);
+    const name = streamName(stream);
+    return this.#guard(async () => {
+      // The stream record is read after the events: a sweep sets the floor before it deletes, so a
+      // deletion this read saw is always covered by the floor it reads next.
+      const docs = await this.#events.find({ stream: name, seq: { $gt: Long.fromNumber(after) } }, { maxTimeMS: this.#timeoutMs }).sort({ seq: 1 }).limit(limit).toArray();
+      const view = await this.#view(name);
+      const out: StoredEvent[] = [];
+      if (after < view.floor) out.push(purgeMarker(name, view.floor));
+      for (const d of docs) if (num(d.seq) > view.floor) out.push(fromDoc(d, view));
+      return out;
+    });
   }
 
   async readBefore(stream: StreamId, before: number, limit: number): Promise<StoredEvent[]> {
-    const docs = await this.#guard(() =>
-      this.#events
-        .find({ stream: streamName(stream), seq: { $lt: Long.fromNumber(before) } })
-        .sort({ seq: -1 })
-        .limit(limit)
-        .toArray(),
-    );
-    return docs.map(fromDoc);
+    const name = streamName(stream);
+    return this.#guard(async () => {
+      const docs = await this.#events.find({ stream: name, seq: { $lt: Long.fromNumber(before) } }, { maxTimeMS: this.#timeoutMs }).sort({ seq: -1 }).limit(limit).toArray();
+      const view = await this.#view(name);
+      return docs.filter((d) => num(d.seq) > view.floor).map((d) => fromDoc(d, view));
+    });
   }
 
   async cursorAt(stream: StreamId, at: Date): Promise<number> {
+    // Served by the {stream, created_at, seq} index (walked backwards): no in-memory sort.
     const doc = await this.#guard(() =>
-      this.#events.findOne({ stream: streamName(stream), created_at: { $lte: at } }, { sort: { created_at: -1, seq: -1 }, projection: { seq: 1 } }),
+      this.#events.findOne({ stream: streamName(stream), created_at: { $lte: at } }, { sort: { created_at: -1, seq: -1 }, projection: { seq: 1 }, maxTimeMS: this.#timeoutMs }),
     );
-    return doc ? num(doc.seq) : 0;
+    return num(doc?.seq);
   }
 
   async listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]> {
     return this.#guard(async () => {
-      const counters = await this.#counters.find({ project }).sort({ kind: 1, key: 1 }).limit(limit).toArray();
-      return Promise.all(
-        counters.map(async (c) => ({
-          stream: { project: c.project, kind: c.kind as StreamId["kind"], key: c.key },
-          head: num(c.seq),
-          events: await this.#events.countDocuments({ stream: c._id, void: { $exists: false } }),
-        })),
-      );
+      const counters = await this.#counters.find({ project }, { maxTimeMS: this.#timeoutMs }).sort({ kind: 1, key: 1 }).limit(limit).toArray();
+      if (counters.length === 0) return [];
+      // One aggregation for all of them (served by the {stream, seq} index), not one count per stream.
+      const counts = new Map<string, number>();
+      const groups = await this.#events
+        .aggregate<{ _id: string; n: number }>([{ $match: { stream: { $in: counters.map((c) => c._id) }, void: { $exists: false } } }, { $group: { _id: "$stream", n: { $sum: 1 } } }], { maxTimeMS: this.#timeoutMs })
+        .toArray();
+      for (const g of groups) counts.set(g._id, g.n);
+      const now = Date.now();
+      return counters.map((c) => ({
+        stream: { project: c.project, kind: c.kind as StreamId["kind"], key: c.key },
+        head: num(c.seq),
+        events: c.expire_at && c.expire_at.getTime() <= now ? 0 : (counts.get(c._id) ?? 0),
+      }));
     });
   }
 
+  /**
+   * Deletes the stream's events; its sequences stay taken. Sequences that are taken but not stored
+   * are claimed first (so a publisher still holding one cannot store it below the floor and be
+   * acked), then the floor moves to the head (readers pass everything up to it at once) and the
+   * events under it are deleted.
+   */
   async purge(stream: StreamId): Promise<number> {
     const name = streamName(stream);
-    const head = Long.fromNumber(await this.head(stream));
+    const info = await this.streamInfo(stream);
+    if (!info || info.head <= info.floor) return 0;
+    const head = info.head;
+    const stored = await this.#guard(() =>
+      this.#events.find({ stream: name, seq: { $gt: Long.fromNumber(info.floor), $lte: Long.fromNumber(head) } }, { projection: { seq: 1 } }).sort({ seq: 1 }).toArray(),
+    );
+    let expected = info.floor + 1;
+    for (const d of [...stored, { seq: head + 1 }]) {
+      const seq = num(d.seq);
+      if (seq > expected) await this.voidRange(stream, expected, seq - 1, new Date(), []);
+      expected = seq + 1;
+    }
     return this.#guard(async () => {
-      const before = await this.#events.deleteMany({ stream: name, seq: { $lt: head } });
-      // The last event becomes the purge marker (a sequence still waiting for its insert is left alone).
-      const last = await this.#events.deleteOne({ stream: name, seq: head, created_at: { $ne: new Date(0) } });
-      if (last.deletedCount === 0) return before.deletedCount;
-      await this.#events.insertOne(toDoc(purgeMarker(name, head.toNumber())));
-      return before.deletedCount + 1;
-    });
+      await this.#counters.updateOne({ _id: name }, { $max: { floor: Long.fromNumber(head) } });
+      const r = await this.#events.deleteMany({ stream: name, seq: { $lte: Long.fromNumber(head) }, void: { $exists: false } });
+      return r.deletedCount;
+    }, true);
   }
 
-  async extendExpiry(stream: StreamId, expireAt: Date): Promise<void> {
-    await this.#guard(() =>
-      this.#events.updateMany({ stream: streamName(stream), expire_at: { $lt: expireAt } }, { $set: { expire_at: expireAt } }),
-    );
+  /**
+   * Deletes the events of expired streams (and, on a server without TTL indexes, events past their
+   * own expire_at). Safe on every instance at once: a stream is swept only if its record is still
+   * the one that was found expired (an update conditional on seq and expire_at), and the floor is
+   * set before anything is deleted.
+   */
+  sweep(): Promise<void> {
+    this.#sweeping ??= (async () => {
+      try {
+        const now = new Date();
+        const expired = await this.#counters.find({ expire_at: { $lte: now }, swept: { $exists: false } }, { maxTimeMS: this.#timeoutMs }).limit(1000).toArray();
+        for (const c of expired) {
+          const r = await this.#counters.updateOne({ _id: c._id, seq: c.seq, expire_at: c.expire_at }, { $max: { floor: Long.fromNumber(num(c.seq)) }, $set: { swept: true } });
+          if (r.matchedCount === 1) await this.#events.deleteMany({ stream: c._id, seq: { $lte: Long.fromNumber(num(c.seq)) }, void: { $exists: false } });
+        }
+        if (!this.#ttl) await this.#events.deleteMany({ expire_at: { $lte: now } });
+      } catch (err) {
+        this.#opts.log?.("expiry sweep failed", { err: String(err) });
+      }
+    })().finally(() => (this.#sweeping = undefined));
+    return this.#sweeping;
   }
 
   async bindExecution(executionId: string, project: string): Promise<string> {
-    const doc = await this.#guard(() =>
-      this.#executions.findOneAndUpdate({ _id: executionId }, { $setOnInsert: { project } }, { upsert: true, returnDocument: "after" }),
-    );
-    return doc?.project ?? project;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const doc = await this.#guard(
+          () => this.#executions.findOneAndUpdate({ _id: executionId }, { $setOnInsert: { project } }, { upsert: true, returnDocument: "after" }),
+          true,
+        );
+        return doc?.project ?? project;
+      } catch (err) {
+        if (attempt < 2 && isDuplicateKey(err)) continue; // two first bindings at once: read the winner
+        throw err;
+      }
+    }
   }
 
   async executionProject(executionId: string): Promise<string | undefined> {
-    const doc = await this.#guard(() => this.#executions.findOne({ _id: executionId }));
+    const doc = await this.#guard(() => this.#executions.findOne({ _id: executionId }, { maxTimeMS: this.#timeoutMs }));
     return doc?.project;
   }
 
   watchAppends(onAppend: (stream: string) => void, interest: () => Iterable<StreamId>): () => Promise<void> {
-    const watcher = new AppendWatcher(this.#db, this.#events, this.#counters, this.#opts, onAppend, interest);
-    void watcher.start();
+    const watcher = new AppendWatcher(
+      this.#db,
+      this.#events as unknown as Collection<{ stream: string }>,
+      this.#counters as unknown as Collection<{ _id: string; seq: unknown }>,
+      { watch: this.#opts.watch ?? "auto", pollIntervalMs: this.#opts.pollIntervalMs ?? 100, ...(this.#opts.log ? { log: this.#opts.log } : {}), warn: (m, f) => this.#warn(m, f) },
+      onAppend,
+      interest,
+    );
+    watcher.start();
     return () => watcher.stop();
   }
 }
 
-/** Change stream on `events` where the deployment has one (replica set, sharded), else polling `counters`. */
-class AppendWatcher {
-  #stopped = false;
-  #stream: ChangeStream | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  readonly #seen = new Map<string, number>();
-
-  constructor(
-    private readonly db: Db,
-    private readonly events: Collection<EventDoc>,
-    private readonly counters: Collection<CounterDoc>,
-    private readonly opts: MongoStoreOptions,
-    private readonly onAppend: (stream: string) => void,
-    private readonly interest: () => Iterable<StreamId>,
-  ) {}
-
-  async start(): Promise<void> {
-    const mode = this.opts.watch ?? "auto";
-    if (mode !== "poll" && (mode === "changestream" || (await this.#hasChangeStreams()))) {
-      this.opts.log?.("watching appends with a change stream");
-      this.#watchChanges();
-    } else {
-      this.opts.log?.("watching appends by polling", { intervalMs: this.opts.pollIntervalMs ?? 100 });
-      this.#poll();
-    }
-  }
-
-  async #hasChangeStreams(): Promise<boolean> {
-    try {
-      const hello = await this.db.command({ hello: 1 });
-      return typeof hello.setName === "string" || hello.msg === "isdbgrid";
-    } catch {
-      return false;
-    }
-  }
-
-  #watchChanges(): void {
-    if (this.#stopped) return;
-    const cs = this.events.watch([{ $match: { operationType: "insert" } }, { $project: { "fullDocument.stream": 1 } }]);
-    this.#stream = cs;
-    // Anything appended while (re)connecting is picked up by a wake-up of every followed stream.
-    for (const s of this.interest()) this.onAppend(streamName(s));
-    cs.on("change", (change: { fullDocument?: { stream?: string } }) => {
-      const s = change.fullDocument?.stream;
-      if (s) this.onAppend(s);
-    });
-    cs.on("error", (err: unknown) => {
-      this.opts.log?.("change stream failed; restarting", { err: String(err) });
-      void cs.close().catch(() => {});
-      if (!this.#stopped) this.#timer = setTimeout(() => this.#watchChanges(), 1000);
-    });
-  }
-
-  #poll(): void {
-    if (this.#stopped) return;
-    const interval = this.opts.pollIntervalMs ?? 100;
-    const tick = async (): Promise<void> => {
-      const names = [...new Set([...this.interest()].map(streamName))];
-      if (names.length > 0) {
-        try {
-          const docs = await this.counters.find({ _id: { $in: names } }, { projection: { seq: 1 } }).toArray();
-          for (const d of docs) {
-            const seq = num(d.seq);
-            if (this.#seen.get(d._id) !== seq) {
-              this.#seen.set(d._id, seq);
-              this.onAppend(d._id);
-            }
-          }
-        } catch (err) {
-          this.opts.log?.("append poll failed", { err: String(err) });
-        }
-      }
-      if (!this.#stopped) this.#timer = setTimeout(() => void tick(), interval);
-    };
-    this.#timer = setTimeout(() => void tick(), interval);
-  }
-
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    await this.#stream?.close().catch(() => {});
-  }
-}
-
-/** True when every write error of `err` is a duplicate key (E11000). */
-export function isDuplicateKey(err: unknown): boolean {
-  if (!(err instanceof MongoServerError)) return false;
-  const writeErrors = (err as MongoServerError & { writeErrors?: { code: number }[] }).writeErrors;
-  if (Array.isArray(writeErrors) && writeErrors.length > 0) return writeErrors.every((w) => w.code === DUPLICATE_KEY);
-  return err.code === DUPLICATE_KEY;
-}
-
-/** Errors that mean the database could not be reached (as opposed to a rejected operation). */
-export function isUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const name = err.name;
-  return (
-    name === "MongoServerSelectionError" ||
-    name === "MongoNetworkError" ||
-    name === "MongoNetworkTimeoutError" ||
-    name === "MongoTopologyClosedError" ||
-    name === "MongoNotConnectedError" ||
-    (err instanceof MongoServerError && err.hasErrorLabel("RetryableWriteError"))
-  );
-}

@@ -3,13 +3,28 @@ package dev.agentevents.testmongo;
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
+import de.bwaldvogel.mongo.bson.Document;
+import de.bwaldvogel.mongo.exception.MongoServerError;
+import io.netty.channel.Channel;
 import java.net.InetSocketAddress;
 import java.util.List;
+import java.util.Locale;
+import java.util.Set;
 
 /**
  * Starts an in-memory MongoDB wire-protocol server on 127.0.0.1 (port from argv[0], default: any
  * free port), prints "LISTENING 127.0.0.1:PORT", and exits when its standard input closes, so it
  * never outlives the test process that started it.
+ *
+ * <p>Made faithful where the service's design relies on MongoDB's semantics: mongo-java-server
+ * runs commands of different connections concurrently, and neither its findAndModify ($inc on the
+ * counter) nor its unique-index check-then-insert is atomic under concurrency (50 concurrent $inc
+ * gave 47 distinct values). MongoDB guarantees both (a single-document update is atomic; a unique
+ * index admits one document per key). So every write command runs under one lock here: that gives
+ * the atomicity MongoDB documents, nothing more. Reads stay concurrent.
+ *
+ * <p>Flag {@code --no-ttl}: refuse TTL indexes (createIndexes with expireAfterSeconds) with error
+ * 238 NotImplemented, as FerretDB and some MongoDB-compatible services do.
  */
 public final class Main {
   /**
@@ -29,9 +44,43 @@ public final class Main {
         }
       };
 
+  private static final Set<String> WRITES =
+      Set.of("insert", "update", "delete", "findandmodify", "createindexes", "dropindexes", "drop", "dropdatabase");
+
+  /** The backend with serialised writes (and optionally no TTL indexes). */
+  static final class FaithfulBackend extends MemoryBackend {
+    private final Object writeLock = new Object();
+    private final boolean noTtl;
+
+    FaithfulBackend(boolean noTtl) {
+      this.noTtl = noTtl;
+    }
+
+    @Override
+    public Document handleCommand(Channel channel, String database, String command, Document query) {
+      String name = command.toLowerCase(Locale.ROOT);
+      if (!WRITES.contains(name)) return super.handleCommand(channel, database, command, query);
+      if (noTtl && name.equals("createindexes") && query.get("indexes") instanceof List<?> indexes) {
+        for (Object index : indexes) {
+          if (index instanceof Document d && d.containsKey("expireAfterSeconds")) {
+            throw new MongoServerError(238, "NotImplemented", "createIndexes: TTL indexes are not supported (test server started with --no-ttl)");
+          }
+        }
+      }
+      synchronized (writeLock) {
+        return super.handleCommand(channel, database, command, query);
+      }
+    }
+  }
+
   public static void main(String[] args) throws Exception {
-    int port = args.length > 0 ? Integer.parseInt(args[0]) : 0;
-    MemoryBackend backend = new MemoryBackend();
+    int port = 0;
+    boolean noTtl = false;
+    for (String arg : args) {
+      if (arg.equals("--no-ttl")) noTtl = true;
+      else port = Integer.parseInt(arg);
+    }
+    MemoryBackend backend = new FaithfulBackend(noTtl);
     backend.version(MONGO_5_0);
     backend.enableOplog();
     MongoServer server = new MongoServer(backend);

@@ -1,0 +1,174 @@
+import { Long, MongoServerError, type ChangeStream, type Collection, type Db, type Document, type ResumeToken } from "mongodb";
+import { streamName, type StreamId } from "../../core/types.js";
+
+export interface WatcherOptions {
+  /** "auto": a change stream where the deployment has one (replica set, sharded), else polling. */
+  watch: "auto" | "changestream" | "poll";
+  pollIntervalMs: number;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  warn?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** Most streams named in the change stream's filter; above it, every insert is watched. */
+const MAX_FILTERED_STREAMS = 1000;
+/** How often the followed set is compared with the one the change stream filters on. */
+const INTEREST_CHECK_MS = 200;
+
+/** Codes meaning "this server has no change streams" (standalone, some wire-compatible servers). */
+const NO_CHANGE_STREAMS = new Set([40573, 40324, 115, 238, 303]);
+/** The resume token is no longer usable: start afresh (and wake every followed stream). */
+const TOKEN_LOST = new Set([260, 280, 286]);
+
+/**
+ * Tells this instance about appends other instances made to the streams its subscribers follow.
+ *
+ * Change stream mode: one change stream on `events`, filtered in the pipeline to inserts of the
+ * followed streams (so an instance does not receive every insert of every stream). When the
+ * followed set changes the stream is reopened from its resume token (nothing in between is lost);
+ * when it closes or errs (failover, invalidate, network) it is reopened, from the token where the
+ * server still has it, else afresh. Each time the cursor is (re)opened — not before: the driver
+ * opens it lazily — every followed stream is woken, so anything appended while it was not open is
+ * read by the subscribers themselves.
+ *
+ * Poll mode: reads the counters of the followed streams every `pollIntervalMs` and wakes those
+ * whose head moved.
+ */
+export class AppendWatcher {
+  #stopped = false;
+  #stream: ChangeStream | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #wake: (() => void) | undefined;
+  readonly #seen = new Map<string, number>();
+  #token: ResumeToken | undefined;
+  #running: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly events: Collection<{ stream: string }>,
+    private readonly counters: Collection<{ _id: string; seq: unknown }>,
+    private readonly opts: WatcherOptions,
+    private readonly onAppend: (stream: string) => void,
+    private readonly interest: () => Iterable<StreamId>,
+  ) {}
+
+  start(): void {
+    this.#running = (async () => {
+      const mode = this.opts.watch;
+      if (mode === "changestream" || (mode === "auto" && (await this.#hasChangeStreams()))) {
+        this.opts.log?.("watching appends with a change stream");
+        const ok = await this.#watchChanges();
+        if (ok || this.#stopped) return;
+      }
+      this.opts.log?.("watching appends by polling", { intervalMs: this.opts.pollIntervalMs });
+      this.#poll();
+    })();
+  }
+
+  async #hasChangeStreams(): Promise<boolean> {
+    try {
+      const hello = await this.db.command({ hello: 1 });
+      return typeof hello["setName"] === "string" || hello["msg"] === "isdbgrid";
+    } catch {
+      return false;
+    }
+  }
+
+  #names(): string[] {
+    return [...new Set([...this.interest()].map(streamName))].sort();
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#timer = setTimeout(resolve, ms);
+      this.#wake = resolve;
+    });
+  }
+
+  /** Runs the change stream until stopped. Returns false when the server has none (fall back to polling). */
+  async #watchChanges(): Promise<boolean> {
+    let backoff = 0;
+    while (!this.#stopped) {
+      const names = this.#names();
+      if (names.length === 0) {
+        await this.#sleep(INTEREST_CHECK_MS);
+        continue;
+      }
+      const key = names.join("\n");
+      const match: Document = { operationType: { $in: ["insert", "invalidate"] } };
+      if (names.length <= MAX_FILTERED_STREAMS) match["$or"] = [{ operationType: "invalidate" }, { "fullDocument.stream": { $in: names } }];
+      const cs = this.events.watch([{ $match: match }, { $project: { operationType: 1, "fullDocument.stream": 1 } }], {
+        ...(this.#token ? { startAfter: this.#token } : {}),
+        maxAwaitTimeMS: INTEREST_CHECK_MS,
+      });
+      this.#stream = cs;
+      let opened = false;
+      try {
+        for (;;) {
+          if (this.#stopped) break;
+          const change = (await cs.tryNext()) as { operationType?: string; fullDocument?: { stream?: string } } | null;
+          if (!opened) {
+            opened = true;
+            backoff = 0;
+            // The cursor is open now: whatever was appended before it is read by the subscribers.
+            for (const n of names) this.onAppend(n);
+          }
+          if (cs.resumeToken) this.#token = cs.resumeToken;
+          if (change?.operationType === "invalidate") {
+            this.opts.warn?.("change stream invalidated (events collection dropped or renamed); reopening");
+            break;
+          }
+          const s = change?.fullDocument?.stream;
+          if (s) this.onAppend(s);
+          // The followed set changed: reopen from the token with the new filter.
+          if (!change && this.#names().join("\n") !== key) break;
+        }
+      } catch (err) {
+        if (this.#stopped) break;
+        if (err instanceof MongoServerError && NO_CHANGE_STREAMS.has(Number(err.code))) {
+          this.opts.warn?.("this server has no change streams; falling back to polling (set WATCH_MODE=poll to skip the attempt)", { err: err.message });
+          await cs.close().catch(() => {});
+          return false;
+        }
+        if (err instanceof MongoServerError && TOKEN_LOST.has(Number(err.code))) this.#token = undefined;
+        backoff = Math.min(backoff === 0 ? 100 : backoff * 2, 2000);
+        this.opts.log?.("change stream closed; reopening", { err: String(err), inMs: backoff });
+      } finally {
+        await cs.close().catch(() => {});
+        this.#stream = undefined;
+      }
+      if (backoff > 0) await this.#sleep(backoff);
+    }
+    return true;
+  }
+
+  #poll(): void {
+    if (this.#stopped) return;
+    const tick = async (): Promise<void> => {
+      const names = this.#names();
+      if (names.length > 0) {
+        try {
+          const docs = await this.counters.find({ _id: { $in: names } }, { projection: { seq: 1 } }).toArray();
+          for (const d of docs) {
+            const seq = d.seq instanceof Long ? d.seq.toNumber() : Number(d.seq);
+            if (this.#seen.get(d._id) !== seq) {
+              this.#seen.set(d._id, seq);
+              this.onAppend(d._id);
+            }
+          }
+        } catch (err) {
+          this.opts.log?.("append poll failed", { err: String(err) });
+        }
+      }
+      if (!this.#stopped) this.#timer = setTimeout(() => void tick(), this.opts.pollIntervalMs);
+    };
+    this.#timer = setTimeout(() => void tick(), this.opts.pollIntervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#wake?.();
+    await this.#stream?.close().catch(() => {});
+    await this.#running?.catch(() => {});
+  }
+}
