@@ -183,14 +183,10 @@ export function errorReply(dialect: Dialect, err: unknown, quoteBytes = DEFAULT_
     message = err.message;
   } else if (err instanceof StoreUnavailableError) {
     status = 503;
-<<<<<<< HEAD
-    message = "the event store is unavailable; retry later";
+    message = unavailableMessage(err);
   } else if (isBusy(err)) {
     status = 503;
     message = err.rawMessage;
-=======
-    message = unavailableMessage(err);
->>>>>>> 51a0863 (Store invariant: readers claim holes (own monotonic clock) instead of skipping them; failed appends are closed and read back before answering; majority reads, bounded operations, 503 outcome; stream-record expiry; faithful test server; fault-injection suite)
   } else {
     const ce = ConnectError.from(err);
     status = statusOf(ce.code);
