@@ -15,10 +15,11 @@ export interface TestMongo {
 
 /**
  * A MongoDB for tests: `MONGODB_URI` when set (a real MongoDB), else mongo-java-server (in-memory
- * backend, oplog enabled) started on a free loopback port. `port` restarts it on a known port.
+ * backend, oplog enabled) started on a free loopback port. `port` restarts it on a known port;
+ * `args` are the server's flags (`--no-ttl`: refuse TTL indexes with error 238, as FerretDB does).
  * The server exits by itself when this process goes away (its stdin, a pipe from here, closes).
  */
-export async function startTestMongo(port = 0): Promise<TestMongo & { port: number }> {
+export async function startTestMongo(port = 0, args: string[] = []): Promise<TestMongo & { port: number }> {
   const external = process.env["MONGODB_URI"];
   if (external) return { uri: external, kind: "external", port: 0, stop: async () => {} };
   const built = spawnSync("bash", [path.join(dir, "build.sh")], { encoding: "utf8" });
@@ -26,7 +27,7 @@ export async function startTestMongo(port = 0): Promise<TestMongo & { port: numb
     const why = built.error ? String(built.error) : `exit ${built.status ?? built.signal}`;
     throw new Error(`building the test MongoDB server (test/mongo-server/build.sh) failed: ${why}\n${built.stdout}\n${built.stderr}`);
   }
-  const child = spawn("java", ["-Xss4m", "-jar", path.join(dir, "target/mongo-server.jar"), String(port)], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn("java", ["-Xss4m", "-jar", path.join(dir, "target/mongo-server.jar"), String(port), ...args], { stdio: ["pipe", "pipe", "inherit"] });
   let bound: number;
   try {
     bound = await listening(child);

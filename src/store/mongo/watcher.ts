@@ -102,6 +102,7 @@ export class AppendWatcher {
       });
       this.#stream = cs;
       let opened = false;
+      let checked = Date.now();
       try {
         for (;;) {
           if (this.#stopped) break;
@@ -119,8 +120,12 @@ export class AppendWatcher {
           }
           const s = change?.fullDocument?.stream;
           if (s) this.onAppend(s);
-          // The followed set changed: reopen from the token with the new filter.
-          if (!change && this.#names().join("\n") !== key) break;
+          // The followed set changed: reopen from the token with the new filter (looked at when
+          // idle, and at least every INTEREST_CHECK_MS while changes keep coming).
+          if (!change || Date.now() - checked >= INTEREST_CHECK_MS) {
+            checked = Date.now();
+            if (this.#names().join("\n") !== key) break;
+          }
         }
       } catch (err) {
         if (this.#stopped) break;
