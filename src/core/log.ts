@@ -393,7 +393,8 @@ export class EventLog {
       this.#dropTail(name);
       return;
     }
-    if (streamExpireAt && !((this.#tailExpiry.get(name) ?? 0) > streamExpireAt)) this.#tailExpiry.set(name, streamExpireAt);
+    const slid = this.#tailExpiry.get(name);
+    if (streamExpireAt && (!slid || streamExpireAt > slid)) this.#tailExpiry.set(name, streamExpireAt);
     const tail = this.#tails.get(name);
     if (tail && tail.length > 0 && tail[tail.length - 1]!.seq + 1 === events[0]!.seq) {
       tail.push(...events);

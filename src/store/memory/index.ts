@@ -228,7 +228,7 @@ export class MemoryStore implements Store {
     }
     for (const e of events) {
       // Kept as given, not copied: stored events are immutable (the log never changes one after
-      // appending it; extendExpiry and voidRange replace the store's objects), so readers share them.
+      // appending it; voidRange replaces the store's objects), so readers share them.
       const s = this.#streams.get(e.stream)!; // checked above
       this.#put(s, e);
       this.#byId.set(e.id, e);
