@@ -35,6 +35,8 @@ interface Run {
   down?: { atMs: number; forMs: number };
   /** Build the two stores (default: the factory's, one client each, polling watcher). */
   stores?: () => Promise<Store[]>;
+  /** Pause between one publisher's publishes (ms), so the instances' activity overlaps. */
+  paceMs?: number;
   /** Called once mid-run (e.g. to cut a proxy). */
   midRun?: { atMs: number; run: () => Promise<void> };
 }
@@ -77,7 +79,8 @@ async function run(factoryName: string, makeStore: () => Promise<Store>, r: Run)
               (reason: unknown): PromiseSettledResult<StoredEvent[]> => ({ status: "rejected", reason }),
             );
             outcomes.push(classify(drafts.map((d) => d.id!), settled));
-            if (r.down || r.midRun) await new Promise((res) => setTimeout(res, 5)); // spread over the outage
+            // Spread the publishes over the outage, or over the other instance's stalls.
+            if (r.down || r.midRun || r.paceMs) await new Promise((res) => setTimeout(res, r.paceMs ?? 5));
           }
         }),
       ),
@@ -137,6 +140,7 @@ for (const factory of storeFactories) {
         name: "skew",
         holeTimeoutMs: 1500,
         skewMs: [10_000, -10_000],
+        paceMs: 3,
         plans: [{ append: every(5, "stall"), stallMs: 200 }, { append: every(5, "stall", 1), stallMs: 200 }],
       });
       // Nothing was claimed: every stall was shorter than the hole timeout on the reader's own clock
