@@ -159,7 +159,7 @@ describe("start-up problems and change streams", () => {
       await proxy.cut();
       await b.publish(stream, [{ eventType: "t", data: 5 }]);
       await proxy.restore();
-      await until(6, 15_000);
+      await until(6, 20_000);
       for (let i = 6; i < 10; i++) await b.publish(stream, [{ eventType: "t", data: i }]);
       await until(10, 5_000);
       expect(got).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);

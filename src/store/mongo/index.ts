@@ -339,10 +339,11 @@ export class MongoStore implements Store {
    * Reconnect watchdog. After a network outage the driver's server monitor can stay stuck on a dead
    * connection although the server is back (seen here: a fresh client connected at once while the
    * service's client kept failing). When operations have failed as "unavailable" for longer than
-   * RECONNECT_AFTER_MS, the client is closed and connected again — but only once no operation of
-   * this store is in flight: new ones wait at the gate (#guard), running ones end by their deadline.
+   * RECONNECT_AFTER_MS (store operations, or the change stream failing to reopen), the client is
+   * closed and connected again — but only once no operation of this store is in flight: new ones
+   * wait at the gate (#guard), running ones end by their deadline.
    */
-  #noteUnavailable(): void {
+  #noteUnavailable(fromGuard = true): void {
     const now = Date.now();
     if (this.#unavailableSince === 0) {
       this.#unavailableSince = now;
@@ -350,8 +351,8 @@ export class MongoStore implements Store {
     }
     if (this.#reconnecting || now - this.#unavailableSince < RECONNECT_AFTER_MS) return;
     this.#reconnecting = (async () => {
-      // The operation that called here is still counted: wait for the others, not for itself.
-      while (this.#inFlight > 1) await new Promise<void>((resolve) => (this.#drained = resolve, setTimeout(resolve, 50)));
+      // An operation that called here is still counted: wait for the others, not for itself.
+      while (this.#inFlight > (fromGuard ? 1 : 0)) await new Promise<void>((resolve) => (this.#drained = resolve, setTimeout(resolve, 50)));
       this.#drained = undefined;
       this.#opts.log?.("MongoDB unreachable for a while: reconnecting the client");
       try {
@@ -630,7 +631,13 @@ export class MongoStore implements Store {
       this.#db,
       this.#events as unknown as Collection<{ stream: string }>,
       this.#counters as unknown as Collection<{ _id: string; seq: unknown }>,
-      { watch: this.#opts.watch ?? "auto", pollIntervalMs: this.#opts.pollIntervalMs ?? 100, ...(this.#opts.log ? { log: this.#opts.log } : {}), warn: (m, f) => this.#warn(m, f) },
+      {
+        watch: this.#opts.watch ?? "auto",
+        pollIntervalMs: this.#opts.pollIntervalMs ?? 100,
+        ...(this.#opts.log ? { log: this.#opts.log } : {}),
+        warn: (m, f) => this.#warn(m, f),
+        unavailable: () => this.#noteUnavailable(false),
+      },
       onAppend,
       interest,
     );

@@ -7,6 +7,8 @@ export interface WatcherOptions {
   pollIntervalMs: number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   warn?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Told when the change stream fails for want of the server (feeds the store's reconnect watchdog). */
+  unavailable?: () => void;
 }
 
 /** Most streams named in the change stream's filter; above it, every insert is watched. */
@@ -135,8 +137,9 @@ export class AppendWatcher {
           return false;
         }
         if (err instanceof MongoServerError && TOKEN_LOST.has(Number(err.code))) this.#token = undefined;
+        else this.opts.unavailable?.();
         backoff = Math.min(backoff === 0 ? 100 : backoff * 2, 2000);
-        this.opts.log?.("change stream closed; reopening", { err: String(err), inMs: backoff });
+        this.opts.log?.(`change stream closed; reopening: ${String(err)}`, { err: String(err), inMs: backoff });
       } finally {
         await cs.close().catch(() => {});
         this.#stream = undefined;
