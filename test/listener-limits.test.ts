@@ -131,6 +131,10 @@ describe("bytes of requests in flight", () => {
     const res = await rawHttp(app, `POST /api/v1/events/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 5000);
     expect(res.status).toBe(503);
     expect(JSON.parse(res.text.slice(res.text.indexOf("\r\n\r\n") + 4)).error).toMatch(/in flight/);
+    // Durable Streams: 503 as well (its routes share the gateway's error table), nothing appended.
+    const ds = await rawHttp(app, `POST /v1/stream/busy HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 500000\r\n\r\n${"d".repeat(500_000)}`, 5000);
+    expect(ds.status).toBe(503);
+    expect(ds.text.slice(ds.text.indexOf("\r\n\r\n") + 4)).toMatch(/in flight/);
     // RPC: resource_exhausted.
     const rpc = client(StreamService, app, "grpc");
     const err = await rpc.publish({ stream: { kind: StreamKind.TOPIC, key: "t" }, events: [{ eventType: "big", data: { kind: { case: "stringValue", value: "z".repeat(500_000) } } }] }, { headers: { "x-project-id": "acme" } }).catch((e: unknown) => ConnectError.from(e));

@@ -6,13 +6,12 @@
  * everything the protocol decides is in src/api/durable.ts.
  */
 import type { ServerResponse } from "node:http";
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { DEFAULT_PROJECT } from "../../api/common.js";
 import { DsError, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, type DsRequest } from "../../api/durable.js";
-import { DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError } from "../../core/types.js";
+import { InvalidEventError } from "../../core/types.js";
 import { credentialOf, type Auth } from "../auth.js";
-import { HttpError, readBody } from "../gateway.js";
+import { errorReply, readBody } from "../gateway.js";
 import type { Req, Res } from "../sse.js";
 
 export interface DurableRouteOptions {
@@ -148,32 +147,23 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
   }
 
   function fail(res: Res, err: unknown, url: URL): void {
-    let status = 500;
-    let message = "internal error";
+    let status: number;
+    let message: string;
     let headers: Record<string, string> = {};
     if (err instanceof DsError) {
       ({ status, message, headers } = err);
-    } else if (err instanceof HttpError) {
-      ({ status, message } = err);
     } else if (err instanceof InvalidEventError) {
       // JSON the log does not store (too deep, non-finite numbers, lone surrogates): nothing was appended.
       status = 400;
       message = `message ${err.index}: ${err.problem}`;
-    } else if (err instanceof LimitError) {
-      status = 413;
-      message = err.message;
-    } else if (err instanceof DuplicateEventError) {
-      status = 409;
-      message = err.message;
-    } else if (err instanceof StoreUnavailableError) {
-      status = 503;
-      message = "the event store is unavailable; retry later";
-    } else if (err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied)) {
-      status = err.code === Code.Unauthenticated ? 401 : 403;
-      message = err.rawMessage;
-      if (status === 401) headers = { "www-authenticate": "Bearer" };
     } else {
-      d.log.error({ err, path: url.pathname }, "durable stream request failed");
+      // Every other error maps as on the other JSON paths (one table: gateway's errorReply), so a
+      // full in-flight budget or memory bound is 503, a closed stream 409, a store outage 503.
+      const reply = errorReply("error", err);
+      status = reply.status;
+      message = (reply.json as { error: string }).error;
+      if (status === 401) headers = { "www-authenticate": "Bearer" };
+      if (status === 500) d.log.error({ err, path: url.pathname }, "durable stream request failed");
     }
     if (res.headersSent) {
       if (!res.writableEnded) res.end();
