@@ -1,6 +1,6 @@
 /**
  * `npm run conformance:compare`: the same pinned conformance suite against the pinned reference
- * server and against this service (memory store), in one run. scripts/conformance-compare.ts
+ * server and against this service (memory store), in one run. test/conformance/compare.ts
  * counts the results of the two describe blocks and prints them side by side.
  */
 import { afterAll, beforeAll, describe } from "vitest";
