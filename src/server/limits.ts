@@ -53,10 +53,19 @@ export class InflightBytes {
    */
   track(req: Req, streaming: boolean, onBusy: () => void): () => void {
     let held = 0;
-    const original = (req as unknown as AsyncIterable<Buffer>)[Symbol.asyncIterator].bind(req);
     const self = this;
-    (req as unknown as { [Symbol.asyncIterator]: () => AsyncIterator<Buffer> })[Symbol.asyncIterator] = function () {
-      const it = original();
+    // Readers reach the body through either entry: `for await` ([Symbol.asyncIterator]) or
+    // Readable#iterator(options), which connect-node 2.3 uses. Both are wrapped, so whichever
+    // reads the body is counted.
+    type Entry = (...args: unknown[]) => AsyncIterator<Buffer>;
+    const target = req as unknown as Record<PropertyKey, Entry>;
+    const wrap = (name: PropertyKey): void => {
+      const original = target[name]!.bind(req);
+      target[name] = (...args: unknown[]) => counted(original(...args));
+    };
+    wrap(Symbol.asyncIterator);
+    wrap("iterator");
+    function counted(it: AsyncIterator<Buffer>): AsyncIterator<Buffer> & AsyncIterable<Buffer> {
       return {
         async next() {
           if (streaming) {
@@ -84,7 +93,7 @@ export class InflightBytes {
           return this;
         },
       } as AsyncIterator<Buffer> & AsyncIterable<Buffer>;
-    };
+    }
     let given = false;
     return () => {
       if (given) return;
