@@ -37,7 +37,7 @@ import {
 import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
 import { eventCost, jsonDepth } from "../core/json.js";
 import { encodeJsonValue, MAX_PROTO_DATA_DEPTH } from "./free-json.js";
-import { ProducerRejection, type Producer, type ProducerOutcome } from "./durable.js";
+import { ProducerRejection, type Producer, type ProducerOutcome } from "./durable/index.js";
 import { checkRequired, DEFAULT_PROJECT, RecentCache, recentCacheBytes, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
@@ -47,7 +47,7 @@ export const PUBLISH_STREAM_WINDOW = 256;
 export const PUBLISH_STREAM_WINDOW_BYTES = 8 * 1024 * 1024;
 
 export interface StreamsDeps extends ApiDeps {
-  /** Idempotent producers' publishes (src/api/durable.ts: the Durable Streams producer rules and state). */
+  /** Idempotent producers' publishes (src/api/durable/append.ts: the Durable Streams producer rules and state). */
   producers?: (stream: StreamId, producer: Producer, drafts: EventDraft[]) => Promise<ProducerOutcome>;
 }
 

@@ -42,7 +42,7 @@ import { cachedCheck, registerHealth, registerReflection } from "./grpc.js";
 import { InflightBytes, SubscriptionLimits, subscriptionInterceptor } from "./limits.js";
 import { DEFAULT_PROJECT } from "../api/common.js";
 import { registerRpc, SERVICES, STREAMING_REQUEST_PATHS } from "./rpc.js";
-import { durableApi } from "../api/durable.js";
+import { durableApi } from "../api/durable/index.js";
 import { durableRoutes } from "./routes/durable.js";
 import type { DurableStore } from "../store/durable.js";
 import { MemoryDurableStore } from "../store/memory/durable.js";

@@ -1,7 +1,7 @@
-/** Durable Streams offsets, cursors and header values (src/api/durable-wire.ts). */
+/** Durable Streams offsets, cursors and header values (src/api/durable/wire.ts). */
 import { describe, expect, it } from "vitest";
-import { formatOffset, newIncarnation, parseOffset, responseCursor, sseData, strictUint } from "../../src/api/durable-wire.js";
-import { judgeProducer } from "../../src/api/durable.js";
+import { formatOffset, newIncarnation, parseOffset, responseCursor, sseData, strictUint } from "../../src/api/durable/wire.js";
+import { judgeProducer } from "../../src/api/durable/index.js";
 
 describe("durable wire", () => {
   it("formats offsets that sort byte-wise in position order and never collide with -1 or now", () => {

@@ -1,14 +1,14 @@
 /**
  * The Durable Streams route table: `/v1/stream/{name}` (PUT create, POST append/close, GET read /
  * long-poll / SSE, HEAD, DELETE, OPTIONS preflight), and `/v1/log/{topic|execution|task}/{key}`,
- * the same protocol over the other kinds' streams (JSON envelopes, see src/api/durable.ts). The protocol speaks raw bytes and its own
+ * the same protocol over the other kinds' streams (JSON envelopes, see src/api/durable/). The protocol speaks raw bytes and its own
  * headers, not the JSON dialects of gateway.ts, so this table moves bytes and headers itself;
- * everything the protocol decides is in src/api/durable.ts.
+ * everything the protocol decides is in src/api/durable/.
  */
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { DEFAULT_PROJECT } from "../../api/common.js";
-import { DsError, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, type DsRequest } from "../../api/durable.js";
+import { DsError, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, type DsRequest } from "../../api/durable/index.js";
 import { InvalidEventError } from "../../core/types.js";
 import { credentialOf, type Auth } from "../auth.js";
 import { errorReply, readBody } from "../gateway.js";

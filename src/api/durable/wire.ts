@@ -2,7 +2,7 @@
  * The Durable Streams wire vocabulary: offsets, cursors, header values and content types. Pure
  * functions, no I/O (unit-tested in test/unit/durable-wire.test.ts).
  */
-import type { DurableMeta } from "../store/durable.js";
+import type { DurableMeta } from "../../store/durable.js";
 
 /**
  * An offset is `<incarnation>_<position>`, both 16 decimal digits: fixed width, so byte-wise order

@@ -1,0 +1,246 @@
+/**
+ * Appends (POST, incl. close) and idempotent producers: one producer engine for the Producer-*
+ * headers and for PublishStream's producer fields (RPC).
+ */
+import type { DurableMeta, ProducerState } from "../../store/durable.js";
+import { StreamClosedError, streamName, type EventDraft, type StoredEvent, type StreamId } from "../../core/types.js";
+import type { DurableContext } from "./context.js";
+import { toDrafts } from "./messages.js";
+import { DsError, H, type DsReply, type DsRequest } from "./protocol.js";
+import { mediaType } from "./wire.js";
+
+const MAX_PRODUCER_ID = 256;
+
+export interface Producer {
+  id: string;
+  epoch: number;
+  seq: number;
+}
+
+export interface ProducerOutcome {
+  events: StoredEvent[];
+  duplicate: boolean;
+  epoch: number;
+  /** The highest accepted seq. */
+  seq: number;
+}
+
+/** A producer request refused by the producer rules: `stale` epoch, seq `gap`, or `invalid` fields. */
+export class ProducerRejection extends Error {
+  constructor(
+    readonly kind: "stale" | "gap" | "invalid",
+    message: string,
+    readonly epoch?: number,
+    readonly expectedSeq?: number,
+  ) {
+    super(message);
+  }
+}
+
+type Verdict =
+  | { kind: "accept"; expected: ProducerState | undefined; next: ProducerState }
+  | { kind: "duplicate"; lastSeq: number }
+  | { kind: "stale"; epoch: number }
+  | { kind: "epoch-seq" }
+  | { kind: "gap"; expected: number; received: number };
+
+/** The protocol's producer rules (PROTOCOL.md 5.2.1), given the producer's current state. */
+export function judgeProducer(state: ProducerState | undefined, p: Producer): Verdict {
+  if (!state) return p.seq === 0 ? { kind: "accept", expected: undefined, next: { epoch: p.epoch, lastSeq: 0 } } : { kind: "gap", expected: 0, received: p.seq };
+  if (p.epoch < state.epoch) return { kind: "stale", epoch: state.epoch };
+  if (p.epoch > state.epoch) return p.seq === 0 ? { kind: "accept", expected: state, next: { epoch: p.epoch, lastSeq: 0 } } : { kind: "epoch-seq" };
+  if (p.seq <= state.lastSeq) return { kind: "duplicate", lastSeq: state.lastSeq };
+  if (p.seq === state.lastSeq + 1) return { kind: "accept", expected: state, next: { epoch: p.epoch, lastSeq: p.seq } };
+  return { kind: "gap", expected: state.lastSeq + 1, received: p.seq };
+}
+
+/** The idempotency key of message `i` of a producer's request: the log's unique keys make a retry a no-op on every instance. */
+function producerKey(p: Producer, i: number): string {
+  return `ds-producer:${p.epoch}:${p.seq}:${i}:${p.id}`;
+}
+
+export function durableAppends(ctx: DurableContext) {
+  const { log, durable, idOf, logOf, ensureView, target, live, touch, tailOf, offsetOf } = ctx;
+  /** Requests of one producer on one stream run one at a time in this process (the protocol's serialization rule). */
+  const producerLocks = new Map<string, Promise<unknown>>();
+
+  // ---------------------------------------------------------------- append (POST), close
+
+  function parseProducer(r: DsRequest): Producer | undefined {
+    const id = r.header(H.producerId);
+    const epoch = r.header(H.producerEpoch);
+    const seq = r.header(H.producerSeq);
+    if (id === undefined && epoch === undefined && seq === undefined) return undefined;
+    if (id === undefined || epoch === undefined || seq === undefined) throw new DsError(400, "send Producer-Id, Producer-Epoch and Producer-Seq together");
+    if (id === "" || id.length > MAX_PRODUCER_ID) throw new DsError(400, `Producer-Id must be 1-${MAX_PRODUCER_ID} characters`);
+    const e = /^\d+$/.test(epoch) ? Number(epoch) : Number.NaN;
+    const s = /^\d+$/.test(seq) ? Number(seq) : Number.NaN;
+    if (!Number.isSafeInteger(e)) throw new DsError(400, "Producer-Epoch must be a non-negative integer up to 2^53-1");
+    if (!Number.isSafeInteger(s)) throw new DsError(400, "Producer-Seq must be a non-negative integer up to 2^53-1");
+    return { id, epoch: e, seq: s };
+  }
+
+  async function serialized<T>(key: string, run: () => Promise<T>): Promise<T> {
+    const before = producerLocks.get(key) ?? Promise.resolve();
+    const result = before.then(run, run);
+    const settled = result.catch(() => undefined);
+    producerLocks.set(key, settled);
+    void settled.then(() => {
+      if (producerLocks.get(key) === settled) producerLocks.delete(key);
+    });
+    return result;
+  }
+
+  function closedConflict(m: DurableMeta, position: number): DsError {
+    return new DsError(409, "the stream is closed", { [H.closed]: "true", [H.offset]: offsetOf(m, position) });
+  }
+
+  async function append(r: DsRequest): Promise<DsReply> {
+    const producer = parseProducer(r);
+    const close = r.header(H.closed)?.toLowerCase() === "true";
+    if (r.body.length === 0 && !close) throw new DsError(400, "empty body (only a close, Stream-Closed: true, may have none)");
+    if (!producer) {
+      const m = await target(r);
+      await touch(m);
+      return appendOnce(r, m, close, undefined);
+    }
+    const stream: StreamId = r.view ? { project: r.project, ...r.view } : idOf(r.project, r.name);
+    return serialized(lockKey(stream, producer.id), async () => {
+      const m = await target(r);
+      await touch(m);
+      return appendOnce(r, m, close, producer);
+    });
+  }
+
+  /** One producer's requests to one stream run one at a time, in arrival order (PROTOCOL.md 5.2.1). */
+  function lockKey(stream: StreamId, producerId: string): string {
+    return `${streamName(stream)}\n${producerId}`;
+  }
+
+  async function appendOnce(r: DsRequest, m: DurableMeta, close: boolean, producer: Producer | undefined): Promise<DsReply> {
+    const id = logOf(m);
+    let verdict: Verdict | undefined;
+    for (;;) {
+      if (producer) {
+        verdict = judgeProducer(await durable.getProducer(m.project, m.name, m.inc, producer.id), producer);
+        const rejected = producerRejection(verdict);
+        if (rejected) throw rejected;
+      }
+      const tail = await tailOf(m);
+      const fresh = await durable.get(m.project, m.name);
+      const closedBy = fresh?.inc === m.inc ? fresh.closedBy : undefined;
+      if (verdict?.kind === "duplicate") {
+        // A retry of something already accepted: acknowledged again, nothing appended twice. The
+        // request may have died between claiming its sequence and appending (a crashed instance):
+        // appending it again under the same unique keys stores it if, and only if, it is missing.
+        if (!tail.closed && r.body.length > 0 && producer!.seq === verdict.lastSeq) {
+          let drafts: EventDraft[] = [];
+          try {
+            drafts = toDrafts(m, r.body, false);
+          } catch {
+            // A retry whose body does not parse is still a retry: the original stands.
+          }
+          if (drafts.length > 0) await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer!, i) })), { source: "durable" }).catch(() => undefined);
+        }
+        const headers: Record<string, string> = { [H.producerEpoch]: String(producer!.epoch), [H.producerSeq]: String(verdict.lastSeq), [H.offset]: offsetOf(m, (await tailOf(m)).position) };
+        if (tail.closed) headers[H.closed] = "true";
+        return { status: 204, headers };
+      }
+      if (r.body.length === 0) {
+        // Close only (idempotent): an already closed stream answers the same.
+        if (!tail.closed && verdict?.kind === "accept" && !(await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.expected, verdict.next))) continue;
+        const final = tail.closed ? m.base + tail.position : await log.closeStream(id);
+        await durable.update(m.project, m.name, m.inc, { closed: true, ...(producer && !tail.closed ? { closedBy: { producerId: producer.id, epoch: producer.epoch, seq: producer.seq } } : {}) });
+        const headers: Record<string, string> = { [H.offset]: offsetOf(m, final - m.base), [H.closed]: "true" };
+        if (producer) Object.assign(headers, { [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) });
+        return { status: 204, headers };
+      }
+      if (tail.closed) {
+        if (producer && closedBy && closedBy.producerId === producer.id && closedBy.epoch === producer.epoch && closedBy.seq === producer.seq) {
+          return { status: 204, headers: { [H.closed]: "true", [H.offset]: offsetOf(m, tail.position), [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) } };
+        }
+        throw closedConflict(m, tail.position);
+      }
+      const ct = r.header("content-type");
+      if (ct === undefined || ct.trim() === "") throw new DsError(400, "Content-Type is required");
+      if (mediaType(ct) !== mediaType(m.contentType)) throw new DsError(409, `Content-Type ${mediaType(ct)} does not match the stream's ${mediaType(m.contentType)}`);
+      const drafts = toDrafts(m, r.body, false);
+      const streamSeq = r.header(H.seq);
+      if (streamSeq !== undefined && !(await durable.claimStreamSeq(m.project, m.name, m.inc, streamSeq))) throw new DsError(409, "Stream-Seq is not greater than the last one");
+      if (verdict?.kind === "accept" && !(await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.expected, verdict.next))) continue;
+      let stored: StoredEvent[];
+      try {
+        stored = await log.publish(id, producer ? drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer, i) })) : drafts, { source: "durable", close });
+      } catch (err) {
+        // Nothing was appended: give the producer its sequence back, so a retry is not taken for a duplicate.
+        if (verdict?.kind === "accept") await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.next, verdict.expected ?? { epoch: producer!.epoch, lastSeq: -1 }).catch(() => undefined);
+        if (err instanceof StreamClosedError) {
+          await durable.update(m.project, m.name, m.inc, { closed: true });
+          throw closedConflict(m, (await tailOf(m)).position);
+        }
+        throw err;
+      }
+      if (close) await durable.update(m.project, m.name, m.inc, { closed: true, ...(producer ? { closedBy: { producerId: producer.id, epoch: producer.epoch, seq: producer.seq } } : {}) });
+      const headers: Record<string, string> = { [H.offset]: offsetOf(m, stored[stored.length - 1]!.seq - m.base) };
+      if (close) headers[H.closed] = "true";
+      if (producer) Object.assign(headers, { [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) });
+      return { status: producer ? 200 : 204, headers };
+    }
+  }
+
+  function producerRejection(v: Verdict): DsError | undefined {
+    switch (v.kind) {
+      case "stale":
+        return new DsError(403, "stale producer epoch", { [H.producerEpoch]: String(v.epoch) });
+      case "epoch-seq":
+        return new DsError(400, "a new producer epoch must start at Producer-Seq 0");
+      case "gap":
+        return new DsError(409, "producer sequence gap", { [H.expectedSeq]: String(v.expected), [H.receivedSeq]: String(v.received) });
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * An idempotent producer's publish to any stream (PublishStream's producer fields), with the
+   * same rules and the same state as the Producer-* headers: a durable stream's producers, or, for
+   * topics, executions and tasks, those of their /v1/log view.
+   */
+  async function producerPublish(stream: StreamId, producer: Producer, drafts: EventDraft[]): Promise<ProducerOutcome> {
+    if (producer.id === "" || producer.id.length > MAX_PRODUCER_ID) throw new ProducerRejection("invalid", `producer_id must be 1-${MAX_PRODUCER_ID} characters`);
+    if (!Number.isSafeInteger(producer.epoch) || !Number.isSafeInteger(producer.seq)) throw new ProducerRejection("invalid", "producer_epoch and producer_seq must be at most 2^53-1");
+    // Queued in arrival order before anything is awaited: one call's pipelined publishes keep their order.
+    return serialized(lockKey(stream, producer.id), async () => {
+      const m = stream.kind === "durable" ? await live(stream.project, stream.key) : await ensureView(stream.project, { kind: stream.kind, key: stream.key });
+      const id = logOf(m);
+      for (;;) {
+        const v = judgeProducer(await durable.getProducer(m.project, m.name, m.inc, producer.id), producer);
+        switch (v.kind) {
+          case "stale":
+            throw new ProducerRejection("stale", `stale producer epoch ${producer.epoch}: the producer is at epoch ${v.epoch}`, v.epoch);
+          case "epoch-seq":
+            throw new ProducerRejection("invalid", "a new producer epoch must start at producer_seq 0");
+          case "gap":
+            throw new ProducerRejection("gap", `producer_seq gap: expected ${v.expected}, got ${v.received}`, producer.epoch, v.expected);
+          case "duplicate": {
+            // As over HTTP: the newest accepted request is appended again under its keys, which stores it only if it is missing.
+            if (producer.seq === v.lastSeq) await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer, i) })), { source: "streams" }).catch(() => undefined);
+            return { events: [], duplicate: true, epoch: producer.epoch, seq: v.lastSeq };
+          }
+          case "accept": {
+            if (!(await durable.casProducer(m.project, m.name, m.inc, producer.id, v.expected, v.next))) continue;
+            try {
+              const events = await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer, i) })), { source: "streams" });
+              return { events, duplicate: false, epoch: producer.epoch, seq: producer.seq };
+            } catch (err) {
+              await durable.casProducer(m.project, m.name, m.inc, producer.id, v.next, v.expected ?? { epoch: producer.epoch, lastSeq: -1 }).catch(() => undefined);
+              throw err;
+            }
+          }
+        }
+      }
+    });
+  }
+
+  return { append, producerPublish };
+}
