@@ -1,0 +1,216 @@
+import { randomUUID } from "node:crypto";
+import type { Store } from "../store.js";
+import { Hub } from "../hub.js";
+import { streamName, type EventDraft, type StoredEvent, type StreamId } from "../types.js";
+import { Committer } from "./commit.js";
+import { DEFAULT_LOG_OPTIONS, type EventLogOptions, type LogContext, type Page, type PublishOptions, type Stats } from "./options.js";
+import { Reader } from "./read.js";
+import { subscribe } from "./subscribe.js";
+import { TailCache } from "./tail.js";
+
+export { DEFAULT_LOG_OPTIONS, type EventLogOptions, type LogObserver, type Page, type PublishOptions, type Stats } from "./options.js";
+export { withinBytes } from "./read.js";
+
+/**
+ * The ordered event log: publish (sequencing, group commit) and read/subscribe (in order, exactly
+ * once) over any Store. Knows nothing of HTTP or of a particular database.
+ *
+ * Its parts: commit.ts (commit queue, group commit, idempotency), failed.ts (what a failed append
+ * left), tail.ts (recent events kept in memory for local subscribers), read.ts (sized store reads,
+ * pages, hole claims), subscribe.ts (following a stream).
+ */
+export class EventLog {
+  readonly stats: Stats = { published: 0, commits: 0, holesSkipped: 0, subscribers: 0, storeErrors: 0 };
+  readonly #ctx: LogContext;
+  readonly #hub = new Hub();
+  /** Streams with live subscribers here, for the store's cross-instance watcher. */
+  readonly #followed = new Map<string, { id: StreamId; count: number }>();
+  readonly #tails: TailCache;
+  readonly #committer: Committer;
+  readonly #reader: Reader;
+  readonly #stopWatching: () => Promise<void>;
+  /** Aborted by close(): ends every subscription. */
+  readonly #closing = new AbortController();
+  readonly #recheck: NodeJS.Timeout;
+
+  constructor(store: Store, opts: Partial<EventLogOptions> = {}) {
+    const o = { ...DEFAULT_LOG_OPTIONS, ...opts };
+    this.#ctx = {
+      store,
+      opts: o,
+      now: o.now ?? Date.now,
+      mono: o.monotonic ?? (() => performance.now()),
+      hub: this.#hub,
+      stats: this.stats,
+    };
+    this.#tails = new TailCache(o.tailBytes, this.#ctx.now);
+    this.#committer = new Committer(this.#ctx, (name, events, expireAt) => {
+      if (this.#followed.has(name)) this.#tails.remember(name, events, expireAt);
+    });
+    this.#reader = new Reader(this.#ctx);
+    this.#stopWatching = store.watchAppends(
+      (name) => this.#hub.notify(name),
+      () => [...this.#followed.values()].map((f) => f.id),
+    );
+    // Idle subscribers look at the store now and then even without a wake-up (one timer for all).
+    this.#recheck = setInterval(() => this.#hub.expireAll(), o.idleRecheckMs);
+    this.#recheck.unref();
+  }
+
+  get store(): Store {
+    return this.#ctx.store;
+  }
+
+  /** Ends every subscription (their generators return) and stops watching the store. */
+  async close(): Promise<void> {
+    clearInterval(this.#recheck);
+    this.#closing.abort();
+    await this.#stopWatching();
+  }
+
+  /** Resolves once no publish is queued or being written. */
+  idle(): Promise<void> {
+    return this.#committer.idle();
+  }
+
+  /**
+   * Appends the drafts to the stream, in order, as one atomic batch. Resolves with the stored
+   * events once the store has them. Concurrent publishes to one stream that arrive in the same
+   * tick (or while a write is in flight) share one sequence reservation and one store write.
+   */
+  publish(stream: StreamId, drafts: readonly EventDraft[], opts?: PublishOptions): Promise<StoredEvent[]> {
+    return this.#committer.publish(stream, drafts, opts);
+  }
+
+  /** The last sequence handed out (0 for a stream never published to). */
+  head(stream: StreamId): Promise<number> {
+    return this.#ctx.store.head(stream);
+  }
+
+  /**
+   * Closes the stream (end of stream): every later publish, from any API and any instance, fails
+   * with StreamClosedError. Idempotent. Returns the final sequence. Followers are woken.
+   */
+  async closeStream(stream: StreamId): Promise<number> {
+    const last = await this.#ctx.store.closeStream(stream);
+    this.#hub.notify(streamName(stream));
+    return last;
+  }
+
+  /** Opens a closed stream again (a new Durable Streams incarnation). Returns the last sequence. */
+  reopenStream(stream: StreamId): Promise<number> {
+    return this.#ctx.store.reopenStream(stream);
+  }
+
+  isClosed(stream: StreamId): Promise<boolean> {
+    return this.#ctx.store.isClosed(stream);
+  }
+
+  /**
+   * Something to wait on for "the stream changed" (an append or a close, here or, for appends,
+   * on another instance): take it before reading, then wait if the read found nothing new, so no
+   * wake-up is lost. `wait` resolves true when woken, false on timeout; `cancel` when not waiting.
+   */
+  watch(stream: StreamId): { wait(timeoutMs: number): Promise<boolean>; cancel(): void } {
+    const name = streamName(stream);
+    this.#follow(name, stream, +1);
+    const ticket = this.#hub.ticket(name);
+    let done = false;
+    const release = (): void => {
+      if (done) return;
+      done = true;
+      this.#follow(name, stream, -1);
+    };
+    return {
+      wait: async (timeoutMs) => {
+        try {
+          return await ticket.wait(timeoutMs);
+        } finally {
+          release();
+        }
+      },
+      cancel: () => {
+        ticket.cancel();
+        release();
+      },
+    };
+  }
+
+  /**
+   * Takes `count` sequences of the stream at once and returns the sequence before them (with
+   * count 0, the last sequence handed out): room for copies written with fill() (a Durable Streams
+   * fork copies its source's events to the same positions).
+   */
+  async reserveRange(stream: StreamId, count: number): Promise<number> {
+    if (count === 0) return this.#ctx.store.head(stream);
+    return (await this.#ctx.store.reserve(stream, count)) - count;
+  }
+
+  /**
+   * Stores copies in a range taken with reserveRange(): the draft at relative position p
+   * (1..count) gets sequence base + p; positions without a draft become void placeholders.
+   */
+  async fill(stream: StreamId, base: number, count: number, copies: ReadonlyMap<number, EventDraft>): Promise<void> {
+    if (count === 0) return;
+    const { store, opts } = this.#ctx;
+    const name = streamName(stream);
+    const createdAt = new Date(this.#ctx.now());
+    const events: StoredEvent[] = [];
+    for (const [pos, d] of [...copies].sort((a, b) => a[0] - b[0])) {
+      const e: StoredEvent = { id: randomUUID(), stream: name, seq: base + pos, eventType: d.eventType, data: d.data, metadata: d.metadata ?? {}, createdAt };
+      if (d.bytes) e.bytes = d.bytes;
+      if (d.extra) e.extra = d.extra;
+      events.push(e);
+    }
+    try {
+      for (let i = 0; i < events.length; i += opts.maxCommitEvents) await store.append(events.slice(i, i + opts.maxCommitEvents));
+      if (events.length < count) await store.voidRange(stream, base + 1, base + count, createdAt, []);
+    } catch (err) {
+      await store.voidRange(stream, base + 1, base + count, createdAt, events.map((e) => e.id)).catch(() => undefined);
+      throw err;
+    } finally {
+      this.#hub.notify(name);
+    }
+  }
+
+  /** Deletes a stream's stored events; its sequences stay taken. Returns how many and the last sequence. */
+  async purge(stream: StreamId): Promise<{ purged: number; head: number }> {
+    const purged = await this.#ctx.store.purge(stream);
+    this.#tails.drop(streamName(stream));
+    return { purged, head: await this.#ctx.store.head(stream) };
+  }
+
+  /** One page of events after `after`, in order, applying the same ordering rules as subscribe(). */
+  list(stream: StreamId, after: number, limit: number): Promise<Page> {
+    return this.#reader.list(stream, streamName(stream), after, limit);
+  }
+
+  /**
+   * One page of events before `before`, newest first (void and expired ones left out), ending at
+   * `limit` events or responseBytes (a larger event comes alone).
+   */
+  listBefore(stream: StreamId, before: number, limit: number): Promise<{ events: StoredEvent[]; hasMore: boolean }> {
+    return this.#reader.listBefore(stream, streamName(stream), before, limit);
+  }
+
+  /**
+   * Follows a stream from `after`: yields batches of events in sequence order, each event exactly
+   * once, then waits for new ones until `signal` aborts.
+   */
+  subscribe(stream: StreamId, after: number, signal: AbortSignal): AsyncGenerator<StoredEvent[]> {
+    const parts = { reader: this.#reader, tails: this.#tails, follow: this.#follow.bind(this), closing: this.#closing.signal };
+    return subscribe(this.#ctx, parts, stream, streamName(stream), after, signal);
+  }
+
+  #follow(name: string, id: StreamId, delta: 1 | -1): void {
+    this.stats.subscribers += delta;
+    const f = this.#followed.get(name);
+    if (delta > 0) {
+      if (f) f.count++;
+      else this.#followed.set(name, { id, count: 1 });
+    } else if (f && --f.count === 0) {
+      this.#followed.delete(name);
+      this.#tails.drop(name);
+    }
+  }
+}
