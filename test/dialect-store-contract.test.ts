@@ -17,8 +17,8 @@ for (const factory of storeFactories) {
 
     it("initialises", async () => {
       const base = await factory.make();
-      sh = base instanceof MongoStore ? new MongoSailhouseStore(base.db) : new MemorySailhouseStore();
-      tasks = base instanceof MongoStore ? new MongoTaskStore(base.db) : new MemoryTaskStore();
+      sh = base instanceof MongoStore ? new MongoSailhouseStore(base.connection) : new MemorySailhouseStore();
+      tasks = base instanceof MongoStore ? new MongoTaskStore(base.connection) : new MemoryTaskStore();
       await sh.init();
       await tasks.init();
       await sh.init();

@@ -29,7 +29,7 @@ for (const factory of storeFactories) {
 
     it("initialises twice", async () => {
       base = await factory.make();
-      ds = base instanceof MongoStore ? new MongoDurableStore(base.db) : new MemoryDurableStore();
+      ds = base instanceof MongoStore ? new MongoDurableStore(base.connection) : new MemoryDurableStore();
       await ds.init();
       await ds.init();
     });

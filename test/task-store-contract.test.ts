@@ -29,7 +29,7 @@ for (const factory of storeFactories) {
 
     it("initialises twice (indexes are created idempotently)", async () => {
       base = await factory.make();
-      tasks = base instanceof MongoStore ? new MongoTaskStore(base.db) : new MemoryTaskStore();
+      tasks = base instanceof MongoStore ? new MongoTaskStore(base.connection) : new MemoryTaskStore();
       await tasks.init();
       await tasks.init();
       if (base instanceof MongoStore) {

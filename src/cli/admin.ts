@@ -17,7 +17,7 @@ export async function openKeyAdmin(url: string): Promise<{ api: KeyAdmin; close(
   if (uri) {
     const store = new MongoStore({ uri, ...(process.env["MONGODB_DB"] ? { dbName: process.env["MONGODB_DB"] } : {}) });
     await store.init();
-    const keys = new MongoKeyStore(store.db);
+    const keys = new MongoKeyStore(store.connection);
     await keys.init();
     return { api: adminApi(keys, undefined, () => new Date()), close: () => store.close() };
   }

@@ -142,7 +142,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   }
   const store = opts.store ?? createStore(cfg, logger);
   await store.init();
-  const keys: KeyStore = store instanceof MongoStore ? new MongoKeyStore(store.db) : new MemoryKeyStore();
+  const keys: KeyStore = store instanceof MongoStore ? new MongoKeyStore(store.connection) : new MemoryKeyStore();
   await keys.init();
   for (const { project, key } of cfg.apiKeys) {
     if (!(await keys.findByHash(hashKey(key)))) await keys.insert({ id: randomUUID(), hash: hashKey(key), project, name: "API_KEYS", createdAt: new Date() });
@@ -182,7 +182,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
 
-  const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.db) : new MemorySailhouseStore({ maxScheduledBytes: cfg.memoryMaxBytes });
+  const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.connection) : new MemorySailhouseStore({ maxScheduledBytes: cfg.memoryMaxBytes });
   await sailhouseStore.init();
   // Push endpoints: never this service (its address or its paths); with API keys, no loopback,
   // link-local or metadata addresses unless PUSH_ALLOW names them (src/api/push-policy.ts).
@@ -196,10 +196,10 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     isOwnPath: (p) => rpcPaths.has(p) || p.startsWith("/v1/stream/") || p.startsWith("/v1/log/") || ownPath(p),
   });
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore, pushPolicy });
-  const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.db) : new MemoryTaskStore();
+  const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.connection) : new MemoryTaskStore();
   await taskStore.init();
   const terminaluse = terminalUseApi({ ...deps, tasks: taskStore, responseBytes: cfg.responseBatchBytes });
-  const durableStore: DurableStore = store instanceof MongoStore ? new MongoDurableStore(store.db) : new MemoryDurableStore();
+  const durableStore: DurableStore = store instanceof MongoStore ? new MongoDurableStore(store.connection) : new MemoryDurableStore();
   await durableStore.init();
   const durableStreams = durableApi({
     ...deps,

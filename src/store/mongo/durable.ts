@@ -1,6 +1,7 @@
-import type { Collection, Db } from "mongodb";
+import type { Collection } from "mongodb";
 import type { DurableMeta, DurableStore, ProducerState } from "../durable.js";
-import { isDuplicateKey } from "./index.js";
+import type { MongoConnection } from "./client.js";
+import { isDuplicateKey } from "./errors.js";
 
 interface MetaDoc extends Omit<DurableMeta, "project" | "name"> {
   /** project + "/" + name (project URI-encoded, so the separator is unambiguous). */
@@ -33,12 +34,14 @@ function fromDoc(d: MetaDoc): DurableMeta {
  * every write names the incarnation (`inc`) so nothing touches a stream re-created meanwhile.
  */
 export class MongoDurableStore implements DurableStore {
+  readonly #m: MongoConnection;
   readonly #streams: Collection<MetaDoc>;
   readonly #producers: Collection<ProducerDoc>;
 
-  constructor(db: Db) {
-    this.#streams = db.collection("durable_streams");
-    this.#producers = db.collection("durable_producers");
+  constructor(m: MongoConnection) {
+    this.#m = m;
+    this.#streams = m.collection("durable_streams");
+    this.#producers = m.collection("durable_producers");
   }
 
   async init(): Promise<void> {
@@ -46,13 +49,13 @@ export class MongoDurableStore implements DurableStore {
   }
 
   async get(project: string, name: string): Promise<DurableMeta | undefined> {
-    const d = await this.#streams.findOne({ _id: key(project, name) });
+    const d = await this.#m.read(() => this.#streams.findOne({ _id: key(project, name) }, this.#m.readOptions));
     return d ? fromDoc(d) : undefined;
   }
 
   async create(meta: DurableMeta): Promise<{ created: boolean; meta: DurableMeta }> {
     try {
-      await this.#streams.insertOne({ _id: key(meta.project, meta.name), ...meta });
+      await this.#m.write(() => this.#streams.insertOne({ _id: key(meta.project, meta.name), ...meta }));
       return { created: true, meta };
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
@@ -63,25 +66,24 @@ export class MongoDurableStore implements DurableStore {
   }
 
   async remove(project: string, name: string, inc: string): Promise<boolean> {
-    const r = await this.#streams.deleteOne({ _id: key(project, name), inc });
+    const r = await this.#m.write(() => this.#streams.deleteOne({ _id: key(project, name), inc }));
     return r.deletedCount === 1;
   }
 
   async update(project: string, name: string, inc: string, set: Partial<DurableMeta>): Promise<DurableMeta | undefined> {
-    const d = await this.#streams.findOneAndUpdate({ _id: key(project, name), inc }, { $set: set }, { returnDocument: "after" });
+    const d = await this.#m.write(() => this.#streams.findOneAndUpdate({ _id: key(project, name), inc }, { $set: set }, { returnDocument: "after" }));
     return d ? fromDoc(d) : undefined;
   }
 
   async addRef(project: string, name: string, inc: string, delta: number): Promise<DurableMeta | undefined> {
-    const d = await this.#streams.findOneAndUpdate({ _id: key(project, name), inc }, { $inc: { refCount: delta } }, { returnDocument: "after" });
+    const d = await this.#m.write(() => this.#streams.findOneAndUpdate({ _id: key(project, name), inc }, { $inc: { refCount: delta } }, { returnDocument: "after" }));
     return d ? fromDoc(d) : undefined;
   }
 
   async claimStreamSeq(project: string, name: string, inc: string, seq: string): Promise<boolean> {
     // MongoDB compares strings by their UTF-8 bytes (no collation here): the protocol's byte-wise order.
-    const r = await this.#streams.updateOne(
-      { _id: key(project, name), inc, $or: [{ streamSeq: { $exists: false } }, { streamSeq: { $lt: seq } }] },
-      { $set: { streamSeq: seq } },
+    const r = await this.#m.write(() =>
+      this.#streams.updateOne({ _id: key(project, name), inc, $or: [{ streamSeq: { $exists: false } }, { streamSeq: { $lt: seq } }] }, { $set: { streamSeq: seq } }),
     );
     return r.modifiedCount === 1;
   }
@@ -91,7 +93,7 @@ export class MongoDurableStore implements DurableStore {
   }
 
   async getProducer(project: string, name: string, inc: string, producerId: string): Promise<ProducerState | undefined> {
-    const d = await this.#producers.findOne({ _id: this.#pkey(project, name, inc, producerId) });
+    const d = await this.#m.read(() => this.#producers.findOne({ _id: this.#pkey(project, name, inc, producerId) }, this.#m.readOptions));
     return d ? { epoch: d.epoch, lastSeq: d.last_seq } : undefined;
   }
 
@@ -99,18 +101,18 @@ export class MongoDurableStore implements DurableStore {
     const _id = this.#pkey(project, name, inc, producerId);
     if (expected === undefined) {
       try {
-        await this.#producers.insertOne({ _id, stream: `${key(project, name)}\n${inc}`, epoch: next.epoch, last_seq: next.lastSeq });
+        await this.#m.write(() => this.#producers.insertOne({ _id, stream: `${key(project, name)}\n${inc}`, epoch: next.epoch, last_seq: next.lastSeq }));
         return true;
       } catch (err) {
         if (isDuplicateKey(err)) return false;
         throw err;
       }
     }
-    const r = await this.#producers.updateOne({ _id, epoch: expected.epoch, last_seq: expected.lastSeq }, { $set: { epoch: next.epoch, last_seq: next.lastSeq } });
+    const r = await this.#m.write(() => this.#producers.updateOne({ _id, epoch: expected.epoch, last_seq: expected.lastSeq }, { $set: { epoch: next.epoch, last_seq: next.lastSeq } }));
     return r.modifiedCount === 1;
   }
 
   async removeProducers(project: string, name: string, inc: string): Promise<void> {
-    await this.#producers.deleteMany({ stream: `${key(project, name)}\n${inc}` });
+    await this.#m.write(() => this.#producers.deleteMany({ stream: `${key(project, name)}\n${inc}` }));
   }
 }

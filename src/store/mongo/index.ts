@@ -1,32 +1,19 @@
-import { Binary, Long, MongoClient, type Collection, type Db, type IndexSpecification, type CreateIndexesOptions, type WriteConcernSettings } from "mongodb";
-import { DuplicateEventError, purgeMarker, SequenceTakenError, StreamClosedError, streamName, StoreUnavailableError, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
+import { Binary, Long, type Collection, type Db, type IndexSpecification, type CreateIndexesOptions } from "mongodb";
+import { DuplicateEventError, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { Store, StreamInfo } from "../../core/store.js";
-import { isDuplicateKey, isIndexConflict, isNotSupported, isSequenceTaken, isUnavailable } from "./errors.js";
+import { MongoConnection, type MongoConnectionOptions } from "./client.js";
+import { isDuplicateKey, isIndexConflict, isNotSupported, isSequenceTaken } from "./errors.js";
 import { AppendWatcher } from "./watcher.js";
 
 export { isDuplicateKey, isUnavailable } from "./errors.js";
 
-export interface MongoStoreOptions {
-  uri: string;
-  /** Database name; defaults to the one in the URI, else "agent_events". */
-  dbName?: string;
-  /** Write concern for every write; default `majority`. */
-  writeConcern?: WriteConcernSettings;
+export interface MongoStoreOptions extends MongoConnectionOptions {
   /** How appends made by other instances are noticed. */
   watch?: "auto" | "changestream" | "poll";
   /** Interval of the polling watcher, ms. */
   pollIntervalMs?: number;
-  /** How long an operation may wait for a server before failing (fail fast while it is down). */
-  serverSelectionTimeoutMs?: number;
-  /**
-   * Bound on every store operation, ms (default 5000): the write concern's wtimeout, the server's
-   * maxTimeMS, the socket timeout, and a client-side deadline after which the caller gets
-   * StoreUnavailableError whatever the driver is still doing.
-   */
-  operationTimeoutMs?: number;
   /** How often expired streams (and, without a TTL index, expired events) are deleted, ms; 0: never. */
   sweepIntervalMs?: number;
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
   warn?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -75,10 +62,6 @@ interface View {
   floor: number;
   expireAt?: Date;
 }
-
-/** See MongoStore.#noteUnavailable. */
-const RECONNECT_AFTER_MS = 5000;
-const DEFAULT_OPERATION_TIMEOUT_MS = 5000;
 
 export function num(v: Long | number | undefined | null): number {
   if (v === undefined || v === null) return 0;
@@ -156,17 +139,14 @@ interface IndexPlan {
 export class MongoStore implements Store {
   readonly kind = "mongo";
   readonly durable = true;
-  readonly #client: MongoClient;
+  /** The client every MongoDB adapter of this process shares (client.ts): guard, deadlines, error classification. */
+  readonly connection: MongoConnection;
+  readonly #m: MongoConnection;
   readonly #opts: MongoStoreOptions;
-  readonly #timeoutMs: number;
   #db!: Db;
   #counters!: Collection<CounterDoc>;
   #events!: Collection<EventDoc>;
   #executions!: Collection<ExecutionDoc>;
-  #unavailableSince = 0;
-  #reconnecting: Promise<void> | undefined;
-  #inFlight = 0;
-  #drained: (() => void) | undefined;
   #ttl = true;
   #sweeper: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
@@ -175,20 +155,7 @@ export class MongoStore implements Store {
 
   constructor(opts: MongoStoreOptions) {
     this.#opts = opts;
-    this.#timeoutMs = opts.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
-    const wc = opts.writeConcern ?? { w: "majority" };
-    this.#client = new MongoClient(opts.uri, {
-      serverSelectionTimeoutMS: Math.min(opts.serverSelectionTimeoutMs ?? 5000, this.#timeoutMs),
-      // Notice a server that went away (or came back) within a couple of seconds, not the default 10.
-      heartbeatFrequencyMS: 2000,
-      // The driver (7.x) ignores timeoutMS (CSOT), so each layer gets its own bound: w:majority with
-      // the majority away answers a write-concern error after wtimeout instead of waiting forever,
-      // a connection silent for longer than this is closed, and #guard adds a client-side deadline.
-      writeConcern: { ...wc, wtimeoutMS: wc.wtimeoutMS ?? this.#timeoutMs },
-      socketTimeoutMS: this.#timeoutMs + 2000,
-      // What subscribers deliver must be majority-committed: nothing a failover can roll back.
-      readConcern: { level: "majority" },
-    });
+    this.connection = this.#m = new MongoConnection(opts);
   }
 
   get db(): Db {
@@ -201,8 +168,8 @@ export class MongoStore implements Store {
   }
 
   async init(): Promise<void> {
-    await this.#client.connect();
-    this.#db = this.#client.db(this.#opts.dbName);
+    await this.#m.connect();
+    this.#db = this.#m.db;
     this.#counters = this.#db.collection<CounterDoc>("counters");
     this.#events = this.#db.collection<EventDoc>("events");
     this.#executions = this.#db.collection<ExecutionDoc>("executions");
@@ -295,75 +262,11 @@ export class MongoStore implements Store {
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
     await this.#sweeping?.catch(() => {});
-    await this.#reconnecting;
-    await this.#client.close();
+    await this.#m.close();
   }
 
   async ping(): Promise<void> {
-    await this.#guard(() => this.#db.command({ ping: 1 }));
-  }
-
-  /**
-   * Runs one store operation: bounded by the operation timeout on this process's clock (the driver
-   * may still be working on it; a write's outcome is then unknown and the caller resolves it), and
-   * with unavailability mapped to StoreUnavailableError. Waits while the watchdog reconnects.
-   */
-  async #guard<T>(op: () => Promise<T>, write = false): Promise<T> {
-    if (this.#reconnecting) await this.#reconnecting;
-    this.#inFlight++;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const deadline = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new StoreUnavailableError(`the database did not answer within ${this.#timeoutMs} ms`, { outcome: write ? "unknown" : "not-stored" })), this.#timeoutMs);
-      });
-      const running = op();
-      running.catch(() => {}); // settled after the deadline: nobody waits for it any more
-      const result = await Promise.race([running, deadline]);
-      this.#unavailableSince = 0;
-      return result;
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) {
-        this.#noteUnavailable();
-        throw err;
-      }
-      if (!isUnavailable(err)) throw err;
-      this.#noteUnavailable();
-      throw new StoreUnavailableError("database unavailable", { cause: err, outcome: write ? "unknown" : "not-stored" });
-    } finally {
-      clearTimeout(timer);
-      if (--this.#inFlight === 0) this.#drained?.();
-    }
-  }
-
-  /**
-   * Reconnect watchdog. After a network outage the driver's server monitor can stay stuck on a dead
-   * connection although the server is back (seen here: a fresh client connected at once while the
-   * service's client kept failing). When operations have failed as "unavailable" for longer than
-   * RECONNECT_AFTER_MS (store operations, or the change stream failing to reopen), the client is
-   * closed and connected again — but only once no operation of this store is in flight: new ones
-   * wait at the gate (#guard), running ones end by their deadline.
-   */
-  #noteUnavailable(fromGuard = true): void {
-    const now = Date.now();
-    if (this.#unavailableSince === 0) {
-      this.#unavailableSince = now;
-      return;
-    }
-    if (this.#reconnecting || now - this.#unavailableSince < RECONNECT_AFTER_MS) return;
-    this.#reconnecting = (async () => {
-      // An operation that called here is still counted: wait for the others, not for itself.
-      while (this.#inFlight > (fromGuard ? 1 : 0)) await new Promise<void>((resolve) => (this.#drained = resolve, setTimeout(resolve, 50)));
-      this.#drained = undefined;
-      this.#opts.log?.("MongoDB unreachable for a while: reconnecting the client");
-      try {
-        await this.#client.close(true);
-        await this.#client.connect();
-        this.#unavailableSince = 0;
-      } catch (err) {
-        this.#unavailableSince = Date.now(); // still down: try again after another interval
-        this.#opts.log?.("reconnect failed", { err: String(err) });
-      }
-    })().finally(() => (this.#reconnecting = undefined));
+    await this.#m.read(() => this.#db.command({ ping: 1 }));
   }
 
   /**
@@ -388,7 +291,7 @@ export class MongoStore implements Store {
     const filter = opts.refuseClosed ? { _id: name, closed: { $ne: true } } : { _id: name };
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#guard(() => this.#counters.findOneAndUpdate(filter, update, { upsert: true, returnDocument: "before" }), true);
+        return await this.#m.write(() => this.#counters.findOneAndUpdate(filter, update, { upsert: true, returnDocument: "before" }));
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
         if (opts.refuseClosed && (await this.isClosed(stream))) throw new StreamClosedError();
@@ -401,7 +304,7 @@ export class MongoStore implements Store {
   async #afterSlide(stream: StreamId, before: CounterDoc | null): Promise<void> {
     if (!before?.expire_at || before.expire_at.getTime() > Date.now() || num(before.seq) <= num(before.floor)) return;
     const name = streamName(stream);
-    await this.#guard(() => this.#counters.updateOne({ _id: name }, { $max: { floor: Long.fromNumber(num(before.seq)) } }), true);
+    await this.#m.write(() => this.#counters.updateOne({ _id: name }, { $max: { floor: Long.fromNumber(num(before.seq)) } }));
     // The deletion is only storage: reads already pass everything up to the floor.
     void this.#events.deleteMany({ stream: name, seq: { $lte: Long.fromNumber(num(before.seq)) }, void: { $exists: false } }).catch(() => {});
   }
@@ -425,36 +328,34 @@ export class MongoStore implements Store {
   }
 
   async #setClosed(stream: StreamId, closed: boolean): Promise<number> {
-    const doc = await this.#guard(
-      () =>
-        this.#counters.findOneAndUpdate(
-          { _id: streamName(stream) },
-          { $set: { closed }, $setOnInsert: { seq: Long.fromNumber(0), project: stream.project, kind: stream.kind, key: stream.key } },
-          { upsert: true, returnDocument: "after" },
-        ),
-      true,
+    const doc = await this.#m.write(() =>
+      this.#counters.findOneAndUpdate(
+        { _id: streamName(stream) },
+        { $set: { closed }, $setOnInsert: { seq: Long.fromNumber(0), project: stream.project, kind: stream.kind, key: stream.key } },
+        { upsert: true, returnDocument: "after" },
+      ),
     );
     return doc ? num(doc.seq) : 0;
   }
 
   async isClosed(stream: StreamId): Promise<boolean> {
-    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { closed: 1 }, maxTimeMS: this.#timeoutMs }));
+    const doc = await this.#m.read(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { closed: 1 }, ...this.#m.readOptions }));
     return doc?.closed === true;
   }
 
   async head(stream: StreamId): Promise<number> {
-    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { seq: 1 }, maxTimeMS: this.#timeoutMs }));
+    const doc = await this.#m.read(() => this.#counters.findOne({ _id: streamName(stream) }, { projection: { seq: 1 }, ...this.#m.readOptions }));
     return num(doc?.seq);
   }
 
   async streamInfo(stream: StreamId): Promise<StreamInfo | undefined> {
-    const doc = await this.#guard(() => this.#counters.findOne({ _id: streamName(stream) }, { maxTimeMS: this.#timeoutMs }));
+    const doc = await this.#m.read(() => this.#counters.findOne({ _id: streamName(stream) }, { ...this.#m.readOptions }));
     if (!doc) return undefined;
     return { head: num(doc.seq), floor: num(doc.floor), ...(doc.expire_at ? { expireAt: doc.expire_at } : {}) };
   }
 
   async #view(name: string): Promise<View> {
-    const doc = await this.#counters.findOne({ _id: name }, { projection: { floor: 1, expire_at: 1 }, maxTimeMS: this.#timeoutMs });
+    const doc = await this.#counters.findOne({ _id: name }, { projection: { floor: 1, expire_at: 1 }, ...this.#m.readOptions });
     return { floor: num(doc?.floor), ...(doc?.expire_at ? { expireAt: doc.expire_at } : {}) };
   }
 
@@ -462,7 +363,7 @@ export class MongoStore implements Store {
     if (events.length === 0) return;
     try {
       // Ordered: a failure stops it, so what is stored of a failed call is a prefix.
-      await this.#guard(() => this.#events.insertMany(events.map(toDoc), { ordered: true }), true);
+      await this.#m.write(() => this.#events.insertMany(events.map(toDoc), { ordered: true }));
     } catch (err) {
       if (isSequenceTaken(err)) throw new SequenceTakenError("a sequence of this publish was claimed by a reader (the publish took too long)", { cause: err });
       if (isDuplicateKey(err)) throw new DuplicateEventError("an event id or idempotency key of the stream is taken", { cause: err });
@@ -471,13 +372,13 @@ export class MongoStore implements Store {
   }
 
   async findByIdempotencyKey(stream: StreamId, key: string): Promise<StoredEvent | undefined> {
-    const d = await this.#guard(() => this.#events.findOne({ idempotency_scope: `${streamName(stream)}\n${key}` }, { maxTimeMS: this.#timeoutMs }));
+    const d = await this.#m.read(() => this.#events.findOne({ idempotency_scope: `${streamName(stream)}\n${key}` }, { ...this.#m.readOptions }));
     return d ? fromDoc(d) : undefined;
   }
 
   async getEvent(id: string): Promise<StoredEvent | undefined> {
-    return this.#guard(async () => {
-      const d = await this.#events.findOne({ _id: id, void: { $exists: false } }, { maxTimeMS: this.#timeoutMs });
+    return this.#m.read(async () => {
+      const d = await this.#events.findOne({ _id: id, void: { $exists: false } }, { ...this.#m.readOptions });
       if (!d) return undefined;
       const view = await this.#view(d.stream);
       return num(d.seq) <= view.floor ? undefined : fromDoc(d, view);
@@ -486,7 +387,7 @@ export class MongoStore implements Store {
 
   async voidRange(stream: StreamId, from: number, to: number, at: Date, ids: readonly string[]): Promise<number> {
     const name = streamName(stream);
-    return this.#guard(async () => {
+    return this.#m.write(async () => {
       // The publisher's own events of the range are removed (freeing their ids and idempotency
       // keys, so a retried publish can be written again), then every free sequence of the range
       // gets a placeholder; a sequence holding another event (or a placeholder) keeps it.
@@ -503,15 +404,15 @@ export class MongoStore implements Store {
         const failed = (err as { writeErrors?: unknown[] }).writeErrors;
         return placeholders.length - (Array.isArray(failed) ? failed.length : 1);
       }
-    }, true);
+    });
   }
 
   async read(stream: StreamId, after: number, limit: number): Promise<StoredEvent[]> {
     const name = streamName(stream);
-    return this.#guard(async () => {
+    return this.#m.read(async () => {
       // The stream record is read after the events: a sweep sets the floor before it deletes, so a
       // deletion this read saw is always covered by the floor it reads next.
-      const docs = await this.#events.find({ stream: name, seq: { $gt: Long.fromNumber(after) } }, { maxTimeMS: this.#timeoutMs }).sort({ seq: 1 }).limit(limit).toArray();
+      const docs = await this.#events.find({ stream: name, seq: { $gt: Long.fromNumber(after) } }, { ...this.#m.readOptions }).sort({ seq: 1 }).limit(limit).toArray();
       const view = await this.#view(name);
       const out: StoredEvent[] = [];
       if (after < view.floor) out.push(purgeMarker(name, view.floor));
@@ -522,8 +423,8 @@ export class MongoStore implements Store {
 
   async readBefore(stream: StreamId, before: number, limit: number): Promise<StoredEvent[]> {
     const name = streamName(stream);
-    return this.#guard(async () => {
-      const docs = await this.#events.find({ stream: name, seq: { $lt: Long.fromNumber(before) } }, { maxTimeMS: this.#timeoutMs }).sort({ seq: -1 }).limit(limit).toArray();
+    return this.#m.read(async () => {
+      const docs = await this.#events.find({ stream: name, seq: { $lt: Long.fromNumber(before) } }, { ...this.#m.readOptions }).sort({ seq: -1 }).limit(limit).toArray();
       const view = await this.#view(name);
       return docs.filter((d) => num(d.seq) > view.floor).map((d) => fromDoc(d, view));
     });
@@ -531,20 +432,20 @@ export class MongoStore implements Store {
 
   async cursorAt(stream: StreamId, at: Date): Promise<number> {
     // Served by the {stream, created_at, seq} index (walked backwards): no in-memory sort.
-    const doc = await this.#guard(() =>
-      this.#events.findOne({ stream: streamName(stream), created_at: { $lte: at } }, { sort: { created_at: -1, seq: -1 }, projection: { seq: 1 }, maxTimeMS: this.#timeoutMs }),
+    const doc = await this.#m.read(() =>
+      this.#events.findOne({ stream: streamName(stream), created_at: { $lte: at } }, { sort: { created_at: -1, seq: -1 }, projection: { seq: 1 }, ...this.#m.readOptions }),
     );
     return num(doc?.seq);
   }
 
   async listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]> {
-    return this.#guard(async () => {
-      const counters = await this.#counters.find({ project }, { maxTimeMS: this.#timeoutMs }).sort({ kind: 1, key: 1 }).limit(limit).toArray();
+    return this.#m.read(async () => {
+      const counters = await this.#counters.find({ project }, { ...this.#m.readOptions }).sort({ kind: 1, key: 1 }).limit(limit).toArray();
       if (counters.length === 0) return [];
       // One aggregation for all of them (served by the {stream, seq} index), not one count per stream.
       const counts = new Map<string, number>();
       const groups = await this.#events
-        .aggregate<{ _id: string; n: number }>([{ $match: { stream: { $in: counters.map((c) => c._id) }, void: { $exists: false } } }, { $group: { _id: "$stream", n: { $sum: 1 } } }], { maxTimeMS: this.#timeoutMs })
+        .aggregate<{ _id: string; n: number }>([{ $match: { stream: { $in: counters.map((c) => c._id) }, void: { $exists: false } } }, { $group: { _id: "$stream", n: { $sum: 1 } } }], { ...this.#m.readOptions })
         .toArray();
       for (const g of groups) counts.set(g._id, g.n);
       const now = Date.now();
@@ -567,7 +468,7 @@ export class MongoStore implements Store {
     const info = await this.streamInfo(stream);
     if (!info || info.head <= info.floor) return 0;
     const head = info.head;
-    const stored = await this.#guard(() =>
+    const stored = await this.#m.read(() =>
       this.#events.find({ stream: name, seq: { $gt: Long.fromNumber(info.floor), $lte: Long.fromNumber(head) } }, { projection: { seq: 1 } }).sort({ seq: 1 }).toArray(),
     );
     let expected = info.floor + 1;
@@ -576,11 +477,11 @@ export class MongoStore implements Store {
       if (seq > expected) await this.voidRange(stream, expected, seq - 1, new Date(), []);
       expected = seq + 1;
     }
-    return this.#guard(async () => {
+    return this.#m.write(async () => {
       await this.#counters.updateOne({ _id: name }, { $max: { floor: Long.fromNumber(head) } });
       const r = await this.#events.deleteMany({ stream: name, seq: { $lte: Long.fromNumber(head) }, void: { $exists: false } });
       return r.deletedCount;
-    }, true);
+    });
   }
 
   /**
@@ -593,7 +494,7 @@ export class MongoStore implements Store {
     this.#sweeping ??= (async () => {
       try {
         const now = new Date();
-        const expired = await this.#counters.find({ expire_at: { $lte: now }, swept: { $exists: false } }, { maxTimeMS: this.#timeoutMs }).limit(1000).toArray();
+        const expired = await this.#counters.find({ expire_at: { $lte: now }, swept: { $exists: false } }, { ...this.#m.readOptions }).limit(1000).toArray();
         for (const c of expired) {
           const r = await this.#counters.updateOne({ _id: c._id, seq: c.seq, expire_at: c.expire_at }, { $max: { floor: Long.fromNumber(num(c.seq)) }, $set: { swept: true } });
           if (r.matchedCount === 1) await this.#events.deleteMany({ stream: c._id, seq: { $lte: Long.fromNumber(num(c.seq)) }, void: { $exists: false } });
@@ -609,10 +510,7 @@ export class MongoStore implements Store {
   async bindExecution(executionId: string, project: string): Promise<string> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const doc = await this.#guard(
-          () => this.#executions.findOneAndUpdate({ _id: executionId }, { $setOnInsert: { project } }, { upsert: true, returnDocument: "after" }),
-          true,
-        );
+        const doc = await this.#m.write(() => this.#executions.findOneAndUpdate({ _id: executionId }, { $setOnInsert: { project } }, { upsert: true, returnDocument: "after" }));
         return doc?.project ?? project;
       } catch (err) {
         if (attempt < 2 && isDuplicateKey(err)) continue; // two first bindings at once: read the winner
@@ -622,7 +520,7 @@ export class MongoStore implements Store {
   }
 
   async executionProject(executionId: string): Promise<string | undefined> {
-    const doc = await this.#guard(() => this.#executions.findOne({ _id: executionId }, { maxTimeMS: this.#timeoutMs }));
+    const doc = await this.#m.read(() => this.#executions.findOne({ _id: executionId }, { ...this.#m.readOptions }));
     return doc?.project;
   }
 
@@ -636,7 +534,7 @@ export class MongoStore implements Store {
         pollIntervalMs: this.#opts.pollIntervalMs ?? 100,
         ...(this.#opts.log ? { log: this.#opts.log } : {}),
         warn: (m, f) => this.#warn(m, f),
-        unavailable: () => this.#noteUnavailable(false),
+        unavailable: () => this.#m.noteUnavailable(false),
       },
       onAppend,
       interest,

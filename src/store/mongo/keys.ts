@@ -1,5 +1,6 @@
-import type { Collection, Db } from "mongodb";
+import type { Collection } from "mongodb";
 import type { ApiKeyRecord, KeyStore } from "../keys.js";
+import type { MongoConnection } from "./client.js";
 
 interface KeyDoc {
   _id: string;
@@ -18,10 +19,12 @@ function toRecord(d: KeyDoc): ApiKeyRecord {
 
 /** API keys in `api_keys` (unique index on the hash). */
 export class MongoKeyStore implements KeyStore {
+  readonly #m: MongoConnection;
   readonly #keys: Collection<KeyDoc>;
 
-  constructor(db: Db) {
-    this.#keys = db.collection("api_keys");
+  constructor(m: MongoConnection) {
+    this.#m = m;
+    this.#keys = m.collection("api_keys");
   }
 
   async init(): Promise<void> {
@@ -29,20 +32,20 @@ export class MongoKeyStore implements KeyStore {
   }
 
   async insert(r: ApiKeyRecord): Promise<void> {
-    await this.#keys.insertOne({ _id: r.id, hash: r.hash, project: r.project, name: r.name, created_at: r.createdAt });
+    await this.#m.write(() => this.#keys.insertOne({ _id: r.id, hash: r.hash, project: r.project, name: r.name, created_at: r.createdAt }));
   }
 
   async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
-    const d = await this.#keys.findOne({ hash, revoked_at: { $exists: false } });
+    const d = await this.#m.read(() => this.#keys.findOne({ hash, revoked_at: { $exists: false } }, this.#m.readOptions));
     return d ? toRecord(d) : undefined;
   }
 
   async revoke(id: string, at: Date): Promise<boolean> {
-    const r = await this.#keys.updateOne({ _id: id, revoked_at: { $exists: false } }, { $set: { revoked_at: at } });
+    const r = await this.#m.write(() => this.#keys.updateOne({ _id: id, revoked_at: { $exists: false } }, { $set: { revoked_at: at } }));
     return r.modifiedCount === 1;
   }
 
   async list(project?: string): Promise<ApiKeyRecord[]> {
-    return (await this.#keys.find(project === undefined ? {} : { project }).sort({ created_at: 1 }).toArray()).map(toRecord);
+    return (await this.#m.read(() => this.#keys.find(project === undefined ? {} : { project }, this.#m.readOptions).sort({ created_at: 1 }).toArray())).map(toRecord);
   }
 }

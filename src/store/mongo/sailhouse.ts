@@ -1,8 +1,10 @@
-import { Long, type Collection, type Db } from "mongodb";
+import { Long, type Collection } from "mongodb";
 import type { JsonObject, JsonValue } from "../../core/types.js";
 import type { Delivery, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
 import { subscriptionKey } from "../sailhouse.js";
-import { isDuplicateKey, num } from "./index.js";
+import type { MongoConnection } from "./client.js";
+import { isDuplicateKey } from "./errors.js";
+import { num } from "./index.js";
 
 interface SubDoc {
   _id: string;
@@ -84,16 +86,18 @@ const SETTING_KEYS = ["type", "endpoint", "filter", "rate_limit", "deduplication
 
 /** Sailhouse state on MongoDB: `sh_subscriptions`, `sh_deliveries`, `sh_scheduled`, `sh_waitgroups`. */
 export class MongoSailhouseStore implements SailhouseStore {
+  readonly #m: MongoConnection;
   readonly #subs: Collection<SubDoc>;
   readonly #deliveries: Collection<DeliveryDoc>;
   readonly #scheduled: Collection<ScheduledDoc>;
   readonly #groups: Collection<WaitGroupDoc>;
 
-  constructor(db: Db) {
-    this.#subs = db.collection("sh_subscriptions");
-    this.#deliveries = db.collection("sh_deliveries");
-    this.#scheduled = db.collection("sh_scheduled");
-    this.#groups = db.collection("sh_waitgroups");
+  constructor(m: MongoConnection) {
+    this.#m = m;
+    this.#subs = m.collection("sh_subscriptions");
+    this.#deliveries = m.collection("sh_deliveries");
+    this.#scheduled = m.collection("sh_scheduled");
+    this.#groups = m.collection("sh_waitgroups");
   }
 
   async init(): Promise<void> {
@@ -107,16 +111,18 @@ export class MongoSailhouseStore implements SailhouseStore {
     const _id = subscriptionKey(fields.project, fields.topic, fields.name);
     const set = settings(fields);
     const unset: Record<string, ""> = Object.fromEntries(SETTING_KEYS.filter((k) => !(k in set)).map((k) => [k, ""] as const));
-    const before = await this.#subs.findOneAndUpdate(
-      { _id },
-      {
-        $set: set,
-        ...(Object.keys(unset).length ? { $unset: unset } : {}),
-        $setOnInsert: { project: fields.project, topic: fields.topic, name: fields.name, secret, cursor: Long.fromNumber(cursor), created_at: new Date() },
-      },
-      { upsert: true, returnDocument: "before" },
+    const before = await this.#m.write(() =>
+      this.#subs.findOneAndUpdate(
+        { _id },
+        {
+          $set: set,
+          ...(Object.keys(unset).length ? { $unset: unset } : {}),
+          $setOnInsert: { project: fields.project, topic: fields.topic, name: fields.name, secret, cursor: Long.fromNumber(cursor), created_at: new Date() },
+        },
+        { upsert: true, returnDocument: "before" },
+      ),
     );
-    const after = await this.#subs.findOne({ _id });
+    const after = await this.#m.read(() => this.#subs.findOne({ _id }, this.#m.readOptions));
     if (!after) throw new Error(`subscription ${_id} vanished`);
     if (!before) return { outcome: "created", subscription: toSubscription(after) };
     const changed = SETTING_KEYS.some((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
@@ -124,48 +130,52 @@ export class MongoSailhouseStore implements SailhouseStore {
   }
 
   async getSubscription(project: string, topic: string, name: string): Promise<Subscription | undefined> {
-    const d = await this.#subs.findOne({ _id: subscriptionKey(project, topic, name) });
+    const d = await this.#m.read(() => this.#subs.findOne({ _id: subscriptionKey(project, topic, name) }, this.#m.readOptions));
     return d ? toSubscription(d) : undefined;
   }
 
   async pushSubscriptions(): Promise<Subscription[]> {
-    return (await this.#subs.find({ type: "push" }).toArray()).map(toSubscription);
+    return (await this.#m.read(() => this.#subs.find({ type: "push" }, this.#m.readOptions).toArray())).map(toSubscription);
   }
 
   async advance(sub: Subscription, from: number, to: number, deliveries: Delivery[]): Promise<boolean> {
     const key = subscriptionKey(sub.project, sub.topic, sub.name);
     if (deliveries.length > 0) {
       try {
-        await this.#deliveries.insertMany(
-          deliveries.map((d) => ({ _id: `${key}|${d.eventId}`, sub: key, event_id: d.eventId, seq: Long.fromNumber(d.seq), acked: d.acked, locked_until: d.lockedUntil, attempts: d.attempts })),
-          { ordered: false },
+        await this.#m.write(() =>
+          this.#deliveries.insertMany(
+            deliveries.map((d) => ({ _id: `${key}|${d.eventId}`, sub: key, event_id: d.eventId, seq: Long.fromNumber(d.seq), acked: d.acked, locked_until: d.lockedUntil, attempts: d.attempts })),
+            { ordered: false },
+          ),
         );
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
       }
     }
-    const r = await this.#subs.updateOne({ _id: key, cursor: Long.fromNumber(from) }, { $set: { cursor: Long.fromNumber(to) } });
+    const r = await this.#m.write(() => this.#subs.updateOne({ _id: key, cursor: Long.fromNumber(from) }, { $set: { cursor: Long.fromNumber(to) } }));
     return r.modifiedCount === 1;
   }
 
   async claim(sub: Subscription, now: Date, lockMs: number): Promise<Delivery | undefined> {
-    const d = await this.#deliveries.findOneAndUpdate(
-      { sub: subscriptionKey(sub.project, sub.topic, sub.name), acked: false, locked_until: { $lte: now } },
-      { $set: { locked_until: new Date(now.getTime() + lockMs) }, $inc: { attempts: 1 } },
-      { sort: { seq: 1 }, returnDocument: "after" },
+    const d = await this.#m.write(() =>
+      this.#deliveries.findOneAndUpdate(
+        { sub: subscriptionKey(sub.project, sub.topic, sub.name), acked: false, locked_until: { $lte: now } },
+        { $set: { locked_until: new Date(now.getTime() + lockMs) }, $inc: { attempts: 1 } },
+        { sort: { seq: 1 }, returnDocument: "after" },
+      ),
     );
     return d ? toDelivery(d) : undefined;
   }
 
   async ack(sub: Subscription, eventId: string): Promise<Delivery | undefined> {
     const key = subscriptionKey(sub.project, sub.topic, sub.name);
-    const d = await this.#deliveries.findOneAndUpdate({ _id: `${key}|${eventId}` }, { $set: { acked: true } }, { returnDocument: "after" });
+    const d = await this.#m.write(() => this.#deliveries.findOneAndUpdate({ _id: `${key}|${eventId}` }, { $set: { acked: true } }, { returnDocument: "after" }));
     return d ? toDelivery(d) : undefined;
   }
 
   async release(sub: Subscription, eventId: string, at: Date): Promise<boolean> {
     const key = subscriptionKey(sub.project, sub.topic, sub.name);
-    const r = await this.#deliveries.updateOne({ _id: `${key}|${eventId}`, acked: false }, { $set: { locked_until: at } });
+    const r = await this.#m.write(() => this.#deliveries.updateOne({ _id: `${key}|${eventId}`, acked: false }, { $set: { locked_until: at } }));
     return r.matchedCount === 1;
   }
 
@@ -179,17 +189,19 @@ export class MongoSailhouseStore implements SailhouseStore {
       leased_until: new Date(0),
     };
     if (item.waitGroupInstanceId !== undefined) doc.wait_group_instance_id = item.waitGroupInstanceId;
-    await this.#scheduled.insertOne(doc);
+    await this.#m.write(() => this.#scheduled.insertOne(doc));
   }
 
   async claimDue(now: Date, leaseMs: number, limit: number): Promise<ScheduledEvent[]> {
     const out: ScheduledEvent[] = [];
     while (out.length < limit) {
       // One conditional update per item: of two instances racing, only one gets each lease.
-      const d = await this.#scheduled.findOneAndUpdate(
-        { send_at: { $lte: now }, leased_until: { $lte: now } },
-        { $set: { leased_until: new Date(now.getTime() + leaseMs) } },
-        { sort: { send_at: 1 }, returnDocument: "after" },
+      const d = await this.#m.write(() =>
+        this.#scheduled.findOneAndUpdate(
+          { send_at: { $lte: now }, leased_until: { $lte: now } },
+          { $set: { leased_until: new Date(now.getTime() + leaseMs) } },
+          { sort: { send_at: 1 }, returnDocument: "after" },
+        ),
       );
       if (!d) break;
       const body = JSON.parse(d.payload) as { data: JsonObject; metadata: JsonObject };
@@ -201,39 +213,39 @@ export class MongoSailhouseStore implements SailhouseStore {
   }
 
   async finishScheduled(id: string): Promise<void> {
-    await this.#scheduled.deleteOne({ _id: id });
+    await this.#m.write(() => this.#scheduled.deleteOne({ _id: id }));
   }
 
   async createWaitGroup(g: WaitGroup): Promise<void> {
     const doc: WaitGroupDoc = { _id: g.id, project: g.project, topic: g.topic, status: g.status, members: g.members, acked: g.acked, created_at: g.createdAt };
     if (g.expiresAt) doc.expires_at = g.expiresAt;
-    await this.#groups.insertOne(doc);
+    await this.#m.write(() => this.#groups.insertOne(doc));
   }
 
   async getWaitGroup(project: string, id: string): Promise<WaitGroup | undefined> {
-    const d = await this.#groups.findOne({ _id: id, project });
+    const d = await this.#m.read(() => this.#groups.findOne({ _id: id, project }, this.#m.readOptions));
     return d ? toGroup(d) : undefined;
   }
 
   async addWaitGroupMember(id: string, eventId: string): Promise<void> {
-    await this.#groups.updateOne({ _id: id }, { $addToSet: { members: eventId } });
+    await this.#m.write(() => this.#groups.updateOne({ _id: id }, { $addToSet: { members: eventId } }));
   }
 
   async removeWaitGroupMember(id: string, eventId: string): Promise<void> {
-    await this.#groups.updateOne({ _id: id }, { $pull: { members: eventId } });
+    await this.#m.write(() => this.#groups.updateOne({ _id: id }, { $pull: { members: eventId } }));
   }
 
   async ackWaitGroupMember(id: string, eventId: string): Promise<WaitGroup | undefined> {
-    const d = await this.#groups.findOneAndUpdate({ _id: id }, { $addToSet: { acked: eventId } }, { returnDocument: "after" });
+    const d = await this.#m.write(() => this.#groups.findOneAndUpdate({ _id: id }, { $addToSet: { acked: eventId } }, { returnDocument: "after" }));
     return d ? toGroup(d) : undefined;
   }
 
   async setWaitGroupStatus(id: string, from: WaitGroupStatus[], to: WaitGroupStatus): Promise<boolean> {
-    const r = await this.#groups.updateOne({ _id: id, status: { $in: from } }, { $set: { status: to } });
+    const r = await this.#m.write(() => this.#groups.updateOne({ _id: id, status: { $in: from } }, { $set: { status: to } }));
     return r.modifiedCount === 1;
   }
 
   async expiredWaitGroups(now: Date): Promise<WaitGroup[]> {
-    return (await this.#groups.find({ status: { $ne: "completed" }, expires_at: { $lte: now } }).toArray()).map(toGroup);
+    return (await this.#m.read(() => this.#groups.find({ status: { $ne: "completed" }, expires_at: { $lte: now } }, this.#m.readOptions).toArray())).map(toGroup);
   }
 }

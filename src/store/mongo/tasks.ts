@@ -1,7 +1,8 @@
-import type { Collection, Db, Filter } from "mongodb";
+import type { Collection, Filter } from "mongodb";
 import type { JsonObject } from "../../core/types.js";
 import type { MessageRecord, TaskFilter, TaskPage, TaskRecord, TaskStore, TaskUpdate } from "../tasks.js";
-import { isDuplicateKey } from "./index.js";
+import type { MongoConnection } from "./client.js";
+import { isDuplicateKey } from "./errors.js";
 
 interface TaskDoc {
   _id: string;
@@ -42,12 +43,14 @@ interface MessageDoc {
 
 /** Tasks and messages on MongoDB: `tasks`, `messages` ({project, task_id, created_at} index). */
 export class MongoTaskStore implements TaskStore {
+  readonly #m: MongoConnection;
   readonly #tasks: Collection<TaskDoc>;
   readonly #messages: Collection<MessageDoc>;
 
-  constructor(db: Db) {
-    this.#tasks = db.collection("tasks");
-    this.#messages = db.collection("messages");
+  constructor(m: MongoConnection) {
+    this.#m = m;
+    this.#tasks = m.collection("tasks");
+    this.#messages = m.collection("messages");
   }
 
   async init(): Promise<void> {
@@ -62,17 +65,17 @@ export class MongoTaskStore implements TaskStore {
     if (t.filesystemId !== undefined) doc.filesystem_id = t.filesystemId;
     if (t.statusReason !== undefined) doc.status_reason = t.statusReason;
     if (t.taskMetadata !== undefined) doc.task_metadata = JSON.stringify(t.taskMetadata);
-    await this.#tasks.insertOne(doc);
+    await this.#m.write(() => this.#tasks.insertOne(doc));
   }
 
   async getTask(project: string, id: string): Promise<TaskRecord | undefined> {
-    const d = await this.#tasks.findOne({ _id: id, project });
+    const d = await this.#m.read(() => this.#tasks.findOne({ _id: id, project }, this.#m.readOptions));
     return d ? fromDoc(d) : undefined;
   }
 
   async getTaskByName(project: string, name: string, agentId?: string): Promise<TaskRecord | undefined> {
     const q: Filter<TaskDoc> = { project, name, ...(agentId !== undefined ? { agent_id: agentId } : {}) };
-    const [d] = await this.#tasks.find(q).sort({ created_at: -1, _id: -1 }).limit(1).toArray();
+    const [d] = await this.#m.read(() => this.#tasks.find(q, this.#m.readOptions).sort({ created_at: -1, _id: -1 }).limit(1).toArray());
     return d ? fromDoc(d) : undefined;
   }
 
@@ -87,12 +90,14 @@ export class MongoTaskStore implements TaskStore {
       q.created_at = { ...(f.createdAfter ? { $gt: f.createdAfter } : {}), ...(f.createdBefore ? { $lt: f.createdBefore } : {}) };
     }
     const dir = page.direction === "asc" ? 1 : -1;
-    const docs = await this.#tasks
-      .find(q)
-      .sort({ [ORDER_FIELD[page.orderBy]]: dir, _id: dir })
-      .skip(page.offset)
-      .limit(page.limit)
-      .toArray();
+    const docs = await this.#m.read(() =>
+      this.#tasks
+        .find(q, this.#m.readOptions)
+        .sort({ [ORDER_FIELD[page.orderBy]]: dir, _id: dir })
+        .skip(page.offset)
+        .limit(page.limit)
+        .toArray(),
+    );
     return docs.map(fromDoc);
   }
 
@@ -102,7 +107,7 @@ export class MongoTaskStore implements TaskStore {
     if (u.statusReason !== undefined) set.status_reason = u.statusReason;
     if (u.taskMetadata !== undefined) set.task_metadata = JSON.stringify(u.taskMetadata);
     const q: Filter<TaskDoc> = { _id: id, project, ...(u.fromStatuses ? { status: { $in: u.fromStatuses } } : {}) };
-    const d = await this.#tasks.findOneAndUpdate(q, { $set: set }, { returnDocument: "after" });
+    const d = await this.#m.write(() => this.#tasks.findOneAndUpdate(q, { $set: set }, { returnDocument: "after" }));
     return d ? fromDoc(d) : undefined;
   }
 
@@ -110,14 +115,14 @@ export class MongoTaskStore implements TaskStore {
     try {
       const doc: MessageDoc = { _id: m.id, project: m.project, task_id: m.taskId, content: JSON.stringify(m.content), created_at: m.createdAt };
       if (m.seq !== undefined) doc.seq = m.seq;
-      await this.#messages.insertOne(doc);
+      await this.#m.write(() => this.#messages.insertOne(doc));
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
   }
 
   async listMessages(project: string, taskId: string): Promise<MessageRecord[]> {
-    const docs = await this.#messages.find({ project, task_id: taskId }).sort({ created_at: 1, seq: 1, _id: 1 }).toArray();
+    const docs = await this.#m.read(() => this.#messages.find({ project, task_id: taskId }, this.#m.readOptions).sort({ created_at: 1, seq: 1, _id: 1 }).toArray());
     return docs.map((d) => ({ id: d._id, project: d.project, taskId: d.task_id, content: JSON.parse(d.content) as JsonObject, createdAt: d.created_at, ...(d.seq !== undefined ? { seq: d.seq } : {}) }));
   }
 }
