@@ -97,6 +97,10 @@ describe("start-up problems and change streams", () => {
     expect(isUnavailable(new MongoServerSelectionError("no primary", { type: "Unknown", servers: new Map() } as never))).toBe(true);
     for (const code of [2, 11000, 121, 13]) expect(isUnavailable(server(code)), String(code)).toBe(false);
     expect(isUnavailable(new TypeError("bug"))).toBe(false);
+    // A write on a socket the server closed can reach the caller as Node's bare system error.
+    expect(isUnavailable(Object.assign(new Error("This socket has been ended by the other party"), { code: "EPIPE" }))).toBe(true);
+    expect(isUnavailable(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }))).toBe(true);
+    expect(isUnavailable(Object.assign(new Error("not a socket"), { code: "ERR_INVALID_ARG_TYPE" }))).toBe(false);
   });
 
   it("w:majority that cannot be confirmed answers 503 within the operation timeout, outcome unknown (never hangs)", async () => {

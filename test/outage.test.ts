@@ -1,25 +1,39 @@
 /**
  * MongoDB outage: while the database is unreachable, publishes fail fast with 503 / `unavailable`
  * (never a hang, never an ack without storage); subscribers stay connected and, once it is back,
- * every acknowledged event is delivered exactly once, in order.
+ * every acknowledged event is delivered exactly once, in order. Every other store port (tasks,
+ * Sailhouse, Durable Streams, API keys) answers the same way on every dialect that uses it: all of
+ * them run through the one client wrapper (src/store/mongo/client.ts).
  *
  * mongo-java-server keeps its data in memory, so stopping that process would also erase what was
  * acknowledged. The test therefore takes the database away the way an outage looks to the service:
  * a proxy between them drops every connection and refuses new ones, then comes back on the same port.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { StreamKind, StreamService } from "../gen/events/v1/events_pb.js";
+import { AdminService } from "../gen/admin/v1/admin_pb.js";
+import { EventsService } from "../gen/polos/v1/polos_pb.js";
+import { ExecutionEventsService } from "../gen/kubiya/v1/kubiya_pb.js";
+import { SailhouseService } from "../gen/sailhouse/v1/sailhouse_pb.js";
+import { TaskEventsService } from "../gen/terminaluse/v1/terminaluse_pb.js";
 import { MongoStore } from "../src/store/mongo/index.js";
 import type { App } from "../src/server/app.js";
 import { startTestMongo, type TestMongo } from "./support/mongo.js";
 import { TcpProxy } from "./support/proxy.js";
 import { client, getJson, postJson, SseReader, startTestServer } from "./support/server.js";
+import { outageProbes, type OutageProbe } from "./support/faults.js";
 
 describe("MongoDB outage", () => {
   let mongo: TestMongo;
   let proxy: TcpProxy;
   let app: App;
+  beforeAll(async () => {
+    mongo = await startTestMongo();
+    const target = new URL(mongo.uri.replace("mongodb://", "http://"));
+    proxy = new TcpProxy(target.hostname, Number(target.port));
+    await proxy.start();
+  });
   afterAll(async () => {
     await app?.close();
     await proxy?.stop();
@@ -27,10 +41,6 @@ describe("MongoDB outage", () => {
   });
 
   it("fails publishes fast while the database is away and loses no acknowledged event", async () => {
-    mongo = await startTestMongo();
-    const target = new URL(mongo.uri.replace("mongodb://", "http://"));
-    proxy = new TcpProxy(target.hostname, Number(target.port));
-    await proxy.start();
     const store = new MongoStore({ uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, dbName: `outage_${Date.now()}`, serverSelectionTimeoutMs: 1000, watch: "poll", pollIntervalMs: 50 });
     app = await startTestServer({ store, env: { HOLE_TIMEOUT_MS: "500" } });
     const topic = `outage-${Date.now()}`;
@@ -125,4 +135,76 @@ describe("MongoDB outage", () => {
     const listed = (await getJson(app, `/api/v1/events?topic=${topic}&limit=1000&project_id=acme`)).json.events.map((e: { sequence_id: number }) => e.sequence_id);
     for (const a of acked) expect(listed).toContain(a);
   }, 90_000);
+
+  describe("every store port and every dialect", () => {
+    let apps: App[] = [];
+    afterAll(async () => {
+      for (const a of apps) await a.close();
+    });
+
+    it("answers 503 / unavailable (never 500) on every path that needs the database while it is away", async () => {
+      const viaProxy = (db: string) => new MongoStore({ uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, dbName: db, serverSelectionTimeoutMs: 1000, operationTimeoutMs: 3000, watch: "poll", pollIntervalMs: 50 });
+      const dbName = `outage_ports_${Date.now()}`;
+      // Auth off (dialect paths name their project) and a second instance with API keys (the key port).
+      const open = await startTestServer({ store: viaProxy(dbName), workerIntervalMs: 60_000 });
+      const keyed = await startTestServer({ store: viaProxy(dbName), env: { AUTH: "required", API_KEYS: "acme:known-key", ADMIN_TOKEN: "admin-token", AUTH_CACHE_MS: "600000" } });
+      apps = [open, keyed];
+      const P = { "X-Project-ID": "acme" };
+      // What the probes refer to exists before the cut, so each answer is the store's, not a 404.
+      const task = await postJson(open, "/tasks", { agent_name: "acme/a", name: "outage-task" }, P);
+      expect(task.status).toBe(201);
+      expect((await fetch(`${open.url}/v1/stream/outage-ds`, { method: "PUT", headers: { ...P, "content-type": "text/plain" } })).status).toBe(201);
+      expect((await fetch(`${open.url}/topics/outage-t/subscriptions/s/events/pull`, { headers: P })).status).toBe(204); // creates the pull subscription
+      expect((await getJson(keyed, "/api/v1/events?topic=warm", { authorization: "Bearer known-key" })).status).toBe(200);
+
+      const probes = outageProbes({ taskId: task.json.id as string, taskName: "outage-task", stream: "outage-ds", topic: "outage-t", subscription: "s" });
+      const rpc = (s: Parameters<typeof client>[0], app = open) => client(s, app, "connect") as any;
+      const h = { headers: { "x-project-id": "acme" } };
+      const admin = { headers: { authorization: "Bearer admin-token" } };
+      const rpcProbes: { port: OutageProbe["port"]; name: string; call: () => Promise<unknown> }[] = [
+        { port: "events", name: "StreamService.Publish", call: () => rpc(StreamService).publish({ stream: { kind: StreamKind.TOPIC, key: "t" }, events: [{ eventType: "x" }] }, h) },
+        { port: "events", name: "StreamService.ListEvents", call: () => rpc(StreamService).listEvents({ stream: { kind: StreamKind.TOPIC, key: "t" } }, h) },
+        { port: "events", name: "StreamService.ListStreams", call: () => rpc(StreamService).listStreams({}, h) },
+        { port: "events", name: "StreamService.PurgeStream", call: () => rpc(StreamService).purgeStream({ stream: { kind: StreamKind.TOPIC, key: "t" } }, h) },
+        { port: "events", name: "polos EventsService.PublishEvents", call: () => rpc(EventsService).publishEvents({ topic: "t", events: [{ data: {} }] }, h) },
+        { port: "events", name: "kubiya PublishExecutionEvent", call: () => rpc(ExecutionEventsService).publishExecutionEvent({ executionId: "e1", eventType: "x", data: {} }, h) },
+        { port: "tasks", name: "TaskEventsService.CreateTask", call: () => rpc(TaskEventsService).createTask({ agentName: "acme/a" }, h) },
+        { port: "tasks", name: "TaskEventsService.GetTask", call: () => rpc(TaskEventsService).getTask({ taskId: task.json.id }, h) },
+        { port: "tasks", name: "TaskEventsService.ListTasks", call: () => rpc(TaskEventsService).listTasks({}, h) },
+        { port: "tasks", name: "TaskEventsService.ListMessages", call: () => rpc(TaskEventsService).listMessages({ taskId: task.json.id }, h) },
+        { port: "sailhouse", name: "SailhouseService.PullEvent", call: () => rpc(SailhouseService).pullEvent({ topicSlug: "outage-t", subscriptionSlug: "s" }, h) },
+        { port: "sailhouse", name: "SailhouseService.PutSubscription", call: () => rpc(SailhouseService).putSubscription({ topicSlug: "outage-t", subscriptionSlug: "s2", type: "pull" }, h) },
+        { port: "keys", name: "AdminService.ListApiKeys", call: () => rpc(AdminService, keyed).listApiKeys({}, admin) },
+        { port: "keys", name: "AdminService.CreateApiKey", call: () => rpc(AdminService, keyed).createApiKey({ project: "acme", name: "n" }, admin) },
+        { port: "keys", name: "an RPC with a key not seen before", call: () => rpc(StreamService, keyed).listStreams({}, { headers: { authorization: "Bearer unseen-key" } }) },
+      ];
+
+      await proxy.cut();
+      try {
+        const answers = await Promise.all([
+          ...probes.map(async (p) => {
+            const app = p.port === "keys" ? keyed : open;
+            const headers: Record<string, string> = p.port === "keys" ? { authorization: "Bearer unseen-key", ...p.headers } : { ...P, ...p.headers };
+            const res = await fetch(app.url + p.path, { method: p.method, headers, ...(p.body !== undefined ? { body: p.body } : {}) });
+            return { what: `${p.port}: ${p.method} ${p.path}`, status: res.status, text: await res.text() };
+          }),
+          ...rpcProbes.map(async (p) => {
+            try {
+              await p.call();
+              return { what: `${p.port}: ${p.name}`, status: 200, text: "answered" };
+            } catch (e) {
+              const ce = ConnectError.from(e);
+              return { what: `${p.port}: ${p.name}`, status: ce.code === Code.Unavailable ? 503 : ce.code, text: ce.rawMessage };
+            }
+          }),
+        ]);
+        const wrong = answers.filter((a) => a.status !== 503 || !/unavailable/i.test(a.text));
+        expect(wrong, JSON.stringify(wrong, null, 1)).toEqual([]);
+        // Every port is covered on more than one surface.
+        for (const port of ["events", "tasks", "sailhouse", "durable", "keys"]) expect(answers.filter((a) => a.what.startsWith(`${port}:`)).length).toBeGreaterThan(1);
+      } finally {
+        await proxy.restore();
+      }
+    }, 90_000);
+  });
 });

@@ -9,6 +9,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { toConnectError } from "../api/common.js";
 
 /** Where an error was caught (the metric's label). */
 export type Where = "request" | "rpc" | "stream" | "background" | "socket" | "process";
@@ -74,7 +75,7 @@ export const REQUEST_PARSE_ERROR = /^parse binary: /;
  * The RPC boundary (outermost interceptor): an error a handler or its response stream throws that
  * is not a deliberate Connect error is logged once with the call's request id, counted, and
  * answered `internal` without echoing its text. Deliberate errors (invalid_argument, ...) pass as
- * they are.
+ * they are, and core errors (store unavailable, capacity, ...) map as in toConnectError.
  */
 export function boundaryInterceptor(sink: ErrorSink): Interceptor {
   return (next) => async (req) => {
@@ -84,6 +85,10 @@ export function boundaryInterceptor(sink: ErrorSink): Interceptor {
       if (err instanceof ConnectError && err.code === Code.Internal && REQUEST_PARSE_ERROR.test(err.rawMessage)) return new ConnectError(err.rawMessage, Code.InvalidArgument);
       if (err instanceof ConnectError && err.code !== Code.Unknown && err.code !== Code.Internal) return err;
       if (ConnectError.from(err).code === Code.Canceled) return ConnectError.from(err);
+      // A core error raised outside a handler's own mapping (e.g. the key store unavailable while an
+      // interceptor authenticates) keeps its meaning: `unavailable`, not `internal`.
+      const core = toConnectError(err);
+      if (core.code !== Code.Internal) return core;
       sink.caught("rpc", err, fields());
       return new ConnectError("internal error", Code.Internal);
     };

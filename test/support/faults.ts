@@ -212,3 +212,51 @@ export async function checkInvariant(store: Store, stream: StreamId, outcomes: O
     head,
   };
 }
+
+/** A request on a JSON / HTTP surface that needs one store port (see outageProbes). */
+export interface OutageProbe {
+  port: "events" | "tasks" | "sailhouse" | "durable" | "keys";
+  method: string;
+  path: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/**
+ * One request per store port and HTTP dialect path that reads or writes that port, for outage
+ * tests: each must answer 503 with its dialect's "unavailable" error while the database is away.
+ * `refs` name things created before the outage, so a read's answer is the store's, not a 404.
+ * Live streams (SSE, long-poll, Subscribe) are not here: they stay open through an outage and
+ * resume (the outage test proves that).
+ */
+export function outageProbes(refs: { taskId: string; taskName: string; stream: string; topic: string; subscription: string }): OutageProbe[] {
+  const json = { "content-type": "application/json" };
+  const sub = `/topics/${refs.topic}/subscriptions/${refs.subscription}`;
+  return [
+    { port: "events", method: "POST", path: "/api/v1/events/publish", headers: json, body: JSON.stringify({ topic: "t", events: [{ data: 1 }] }) },
+    { port: "events", method: "GET", path: "/api/v1/events?topic=t" },
+    { port: "events", method: "POST", path: "/api/v1/executions/e1/events", headers: json, body: JSON.stringify({ event_type: "x", data: {} }) },
+    { port: "events", method: "POST", path: `/topics/${refs.topic}/events`, headers: json, body: JSON.stringify({ data: {} }) },
+    { port: "events", method: "POST", path: "/v1/log/topic/t", headers: json, body: JSON.stringify({ n: 1 }) },
+    { port: "tasks", method: "POST", path: "/tasks", headers: json, body: JSON.stringify({ agent_name: "acme/a" }) },
+    { port: "tasks", method: "GET", path: `/tasks/${refs.taskId}` },
+    { port: "tasks", method: "GET", path: `/tasks/name/${refs.taskName}` },
+    { port: "tasks", method: "GET", path: "/tasks?limit=10" },
+    { port: "tasks", method: "PUT", path: `/tasks/${refs.taskId}`, headers: json, body: JSON.stringify({ task_metadata: { a: 1 } }) },
+    { port: "tasks", method: "POST", path: `/tasks/${refs.taskId}/cancel` },
+    { port: "tasks", method: "GET", path: `/tasks/${refs.taskId}/messages` },
+    { port: "tasks", method: "POST", path: `/tasks/${refs.taskId}/events`, headers: json, body: JSON.stringify({ content: { type: "text", text: "x" } }) },
+    { port: "sailhouse", method: "PUT", path: `${sub}2`, headers: json, body: JSON.stringify({ type: "pull" }) },
+    { port: "sailhouse", method: "GET", path: `${sub}/events/pull` },
+    { port: "sailhouse", method: "GET", path: `${sub}/events?limit=10` },
+    { port: "sailhouse", method: "POST", path: `${sub}/events/some-event` },
+    { port: "sailhouse", method: "POST", path: "/waitgroups/instances", headers: json, body: JSON.stringify({ topic: refs.topic, ttl: "10m" }) },
+    { port: "durable", method: "PUT", path: "/v1/stream/created-in-outage", headers: { "content-type": "text/plain" } },
+    { port: "durable", method: "POST", path: `/v1/stream/${refs.stream}`, headers: { "content-type": "text/plain" }, body: "x" },
+    { port: "durable", method: "GET", path: `/v1/stream/${refs.stream}?offset=-1` },
+    { port: "durable", method: "DELETE", path: `/v1/stream/${refs.stream}` },
+    { port: "keys", method: "GET", path: "/api/v1/events?topic=t" },
+    { port: "keys", method: "GET", path: `/v1/stream/${refs.stream}?offset=-1` },
+    { port: "keys", method: "GET", path: "/tasks" },
+  ];
+}

@@ -45,6 +45,13 @@ const UNAVAILABLE_NAMES = new Set([
   "MongoWaitQueueTimeoutError",
 ]);
 
+/**
+ * Socket errors of Node itself. The driver normally wraps them (MongoNetworkError), but a write on
+ * a connection the server already closed can surface as the bare system error (EPIPE "This socket
+ * has been ended by the other party", seen here on a cut).
+ */
+const NETWORK_ERRNOS = new Set(["EPIPE", "ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "ENOTFOUND", "EAI_AGAIN", "ERR_SOCKET_CLOSED", "ERR_STREAM_DESTROYED"]);
+
 const DUPLICATE_KEY = 11000;
 
 interface WriteErrorLike {
@@ -63,6 +70,8 @@ function writeErrorsOf(err: unknown): WriteErrorLike[] {
 export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (UNAVAILABLE_NAMES.has(err.name)) return true;
+  const errno = (err as { code?: unknown }).code;
+  if (typeof errno === "string" && NETWORK_ERRNOS.has(errno)) return true;
   if (err instanceof MongoServerError) {
     if (UNAVAILABLE_LABELS.some((l) => err.hasErrorLabel(l))) return true;
     if (typeof err.code === "number" && UNAVAILABLE_CODES.has(err.code)) return true;
