@@ -1,7 +1,10 @@
 import { loadConfig } from "./config.js";
 import { startApp } from "./server/app.js";
+import { startTracing } from "./server/tracing.js";
 
 const config = loadConfig();
+// Before the app: spans of the first requests are exported too. Off unless OTEL_* asks for traces.
+const telemetry = await startTracing();
 const app = await startApp(config);
 let stopping = false;
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -10,7 +13,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
     stopping = true;
     // Graceful: in-flight publishes finish, streams end cleanly; bounded by SHUTDOWN_TIMEOUT_MS.
     app.close(config.shutdownTimeoutMs).then(
-      () => process.exit(0),
+      () => telemetry.shutdown().finally(() => process.exit(0)),
       (err: unknown) => {
         console.error(err);
         process.exit(1);

@@ -65,6 +65,11 @@ export interface StoredEvent {
   void?: true;
   /** The opaque payload, when the event has one (then `data` is null). */
   bytes?: Uint8Array;
+  /**
+   * The W3C `traceparent` of the publish that stored it, set only while OpenTelemetry tracing is
+   * on (core/trace.ts): a subscriber's delivery on any instance joins the publisher's trace.
+   */
+  trace?: string;
 }
 
 /** An event whose id or idempotency key is already stored in its stream. */

@@ -51,6 +51,8 @@ import type { Req, Res } from "./sse.js";
 import { boundaryInterceptor, errorSink, guardProcess } from "./boundary.js";
 import { listen } from "./listener.js";
 import { rpcAdapter } from "./rpc-adapter.js";
+import { tracing } from "../core/trace.js";
+import { traceRequest } from "./tracing.js";
 
 export interface App {
   /** The port actually bound (useful with PORT=0). */
@@ -317,7 +319,8 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       releaseWriters(res);
     });
     stalls.track(req, res);
-    handler(req as never, res as never);
+    if (tracing.on) traceRequest(req, res, path, () => handler(req as never, res as never));
+    else handler(req as never, res as never);
   };
 
   const listener = await listen({

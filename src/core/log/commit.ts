@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { eventCost, freeJsonProblem, MAX_JSON_DEPTH, setCost } from "../json.js";
 import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, streamName, type EventDraft, type StoredEvent, type StreamId } from "../types.js";
 import { afterFailedAppend } from "./failed.js";
+import { traceAppend } from "../trace.js";
 import type { LogContext, PublishOptions } from "./options.js";
 
 export interface Pending {
@@ -202,6 +203,7 @@ export class Committer {
         if (d.extra) e.extra = d.extra;
         if (d.bytes) e.bytes = d.bytes;
         if (batchEnd !== undefined) e.batchEnd = batchEnd;
+        if (p.opts?.trace) e.trace = p.opts.trace;
         setCost(e, eventCost(d));
         return e;
       });
@@ -209,7 +211,7 @@ export class Committer {
       all.push(...events);
     }
     try {
-      await store.append(all);
+      await traceAppend(batch.map((p) => p.opts?.trace), name, () => store.append(all));
     } catch (err) {
       await afterFailedAppend(this.ctx, { stream, name, batch, results, first, last, createdAt }, err, requeue);
       return;

@@ -7,6 +7,7 @@ import { DEFAULT_LOG_OPTIONS, type EventLogOptions, type LogContext, type Page, 
 import { Reader } from "./read.js";
 import { subscribe } from "./subscribe.js";
 import { TailCache } from "./tail.js";
+import { traceDeliveries, tracePublish, tracing } from "../trace.js";
 
 export { DEFAULT_LOG_OPTIONS, type EventLogOptions, type LogObserver, type Page, type PublishOptions, type Stats } from "./options.js";
 export { withinBytes } from "./read.js";
@@ -79,7 +80,8 @@ export class EventLog {
    * tick (or while a write is in flight) share one sequence reservation and one store write.
    */
   publish(stream: StreamId, drafts: readonly EventDraft[], opts?: PublishOptions): Promise<StoredEvent[]> {
-    return this.#committer.publish(stream, drafts, opts);
+    if (!tracing.on) return this.#committer.publish(stream, drafts, opts);
+    return tracePublish(streamName(stream), drafts.length, (trace) => this.#committer.publish(stream, drafts, { ...opts, trace }));
   }
 
   /** The last sequence handed out (0 for a stream never published to). */
@@ -199,7 +201,8 @@ export class EventLog {
    */
   subscribe(stream: StreamId, after: number, signal: AbortSignal): AsyncGenerator<StoredEvent[]> {
     const parts = { reader: this.#reader, tails: this.#tails, follow: this.#follow.bind(this), closing: this.#closing.signal };
-    return subscribe(this.#ctx, parts, stream, streamName(stream), after, signal);
+    const batches = subscribe(this.#ctx, parts, stream, streamName(stream), after, signal);
+    return tracing.on ? traceDeliveries(batches) : batches;
   }
 
   #follow(name: string, id: StreamId, delta: 1 | -1): void {

@@ -74,6 +74,8 @@ export interface PublishOptions {
    * stream's last; publishes queued behind it fail with StreamClosedError.
    */
   close?: boolean;
+  /** The publish's W3C traceparent, stored with its events (set by EventLog.publish while tracing is on). */
+  trace?: string;
 }
 
 export interface Stats {

@@ -50,6 +50,8 @@ interface EventDoc {
   void?: true;
   /** An opaque payload, byte-exact (then `payload` holds data: null). */
   bytes?: Binary;
+  /** The publisher's W3C traceparent (only while tracing is on). */
+  tp?: string;
 }
 
 interface ExecutionDoc {
@@ -85,6 +87,7 @@ function toDoc(e: StoredEvent): EventDoc {
   if (e.batchEnd !== undefined) doc.batch_end = Long.fromNumber(e.batchEnd);
   if (e.void) doc.void = true;
   if (e.bytes) doc.bytes = new Binary(e.bytes);
+  if (e.trace) doc.tp = e.trace;
   return doc;
 }
 
@@ -107,6 +110,7 @@ function fromDoc(d: EventDoc, view?: View): StoredEvent {
   if (d.batch_end !== undefined && d.batch_end !== null) e.batchEnd = num(d.batch_end);
   if (d.void) e.void = true;
   if (d.bytes) e.bytes = d.bytes.value();
+  if (d.tp) e.trace = d.tp;
   return e;
 }
 
