@@ -39,7 +39,7 @@ import { MemoryTaskStore } from "../store/memory/tasks.js";
 import { MongoTaskStore } from "../store/mongo/tasks.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { cachedCheck, registerHealth, registerReflection } from "./grpc.js";
-import { InflightBytes, SubscriptionLimits, subscriptionInterceptor } from "./limits.js";
+import { InflightBytes, liveReaderInterceptor, LiveReaders, SubscriptionLimits } from "./limits.js";
 import { DEFAULT_PROJECT } from "../api/common.js";
 import { registerRpc, SERVICES, STREAMING_REQUEST_PATHS } from "./rpc.js";
 import { durableApi } from "../api/durable/index.js";
@@ -179,7 +179,9 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     return true;
   }, cfg.healthCacheMs);
   const inflight = new InflightBytes(cfg.maxInflightBytes);
-  const subscriptions = new SubscriptionLimits(cfg.maxSubscriptionsPerProject, cfg.maxSubscriptions);
+  // Every live reader on every surface takes a subscription slot and is held by its key.
+  const liveReaders = new LiveReaders(new SubscriptionLimits(cfg.maxSubscriptionsPerProject, cfg.maxSubscriptions), auth, () => metrics.limited.inc({ limit: "subscriptions" }));
+  metrics.watchLiveReaders(() => liveReaders.limits.open);
   const deps = { log, now: () => new Date(now()) };
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
@@ -208,14 +210,14 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     durable: durableStore,
     config: { longPollTimeoutMs: cfg.durableLongPollMs, sseMaxMs: cfg.durableSseMaxMs, maxAppendBytes: cfg.durableMaxAppendBytes, readMaxBytes: cfg.durableReadMaxBytes, maxForkBytes: cfg.durableMaxForkBytes },
   });
-  const durable = durableRoutes(durableStreams, { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests });
+  const durable = durableRoutes(durableStreams, { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests, liveReaders });
   const streams = streamsApi({ ...deps, producers: durableStreams.producerPublish }, { windowBytes: cfg.publishStreamWindowBytes });
   const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger, errors, post: (e, h, b, t) => pushPolicy.post(e, h, b, t), maxPerSecond: cfg.pushMaxPerSecond });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
   ownPath = isRoutePath(gatewayRoutes);
-  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors, subscriptions, onSubscriptionRefused: () => metrics.limited.inc({ limit: "subscriptions" }) });
+  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors, liveReaders });
   const handler = rpcAdapter({
     errors,
     routes(router) {
@@ -224,7 +226,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       registerReflection(router, [...SERVICES, Health]);
     },
     readMaxBytes: cfg.maxBodyBytes,
-    interceptors: [boundaryInterceptor(errors), auth.interceptor(), subscriptionInterceptor(subscriptions, (req) => req.contextValues.get(PROJECT) ?? DEFAULT_PROJECT, () => metrics.limited.inc({ limit: "subscriptions" }))],
+    interceptors: [boundaryInterceptor(errors), auth.interceptor(), liveReaderInterceptor(liveReaders, (req) => req.contextValues.get(PROJECT) ?? DEFAULT_PROJECT)],
     fallback(req: Req, res: Res) {
       if (durable(req, res) || gateway(req, res)) return;
       if (req.method === "GET" && serveOps(req, res)) return;
@@ -368,6 +370,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
         listener.destroyAll();
         await stopped;
         stalls.close();
+        auth.close();
         await store.close();
         unguard();
       })();

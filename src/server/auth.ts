@@ -1,5 +1,6 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { hashKey, type KeyStore } from "../store/keys.js";
+import { NO_HOLD, StreamKeys, type KeyHold } from "./revocation.js";
 
 export type AuthMode = "required" | "off";
 
@@ -82,16 +83,44 @@ export function crossSiteRefusal(method: string, header: (name: string) => strin
  * API-key authentication. With mode "required", every call needs a live key; the key's project is
  * the call's project, and a project the caller names (X-Project-ID, Project-ID, ?project_id=) must
  * be that one. With mode "off" (the embedded default on loopback only), the named project is used.
- * Lookups are cached for `cacheMs`, so a revoked key stops working within that time.
+ * Lookups are cached for `cacheMs`, so a revoked key stops working within that time; streams
+ * opened with a key are held (holdStream) and end within the same period once it is revoked.
  */
 export class Auth {
   readonly #cache = new Map<string, { project: string | undefined; until: number }>();
+  /** Keys of open streams, checked once per period for all of them (src/server/revocation.ts). */
+  readonly streamKeys: StreamKeys;
 
   constructor(
     readonly mode: AuthMode,
     private readonly keys: KeyStore,
     private readonly cacheMs = 5000,
-  ) {}
+  ) {
+    // A check every AUTH_CACHE_MS (at least every 250 ms with no cache): an open stream ends
+    // within AUTH_CACHE_MS (+ one query) of its key's revocation, as a new request would.
+    this.streamKeys = new StreamKeys(keys, Math.max(250, cacheMs), (hashes, live) => {
+      // The check refreshes the cache, so new requests and open streams agree on each key.
+      const until = Date.now() + this.cacheMs;
+      for (const h of hashes) {
+        const hit = this.#cache.get(h);
+        if (!live.has(h)) this.#cache.set(h, { project: undefined, until });
+        else if (hit?.project !== undefined) hit.until = until;
+      }
+    });
+  }
+
+  /**
+   * Holds a stream opened with this credential (already authenticated) for as long as it is
+   * open: `revoked` resolves once the key is revoked. Nothing to hold with auth off or no key.
+   */
+  holdStream(credential: string | undefined): KeyHold {
+    if (this.mode === "off" || !credential) return NO_HOLD;
+    return this.streamKeys.hold(hashKey(credential));
+  }
+
+  close(): void {
+    this.streamKeys.close();
+  }
 
   async project(credential: string | undefined, claimed: string | undefined): Promise<string | undefined> {
     if (this.mode === "off") return claimed;

@@ -20,7 +20,8 @@ import type { RouteDoc } from "./openapi.js";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { decodeParam, type ErrorSink } from "./boundary.js";
-import { isBusy, type SubscriptionLimits } from "./limits.js";
+import { isBusy, type LiveReaders } from "./limits.js";
+import { untilRevoked } from "./revocation.js";
 
 /**
  * How a route reports errors: `{"error": message}` with 400/404/... (Polos, Sailhouse), or
@@ -77,10 +78,8 @@ export interface GatewayOptions {
   requests?: { inc(labels: { route: string; status: string }): void };
   /** Where unexpected errors are logged and counted (src/server/boundary.ts). */
   errors?: ErrorSink;
-  /** Subscription slots (src/server/limits.ts): each SSE stream holds one of its project's. */
-  subscriptions?: SubscriptionLimits;
-  /** Told when a subscription is refused for want of a slot. */
-  onSubscriptionRefused?: () => void;
+  /** Live readers (src/server/limits.ts): each SSE stream holds one of its project's slots, and ends when its key is revoked. */
+  liveReaders?: LiveReaders;
 }
 
 export function json<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, status = 200): RouteResult {
@@ -267,7 +266,8 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
     const crossSite = crossSiteRefusal(req.method ?? "GET", (n) => headerValue(req, n));
     if (crossSite) throw new HttpError(403, crossSite);
     // Authenticate before reading the body: an unauthenticated caller gets nothing parsed.
-    const project = await d.auth.project(credentialOf((n) => headerValue(req, n)), claimed);
+    const credential = credentialOf((n) => headerValue(req, n));
+    const project = await d.auth.project(credential, claimed);
     const takeTurn = async (): Promise<void> => {
       release = await largeBodies.acquire();
     };
@@ -276,15 +276,18 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
     const result = await route.handle({ params, query: url.searchParams, headers: req.headers, ctx, abort, body });
     if ("sse" in result) {
       // Nothing is read from the log before the stream is iterated, so a refused one costs nothing.
-      const slot = d.subscriptions?.take(project ?? DEFAULT_PROJECT);
-      if (slot && "refused" in slot) {
-        d.onSubscriptionRefused?.();
-        throw new HttpError(429, slot.refused);
-      }
+      const reader = d.liveReaders?.open(project ?? DEFAULT_PROJECT, credential);
+      if (reader && "refused" in reader) throw new HttpError(429, reader.refused);
       try {
-        await streamSse(req, res, abort, result.sse, { keepalive: result.keepalive, keepaliveMs: d.sseKeepaliveMs, ...(result.hello ? { hello: result.hello } : {}) });
+        await streamSse(req, res, abort, reader ? untilRevoked(result.sse, reader) : result.sse, {
+          keepalive: result.keepalive,
+          keepaliveMs: d.sseKeepaliveMs,
+          ...(result.hello ? { hello: result.hello } : {}),
+          // A revoked key (or a failed read) ends the stream with the dialect's error as a last event.
+          finalEvent: (err) => ({ event: "error", data: JSON.stringify(errorReply(route.dialect, err, d.errorQuoteBytes).json) }),
+        });
       } finally {
-        slot?.release();
+        reader?.release();
       }
     } else {
       sendJson(res, result.status, result.json);

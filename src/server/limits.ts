@@ -5,6 +5,8 @@
  */
 import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Req } from "./sse.js";
+import { credentialOf, type Auth } from "./auth.js";
+import { untilRevoked, type KeyHold } from "./revocation.js";
 
 /** Marks the cause of a BusyError (ConnectError's instanceof matches any ConnectError, so no subclass). */
 class Busy extends Error {}
@@ -144,36 +146,70 @@ export class SubscriptionLimits {
   }
 }
 
+/** A live reader's place while it is open: a subscription slot and its key's revocation hold. */
+export type LiveReader = KeyHold;
+
 /**
- * RPC side of the subscription limits (runs after authentication, so the project is known): a
- * server-streaming call of the event services holds a slot until it ends; none free →
- * `resource_exhausted` (HTTP 429 on the Connect protocol).
+ * Every live reader on every surface (RPC server streams, the dialects' SSE, Durable Streams SSE
+ * and long-polls) opens here: it takes one of its project's subscription slots and, when it came
+ * with a key, is held by the key's revocation watch (src/server/revocation.ts) until it ends.
  */
-export function subscriptionInterceptor(limits: SubscriptionLimits, project: (req: { contextValues: ContextValues }) => string, onRefused: () => void): Interceptor {
+export class LiveReaders {
+  constructor(
+    readonly limits: SubscriptionLimits,
+    private readonly auth: Pick<Auth, "holdStream">,
+    private readonly onRefused: () => void = () => {},
+  ) {}
+
+  /** Opens a reader of `project` that presented `credential` (already authenticated), or says why not. */
+  open(project: string, credential: string | undefined): LiveReader | { refused: string } {
+    const slot = this.limits.take(project);
+    if ("refused" in slot) {
+      this.onRefused();
+      return slot;
+    }
+    const hold = this.auth.holdStream(credential);
+    let released = false;
+    return {
+      revoked: hold.revoked,
+      release() {
+        if (released) return;
+        released = true;
+        hold.release();
+        slot.release();
+      },
+    };
+  }
+}
+
+/**
+ * RPC side of the live readers (runs after authentication, so the project is known): a
+ * server-streaming call of the event services holds a slot until it ends (none free →
+ * `resource_exhausted`, HTTP 429 on the Connect protocol), and ends with `unauthenticated` once
+ * its key is revoked.
+ */
+export function liveReaderInterceptor(readers: LiveReaders, project: (req: { contextValues: ContextValues }) => string): Interceptor {
   return (next) => async (req) => {
     if (req.method.methodKind !== "server_streaming" || req.service.typeName.startsWith("grpc.")) return next(req);
-    const taken = limits.take(project(req));
-    if ("refused" in taken) {
-      onRefused();
-      throw new ConnectError(taken.refused, Code.ResourceExhausted);
-    }
-    const slot: Slot = taken;
+    const opened = readers.open(project(req), credentialOf((n) => req.header.get(n) ?? undefined));
+    if ("refused" in opened) throw new ConnectError(opened.refused, Code.ResourceExhausted);
+    const reader: LiveReader = opened;
     // The call's signal aborts when the call ends, however it ends (even if never iterated).
-    req.signal.addEventListener("abort", () => slot.release(), { once: true });
+    req.signal.addEventListener("abort", () => reader.release(), { once: true });
     let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(req);
     } catch (err) {
-      slot.release();
+      reader.release();
       throw err;
     }
     if (!res.stream) return res;
     const inner = res.message;
     async function* held(): AsyncGenerator<unknown> {
       try {
-        yield* inner;
+        yield* untilRevoked(inner, reader);
       } finally {
-        slot.release();
+        reader.release();
       }
     }
     return { ...res, message: held() } as typeof res;

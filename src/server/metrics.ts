@@ -20,6 +20,7 @@ export class Metrics implements LogObserver {
   /** Requests, streams and connections refused by a limit (src/server/limits.ts), by limit. */
   readonly limited: Counter<"limit">;
   #log: EventLog | undefined;
+  #liveReaders: () => number = () => 0;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -52,6 +53,14 @@ export class Metrics implements LogObserver {
         this.set(self.#log?.stats.subscribers ?? 0);
       },
     });
+    new Gauge({
+      name: "live_readers",
+      help: "Live readers holding a subscription slot, on every surface (RPC streams, SSE, Durable Streams long-polls)",
+      registers: [this.registry],
+      collect() {
+        this.set(self.#liveReaders());
+      },
+    });
     new Counter({
       name: "holes_skipped_total",
       help: "Sequences taken by a publisher that never stored them, skipped by readers after the hole timeout",
@@ -75,6 +84,11 @@ export class Metrics implements LogObserver {
   /** The log whose counters the gauges read. */
   watch(log: EventLog): void {
     this.#log = log;
+  }
+
+  /** Where the live_readers gauge reads its count. */
+  watchLiveReaders(count: () => number): void {
+    this.#liveReaders = count;
   }
 
   published(api: string, events: number, seconds: number): void {

@@ -30,6 +30,11 @@ export interface SseOptions {
   /** What to write when the stream has been idle for keepaliveMs (a comment line or an event). */
   keepalive: string;
   keepaliveMs: number;
+  /**
+   * The last event to send when the source fails (a revoked key, a store outage): the stream then
+   * ends with it, in the route's dialect, and the error is passed on. Without it the stream just ends.
+   */
+  finalEvent?: (err: unknown) => SseMessage;
 }
 
 /**
@@ -96,6 +101,9 @@ export async function streamSse(req: Req, res: Res, abort: AbortController, sour
       }
       if (chunk.length > 0 && !abort.signal.aborted) await write(chunk);
     }
+  } catch (err) {
+    if (opts.finalEvent) await write(formatSse(opts.finalEvent(err)));
+    throw err;
   } finally {
     clearInterval(timer);
     req.off("close", onClose);

@@ -16,6 +16,11 @@ export interface KeyStore {
   insert(record: ApiKeyRecord): Promise<void>;
   /** The live (not revoked) key with this hash. */
   findByHash(hash: string): Promise<ApiKeyRecord | undefined>;
+  /**
+   * Which of these hashes belong to live keys: one query for all of them (the periodic check of
+   * the keys that open streams use, src/server/revocation.ts).
+   */
+  liveHashes(hashes: readonly string[]): Promise<Set<string>>;
   revoke(id: string, at: Date): Promise<boolean>;
   list(project?: string): Promise<ApiKeyRecord[]>;
 }

@@ -12,6 +12,8 @@ import { DsError, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, type
 import { InvalidEventError } from "../../core/types.js";
 import { credentialOf, type Auth } from "../auth.js";
 import { errorReply, readBody } from "../gateway.js";
+import type { LiveReader, LiveReaders } from "../limits.js";
+import { untilRevoked } from "../revocation.js";
 import type { Req, Res } from "../sse.js";
 
 export interface DurableRouteOptions {
@@ -22,6 +24,8 @@ export interface DurableRouteOptions {
   bodyTimeoutMs: number;
   log: Logger;
   requests?: { inc(labels: { route: string; status: string }): void };
+  /** Live reads (long-poll, SSE) are live readers: a subscription slot each, ended when their key is revoked. */
+  liveReaders?: LiveReaders;
 }
 
 /** Longest stream name, in bytes (after URL decoding). */
@@ -74,6 +78,8 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
     const abort = new AbortController();
     const onClose = (): void => abort.abort();
     res.on("close", onClose);
+    let reader: LiveReader | undefined;
+    let revokedBy: unknown;
     try {
       if (method === "OPTIONS") {
         res.writeHead(204);
@@ -102,7 +108,18 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
         view = { kind, key };
       }
       const claimed = header(req, "x-project-id") || header(req, "project-id") || undefined;
-      const project = (await d.auth.project(credentialOf((n) => header(req, n) || undefined), claimed)) ?? DEFAULT_PROJECT;
+      const credential = credentialOf((n) => header(req, n) || undefined);
+      const project = (await d.auth.project(credential, claimed)) ?? DEFAULT_PROJECT;
+      if (method === "GET" && url.searchParams.has("live")) {
+        const r = d.liveReaders?.open(project, credential);
+        if (r && "refused" in r) throw new DsError(429, r.refused);
+        reader = r;
+        // A long-poll waiting for data is woken to answer 401; an SSE stream ends with an error event (send).
+        void r?.revoked.then((err) => {
+          revokedBy = err;
+          if (!res.headersSent) abort.abort();
+        });
+      }
       const body = method === "PUT" || method === "POST" ? await readBody(req, d.maxBodyBytes, d.bodyTimeoutMs) : Buffer.alloc(0);
       const reply = await api.handle({
         method,
@@ -115,24 +132,31 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
         ...(view ? { view } : {}),
         origin: `${(req.socket as { encrypted?: boolean }).encrypted ? "https" : "http"}://${header(req, "host") ?? header(req, ":authority") ?? "localhost"}`,
       });
-      await send(res, reply, abort);
+      if (revokedBy) throw revokedBy;
+      await send(res, reply, abort, reader);
     } catch (err) {
       fail(res, err, url);
     } finally {
       res.off("close", onClose);
+      reader?.release();
     }
   }
 
-  async function send(res: Res, reply: DsReply, abort: AbortController): Promise<void> {
+  async function send(res: Res, reply: DsReply, abort: AbortController, reader: LiveReader | undefined): Promise<void> {
     if ("sse" in reply) {
       res.writeHead(200, reply.headers);
-      const frames = reply.sse[Symbol.asyncIterator]();
+      const frames = (reader ? untilRevoked(reply.sse, reader) : reply.sse)[Symbol.asyncIterator]();
       try {
         for (;;) {
           const next = await frames.next();
           if (next.done || abort.signal.aborted) break;
           await write(res, next.value);
         }
+      } catch (err) {
+        // The key was revoked (or the read failed): a last event says why, then the stream ends.
+        const message = err instanceof DsError ? err.message : (errorReply("error", err).json as { error: string }).error;
+        if (!res.writableEnded && !res.destroyed) res.write(`event: error\ndata: ${message.replace(/[\r\n]+/g, " ")}\n\n`);
+        throw err;
       } finally {
         await frames.return?.(undefined);
         if (!res.writableEnded) res.end();

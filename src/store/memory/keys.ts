@@ -14,6 +14,11 @@ export class MemoryKeyStore implements KeyStore {
     return undefined;
   }
 
+  async liveHashes(hashes: readonly string[]): Promise<Set<string>> {
+    const wanted = new Set(hashes);
+    return new Set([...this.#keys.values()].filter((k) => !k.revokedAt && wanted.has(k.hash)).map((k) => k.hash));
+  }
+
   async revoke(id: string, at: Date): Promise<boolean> {
     const k = this.#keys.get(id);
     if (!k || k.revokedAt) return false;

@@ -40,6 +40,12 @@ export class MongoKeyStore implements KeyStore {
     return d ? toRecord(d) : undefined;
   }
 
+  async liveHashes(hashes: readonly string[]): Promise<Set<string>> {
+    if (hashes.length === 0) return new Set();
+    const docs = await this.#keys.find({ hash: { $in: [...hashes] }, revoked_at: { $exists: false } }, { projection: { _id: 0, hash: 1 } }).toArray();
+    return new Set(docs.map((d) => d.hash));
+  }
+
   async revoke(id: string, at: Date): Promise<boolean> {
     const r = await this.#m.write(() => this.#keys.updateOne({ _id: id, revoked_at: { $exists: false } }, { $set: { revoked_at: at } }));
     return r.modifiedCount === 1;
