@@ -96,7 +96,7 @@ for (const factory of storeFactories) {
 
       // SSE: a last `error` event in the dialect's error shape, then the server ends the stream.
       for (const r of Object.values(sse)) await r.finished();
-      const last = (r: SseReader): { event: string | undefined; data: string } => r.messages.at(-1)!;
+      const last = (r: SseReader): { event?: string | undefined; data: string } => r.messages.at(-1)!;
       expect(Object.values(sse).every((r) => r.endedByServer)).toBe(true);
       expect(last(sse.polos).event).toBe("error");
       expect(JSON.parse(last(sse.polos).data)).toEqual({ error: expect.stringMatching(/API key was revoked/) });

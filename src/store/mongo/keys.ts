@@ -42,7 +42,7 @@ export class MongoKeyStore implements KeyStore {
 
   async liveHashes(hashes: readonly string[]): Promise<Set<string>> {
     if (hashes.length === 0) return new Set();
-    const docs = await this.#keys.find({ hash: { $in: [...hashes] }, revoked_at: { $exists: false } }, { projection: { _id: 0, hash: 1 } }).toArray();
+    const docs = await this.#m.read(() => this.#keys.find({ hash: { $in: [...hashes] }, revoked_at: { $exists: false } }, { ...this.#m.readOptions, projection: { _id: 0, hash: 1 } }).toArray());
     return new Set(docs.map((d) => d.hash));
   }
 
