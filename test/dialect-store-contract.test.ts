@@ -1,5 +1,5 @@
-/** Contracts of the Sailhouse and TerminalUse stores, run against every adapter. */
-import { afterAll, describe, expect, it } from "vitest";
+/** Contracts of the Sailhouse and TerminalUse stores, run against every adapter, each test on a fresh store. */
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MemorySailhouseStore } from "../src/store/memory/sailhouse.js";
 import { MemoryTaskStore } from "../src/store/memory/tasks.js";
 import { MongoStore } from "../src/store/mongo/index.js";
@@ -7,20 +7,25 @@ import { MongoSailhouseStore } from "../src/store/mongo/sailhouse.js";
 import { MongoTaskStore } from "../src/store/mongo/tasks.js";
 import type { SailhouseStore, Subscription } from "../src/store/sailhouse.js";
 import type { TaskStore } from "../src/store/tasks.js";
+import type { Store } from "../src/core/store.js";
 import { storeFactories } from "./support/stores.js";
 
 for (const factory of storeFactories) {
   describe(`Sailhouse and task stores: ${factory.name}`, () => {
+    let base: Store;
     let sh: SailhouseStore;
     let tasks: TaskStore;
-    afterAll(async () => factory.teardown());
-
-    it("initialises", async () => {
-      const base = await factory.make();
+    beforeEach(async () => {
+      base = await factory.make();
       sh = base instanceof MongoStore ? new MongoSailhouseStore(base.connection) : new MemorySailhouseStore();
       tasks = base instanceof MongoStore ? new MongoTaskStore(base.connection) : new MemoryTaskStore();
       await sh.init();
       await tasks.init();
+    });
+    afterEach(async () => base.close());
+    afterAll(async () => factory.teardown());
+
+    it("initialises twice", async () => {
       await sh.init();
       await tasks.init();
     });

@@ -3,7 +3,7 @@
  * every adapter; and the store port's close/reopen of a log stream, which refuses appends
  * atomically with the sequence grab.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MemoryDurableStore } from "../src/store/memory/durable.js";
 import { MongoStore } from "../src/store/mongo/index.js";
 import { MongoDurableStore } from "../src/store/mongo/durable.js";
@@ -22,15 +22,15 @@ for (const factory of storeFactories) {
   describe(`durable store contract: ${factory.name}`, () => {
     let base: Store;
     let ds: DurableStore;
-    afterAll(async () => {
-      await base?.close();
-      await factory.teardown();
-    });
-
-    it("initialises twice", async () => {
+    beforeEach(async () => {
       base = await factory.make();
       ds = base instanceof MongoStore ? new MongoDurableStore(base.connection) : new MemoryDurableStore();
       await ds.init();
+    });
+    afterEach(async () => base.close());
+    afterAll(async () => factory.teardown());
+
+    it("initialises twice", async () => {
       await ds.init();
     });
 

@@ -1,5 +1,9 @@
-/** The store port's contract, run against every adapter. */
-import { afterAll, describe, expect, it } from "vitest";
+/**
+ * The store port's contract, run against every adapter, each test on a fresh store (its own
+ * database on MongoDB), so no test depends on what another left behind (the model: nats-server's
+ * store_test.go).
+ */
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DuplicateEventError, SequenceTakenError, streamName, type StoredEvent, type StreamId } from "../src/core/types.js";
 import type { Store } from "../src/core/store.js";
 import { storeFactories } from "./support/stores.js";
@@ -23,13 +27,13 @@ function event(stream: StreamId, seq: number, extra: Partial<StoredEvent> = {}):
 for (const factory of storeFactories) {
   describe(`store contract: ${factory.name}`, () => {
     let store: Store;
-    afterAll(async () => {
-      await store?.close();
-      await factory.teardown();
-    });
-
-    it("initialises (indexes are idempotent) and answers ping", async () => {
+    beforeEach(async () => {
       store = await factory.make();
+    });
+    afterEach(async () => store.close());
+    afterAll(async () => factory.teardown());
+
+    it("initialises again (indexes are idempotent) and answers ping", async () => {
       await store.init();
       await store.ping();
     });
@@ -226,6 +230,31 @@ for (const factory of storeFactories) {
       expect((await store.read(a, 0, 10)).map((e) => e.data)).toEqual(["a"]);
       expect((await store.read(b, 0, 10)).map((e) => e.data)).toEqual(["b"]);
       expect(await store.read(c, 0, 10)).toEqual([]);
+    });
+
+    it("lists a project's streams in (kind, key) order, filtered by kind in the query, paged after a stream", async () => {
+      // Many streams of another kind must not hide the few asked for (they did when the store
+      // fetched a fixed number and the caller filtered afterwards).
+      // (No key between U+E000 and U+FFFF: mongo-java-server orders strings by UTF-16 units, MongoDB
+      // and the memory store by UTF-8 bytes; both agree on these.)
+      const keys = ["b", "a", "é", "z", "A", "a/b", "😀", "~"];
+      for (let i = 0; i < 30; i++) await store.reserve({ project: "lp", kind: "execution", key: `ex-${String(i).padStart(2, "0")}` }, 1);
+      for (const key of keys) await store.reserve({ project: "lp", kind: "topic", key }, 2);
+      await store.reserve({ project: "other", kind: "topic", key: "x" }, 1);
+      const utf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+      const sorted = [...keys].sort(utf8);
+      const topics = await store.listStreams("lp", { kind: "topic", limit: 5 });
+      expect(topics.map((s) => s.stream.key)).toEqual(sorted.slice(0, 5));
+      expect(topics[0]).toEqual({ stream: { project: "lp", kind: "topic", key: sorted[0] }, head: 2, events: 0 });
+      const rest = await store.listStreams("lp", { kind: "topic", after: { kind: "topic", key: topics[4]!.stream.key }, limit: 100 });
+      expect(rest.map((s) => s.stream.key)).toEqual(sorted.slice(5));
+      // Without a kind: executions before topics; a page starting inside the executions runs on into the topics.
+      const all = await store.listStreams("lp", { limit: 100 });
+      expect(all.map((s) => `${s.stream.kind}:${s.stream.key}`)).toEqual([...Array.from({ length: 30 }, (_, i) => `execution:ex-${String(i).padStart(2, "0")}`), ...sorted.map((k) => `topic:${k}`)]);
+      const tail = await store.listStreams("lp", { after: { kind: "execution", key: "ex-28" }, limit: 3 });
+      expect(tail.map((s) => `${s.stream.kind}:${s.stream.key}`)).toEqual(["execution:ex-29", `topic:${sorted[0]}`, `topic:${sorted[1]}`]);
+      expect(await store.listStreams("lp", { kind: "task", limit: 10 })).toEqual([]);
+      expect(await store.listStreams("lp", { kind: "execution", after: { kind: "topic", key: "" }, limit: 10 })).toEqual([]);
     });
   });
 }

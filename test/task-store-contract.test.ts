@@ -1,5 +1,5 @@
-/** The TaskStore port's contract (tasks and message records), run against every adapter. */
-import { afterAll, describe, expect, it } from "vitest";
+/** The TaskStore port's contract (tasks and message records), run against every adapter, each test on a fresh store. */
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MemoryTaskStore } from "../src/store/memory/tasks.js";
 import { MongoStore } from "../src/store/mongo/index.js";
 import { MongoTaskStore } from "../src/store/mongo/tasks.js";
@@ -22,15 +22,15 @@ for (const factory of storeFactories) {
   describe(`task store contract: ${factory.name}`, () => {
     let base: Store;
     let tasks: TaskStore;
-    afterAll(async () => {
-      await base?.close();
-      await factory.teardown();
-    });
-
-    it("initialises twice (indexes are created idempotently)", async () => {
+    beforeEach(async () => {
       base = await factory.make();
       tasks = base instanceof MongoStore ? new MongoTaskStore(base.connection) : new MemoryTaskStore();
       await tasks.init();
+    });
+    afterEach(async () => base.close());
+    afterAll(async () => factory.teardown());
+
+    it("initialises twice (indexes are created idempotently)", async () => {
       await tasks.init();
       if (base instanceof MongoStore) {
         const names = (await base.db.collection("messages").indexes()).map((i) => i.name);

@@ -34,7 +34,7 @@ import {
   type SubscribeRequest,
   type SubscribeResponse,
 } from "../../gen/events/v1/events_pb.js";
-import type { EventDraft, StoredEvent, StreamId } from "../core/types.js";
+import { STREAM_KINDS, type EventDraft, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { eventCost, jsonDepth } from "../core/json.js";
 import { encodeJsonValue, MAX_PROTO_DATA_DEPTH } from "./free-json.js";
 import { ProducerRejection, type Producer, type ProducerOutcome } from "./durable/index.js";
@@ -52,8 +52,27 @@ export interface StreamsDeps extends ApiDeps {
 }
 
 /** The shared streams service: any stream of the caller's project, by (kind, key). */
-export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number } = {}) {
+/** Encoded bytes of one ListStreams entry besides its key (kind, two int64s, framing). */
+const STREAM_ENTRY_OVERHEAD = 32;
+
+/** ListStreams' page token: where the previous page ended, (kind, key). Opaque to callers. */
+function encodeStreamsToken(s: { kind: StreamKind; key: string }): string {
+  return Buffer.from(JSON.stringify([s.kind, s.key])).toString("base64url");
+}
+
+function decodeStreamsToken(token: string): { kind: StreamKind; key: string } {
+  try {
+    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as unknown;
+    if (Array.isArray(v) && v.length === 2 && STREAM_KINDS.includes(v[0] as StreamKind) && typeof v[1] === "string") return { kind: v[0] as StreamKind, key: v[1] };
+  } catch {
+    // not JSON: refused below
+  }
+  throw invalidField(["page_token"], "Invalid page token (pass next_page_token of the previous page as it is)", "value_error");
+}
+
+export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number; responseBytes?: number } = {}) {
   const windowBytes = opts.windowBytes ?? PUBLISH_STREAM_WINDOW_BYTES;
+  const responseBytes = opts.responseBytes ?? 1024 * 1024;
   function streamOf(ctx: CallContext, ref: StreamRef | undefined): StreamId {
     const kind = ref ? kindFromPb(ref.kind) : undefined;
     if (!ref || !kind) throw invalidField(["stream", "kind"], "stream kind must be TOPIC, EXECUTION, TASK or DURABLE", "value_error");
@@ -214,10 +233,22 @@ export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number } = {
     async listStreams(req: ListStreamsRequest, ctx: CallContext): Promise<ListStreamsResponse> {
       const kind = req.kind === PbStreamKind.UNSPECIFIED ? undefined : kindFromPb(req.kind);
       const limit = pageLimit(req.limit, ["limit"]);
-      const all = await deps.log.store.listStreams(ctx.project ?? DEFAULT_PROJECT, 1000);
-      const streams = all.filter((s) => kind === undefined || s.stream.kind === kind).slice(0, limit);
+      const after = req.pageToken ? decodeStreamsToken(req.pageToken) : undefined;
+      // One more than asked tells whether another page follows.
+      const found = await deps.log.store.listStreams(ctx.project ?? DEFAULT_PROJECT, { ...(kind ? { kind } : {}), ...(after ? { after } : {}), limit: limit + 1 });
+      // A page also ends at responseBytes of stream entries (the first one always fits).
+      const page: typeof found = [];
+      let bytes = 0;
+      for (const s of found.slice(0, limit)) {
+        const b = Buffer.byteLength(s.stream.key) + STREAM_ENTRY_OVERHEAD;
+        if (page.length > 0 && bytes + b > responseBytes) break;
+        page.push(s);
+        bytes += b;
+      }
+      const last = page[page.length - 1];
       return create(ListStreamsResponseSchema, {
-        streams: streams.map((s) => ({ stream: { kind: pbKind(s.stream.kind), key: s.stream.key }, lastSequence: BigInt(s.head), eventCount: BigInt(s.events) })),
+        streams: page.map((s) => ({ stream: { kind: pbKind(s.stream.kind), key: s.stream.key }, lastSequence: BigInt(s.head), eventCount: BigInt(s.events) })),
+        nextPageToken: found.length > page.length && last ? encodeStreamsToken(last.stream) : "",
       });
     },
 

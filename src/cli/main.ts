@@ -162,8 +162,13 @@ program
     const g = program.opts<Globals>();
     const kind = opts.kind === undefined ? StreamKind.UNSPECIFIED : KINDS[opts.kind];
     if (kind === undefined) throw new Error("--kind must be topic, execution or task");
-    const r = await createClient(StreamService, transport(g)).listStreams({ kind, limit: 1000 }, { headers: headers(g) });
-    const rows = r.streams.map((s) => ({ kind: StreamKind[s.stream!.kind].toLowerCase(), key: s.stream!.key, last_sequence: Number(s.lastSequence), events: Number(s.eventCount) }));
+    const rpc = createClient(StreamService, transport(g));
+    const rows: { kind: string; key: string; last_sequence: number; events: number }[] = [];
+    for (let pageToken = "", first = true; first || pageToken; first = false) {
+      const r = await rpc.listStreams({ kind, limit: 1000, pageToken }, { headers: headers(g) });
+      rows.push(...r.streams.map((s) => ({ kind: StreamKind[s.stream!.kind].toLowerCase(), key: s.stream!.key, last_sequence: Number(s.lastSequence), events: Number(s.eventCount) })));
+      pageToken = r.nextPageToken;
+    }
     if (opts.json) for (const row of rows) console.log(JSON.stringify(row));
     else console.table(rows);
   });
@@ -208,8 +213,13 @@ keys
   });
 
 async function headOf(client: ReturnType<typeof createClient<typeof StreamService>>, stream: { kind: StreamKind; key: string }, g: Globals): Promise<bigint> {
-  const r = await client.listStreams({ kind: stream.kind, limit: 1000 }, { headers: headers(g) });
-  return r.streams.find((s) => s.stream?.key === stream.key)?.lastSequence ?? 0n;
+  for (let pageToken = "", first = true; first || pageToken; first = false) {
+    const r = await client.listStreams({ kind: stream.kind, limit: 1000, pageToken }, { headers: headers(g) });
+    const found = r.streams.find((s) => s.stream?.key === stream.key);
+    if (found) return found.lastSequence;
+    pageToken = r.nextPageToken;
+  }
+  return 0n;
 }
 
 program.parseAsync().catch((err: unknown) => {

@@ -1,4 +1,4 @@
-import type { StoredEvent, StreamId } from "./types.js";
+import type { StoredEvent, StreamId, StreamKind } from "./types.js";
 
 export interface StreamInfo {
   head: number;
@@ -12,6 +12,19 @@ export interface StreamInfo {
  *
  * Streams are addressed by StreamId; events carry `stream` = streamName(id).
  */
+export interface ListStreamsQuery {
+  kind?: StreamKind;
+  /** The last stream of the previous page. */
+  after?: { kind: StreamKind; key: string };
+  limit: number;
+}
+
+export interface StreamListing {
+  stream: StreamId;
+  head: number;
+  events: number;
+}
+
 export interface Store {
   /** "mongo" or "memory". */
   readonly kind: string;
@@ -89,8 +102,12 @@ export interface Store {
   readBefore(stream: StreamId, before: number, limit: number): Promise<StoredEvent[]>;
   /** The highest sequence of an event created at or before `at` (0 when none): a cursor for "events after this instant". */
   cursorAt(stream: StreamId, at: Date): Promise<number>;
-  /** A project's streams (at most `limit`), with the last sequence handed out and the events stored. */
-  listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]>;
+  /**
+   * A project's streams in (kind, key) order (strings compared by their UTF-8 bytes, as MongoDB
+   * does), filtered by kind in the query itself, starting after `after`: at most `limit`, with the
+   * last sequence handed out and the events stored.
+   */
+  listStreams(project: string, q: ListStreamsQuery): Promise<StreamListing[]>;
   /** Deletes the stream's stored events (its counter stays, so sequences are never reused). Returns how many. */
   purge(stream: StreamId): Promise<number>;
 

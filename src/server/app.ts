@@ -211,7 +211,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     config: { longPollTimeoutMs: cfg.durableLongPollMs, sseMaxMs: cfg.durableSseMaxMs, maxAppendBytes: cfg.durableMaxAppendBytes, readMaxBytes: cfg.durableReadMaxBytes, maxForkBytes: cfg.durableMaxForkBytes },
   });
   const durable = durableRoutes(durableStreams, { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests, liveReaders });
-  const streams = streamsApi({ ...deps, producers: durableStreams.producerPublish }, { windowBytes: cfg.publishStreamWindowBytes });
+  const streams = streamsApi({ ...deps, producers: durableStreams.producerPublish }, { windowBytes: cfg.publishStreamWindowBytes, responseBytes: cfg.responseBatchBytes });
   const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger, errors, post: (e, h, b, t) => pushPolicy.post(e, h, b, t), maxPerSecond: cfg.pushMaxPerSecond });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));

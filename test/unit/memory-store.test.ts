@@ -33,7 +33,7 @@ describe("memory store bounds", () => {
     expect((await store.getEvent("e1000"))?.seq).toBe(1000);
     expect((await store.read(stream, 999, 10)).map((e) => e.seq)).toEqual([1000]);
     expect((await store.readBefore(stream, 1000, 3)).map((e) => e.seq)).toEqual([999, 998, 997]);
-    expect((await store.listStreams("p", 10))[0]).toMatchObject({ head: 1000, events: all.length });
+    expect((await store.listStreams("p", { limit: 10 }))[0]).toMatchObject({ head: 1000, events: all.length });
     // A trimmed sequence can never be written again.
     await expect(store.append([ev(1)])).rejects.toThrow(/retained window/);
   });
@@ -60,7 +60,7 @@ describe("memory store bounds", () => {
     expect(live(await store.read(stream, 0, 100)).map((e) => e.seq)).toEqual([6, 9, 10]);
     expect(await store.getEvent("e7")).toBeUndefined();
     expect(await store.findByIdempotencyKey(stream, "k2")).toBeUndefined();
-    expect((await store.listStreams("p", 10))[0]).toMatchObject({ head: 10, events: 3 });
+    expect((await store.listStreams("p", { limit: 10 }))[0]).toMatchObject({ head: 10, events: 3 });
     // Sequences stay taken: the next reservation continues after 10.
     expect(await store.reserve(stream, 1)).toBe(11);
     store.sweepExpired(T0 + 60_000);

@@ -1,6 +1,6 @@
 import { eventCost, setCost } from "../../core/json.js";
 import { CapacityError, DuplicateEventError, parseStreamName, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { Store, StreamInfo } from "../../core/store.js";
+import type { ListStreamsQuery, Store, StreamInfo, StreamListing } from "../../core/store.js";
 
 interface MemStream {
   id: StreamId;
@@ -300,10 +300,12 @@ export class MemoryStore implements Store {
     return best;
   }
 
-  async listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]> {
+  async listStreams(project: string, q: ListStreamsQuery): Promise<StreamListing[]> {
+    const after = q.after;
     return [...this.#streams.values()]
-      .filter((s) => s.id.project === project)
-      .slice(0, limit)
+      .filter((s) => s.id.project === project && (q.kind === undefined || s.id.kind === q.kind) && (!after || compareListed(s.id, after) > 0))
+      .sort((a, b) => compareListed(a.id, b.id))
+      .slice(0, q.limit)
       .map((s) => ({ stream: s.id, head: s.head, events: s.count }));
   }
 
@@ -321,6 +323,11 @@ export class MemoryStore implements Store {
   watchAppends(): () => Promise<void> {
     return async () => {};
   }
+}
+
+/** listStreams' order: (kind, key), strings by their UTF-8 bytes (as MongoDB compares them). */
+function compareListed(a: { kind: string; key: string }, b: { kind: string; key: string }): number {
+  return Buffer.compare(Buffer.from(a.kind), Buffer.from(b.kind)) || Buffer.compare(Buffer.from(a.key), Buffer.from(b.key));
 }
 
 /** The event as readers see it: it expires with its stream unless it lives longer on its own. */

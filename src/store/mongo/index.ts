@@ -1,6 +1,6 @@
-import { Binary, Long, type Collection, type Db, type IndexSpecification, type CreateIndexesOptions } from "mongodb";
+import { Binary, Long, type Collection, type Db, type Filter, type IndexSpecification, type CreateIndexesOptions } from "mongodb";
 import { DuplicateEventError, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { Store, StreamInfo } from "../../core/store.js";
+import type { ListStreamsQuery, Store, StreamInfo, StreamListing } from "../../core/store.js";
 import { MongoConnection, type MongoConnectionOptions } from "./client.js";
 import { isDuplicateKey, isIndexConflict, isNotSupported, isSequenceTaken } from "./errors.js";
 import { AppendWatcher } from "./watcher.js";
@@ -442,9 +442,17 @@ export class MongoStore implements Store {
     return num(doc?.seq);
   }
 
-  async listStreams(project: string, limit: number): Promise<{ stream: StreamId; head: number; events: number }[]> {
+  async listStreams(project: string, q: ListStreamsQuery): Promise<StreamListing[]> {
+    // Served by the {project, kind, key} index: the kind filter and the page start are in the query.
+    const filter: Filter<CounterDoc> = { project };
+    if (q.kind !== undefined) filter.kind = q.kind;
+    if (q.after) {
+      if (q.kind === undefined) filter.$or = [{ kind: { $gt: q.after.kind } }, { kind: q.after.kind, key: { $gt: q.after.key } }];
+      else if (q.kind === q.after.kind) filter.key = { $gt: q.after.key };
+      else if (q.kind < q.after.kind) return [];
+    }
     return this.#m.read(async () => {
-      const counters = await this.#counters.find({ project }, { ...this.#m.readOptions }).sort({ kind: 1, key: 1 }).limit(limit).toArray();
+      const counters = await this.#counters.find(filter, { ...this.#m.readOptions }).sort({ kind: 1, key: 1 }).limit(q.limit).toArray();
       if (counters.length === 0) return [];
       // One aggregation for all of them (served by the {stream, seq} index), not one count per stream.
       const counts = new Map<string, number>();
