@@ -220,5 +220,42 @@ for (const factory of storeFactories) {
       }
       console.log(`[fuzz ${factory.name}] HTTP/2 requests: ${cases} cases, seed ${SEED}, statuses ${JSON.stringify(statuses)}`);
     });
+
+    it("keeps /metrics labels to route templates and fixed sets, whatever methods, paths and statuses clients send", async () => {
+      const series = async (): Promise<{ route: string; status: string }[]> =>
+        [...(await (await fetch(`${app.url}/metrics`)).text()).matchAll(/^http_requests_total\{route="([^"]*)",status="([^"]*)"\} \d+$/gm)].map((m) => ({ route: m[1]!, status: m[2]! }));
+      const before = (await series()).length;
+      const session = http2.connect(app.url, { peerMaxConcurrentStreams: 100 });
+      session.on("error", () => {});
+      try {
+        // 1,500 made-up :method tokens on the surfaces that count requests (they once added 1,456 series).
+        const paths = ["/v1/stream/x", "/v1/log/topic/x?offset=-1", "/api/v1/events?topic=x", "/topics/x/events"];
+        for (let i = 0; i < 1500; i += 100) {
+          await Promise.all(Array.from({ length: 100 }, (_, j) => h2Request(session, { ":method": `X${(i + j).toString(36).toUpperCase()}`, ":path": paths[(i + j) % paths.length]! }, undefined, ANSWER_BOUND_MS)));
+        }
+        // And generated methods and paths.
+        await fc.assert(
+          fc.asyncProperty(METHODS, pathArb(templates), async (method, path) => {
+            await h2Request(session, { ":method": method, ":path": path }, undefined, ANSWER_BOUND_MS).catch((err: unknown) => {
+              if (!/ERR_HTTP2_INVALID|ERR_INVALID_HTTP_TOKEN|ERR_INVALID_CHAR/.test(String((err as { code?: string }).code ?? err))) throw err;
+            });
+          }),
+          params,
+        );
+      } finally {
+        session.close();
+      }
+      const after = await series();
+      const known = new Set([...templates, "/v1/log/{kind}/{key}"]);
+      for (const { route, status } of after) {
+        const [method, template] = route.split(" ", 2);
+        expect(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "other"], route).toContain(method);
+        expect(known.has(template!), route).toBe(true);
+        expect(status, route).toMatch(/^[1-5]\d\d$/);
+      }
+      // A handful of new series (template x fixed method x status), not one per request.
+      expect(after.length - before).toBeLessThan(60);
+      console.log(`[fuzz ${factory.name}] metrics labels: ${after.length} http_requests_total series after 1,500 made-up methods and ${RUNS} generated requests`);
+    });
   });
 }

@@ -1,6 +1,23 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EventLog, LogObserver } from "../core/log.js";
 
+/** Methods a label may name; any other token a client sends (HTTP/2 allows any) is "other". */
+export const METHOD_LABELS: ReadonlySet<string> = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]);
+
+/**
+ * The labels of one request, from fixed sets only: the route is "<method> <template>" (a route
+ * template from the code's tables, never a requested path) with the method mapped onto
+ * METHOD_LABELS, the status a three-digit code. Every series therefore comes from the code, so
+ * no client can add series by inventing methods, paths or statuses (1,500 made-up `:method`
+ * tokens once added 1,456 series).
+ */
+export function requestLabels(route: string, status: string): { route: string; status: string } {
+  const space = route.indexOf(" ");
+  const method = space < 0 ? "" : route.slice(0, space);
+  const template = space < 0 ? route : route.slice(space + 1);
+  return { route: `${METHOD_LABELS.has(method) ? method : "other"} ${template}`, status: /^[1-5]\d\d$/.test(status) ? status : "other" };
+}
+
 /**
  * Prometheus metrics (prom-client), one registry per service instance, served at GET /metrics.
  * Process metrics (RSS, CPU, event-loop lag, GC) come from prom-client's defaults.
@@ -12,7 +29,8 @@ export class Metrics implements LogObserver {
   readonly #publishSeconds: Histogram<"api">;
   readonly #deliveryLag: Histogram;
   readonly #delivered: Counter;
-  readonly requests: Counter<"route" | "status">;
+  /** Requests by route template and status; labels are bounded (requestLabels), whatever the caller passes. */
+  readonly requests: { inc(labels: { route: string; status: string }): void };
   /** Responses cut off because their reader stopped taking data (src/server/stall.ts). */
   readonly cut: Counter<"reason">;
   /** Errors caught by a boundary (src/server/boundary.ts), by where they were caught. */
@@ -40,7 +58,8 @@ export class Metrics implements LogObserver {
       registers: [this.registry],
     });
     this.#delivered = new Counter({ name: "events_delivered_total", help: "Events delivered to subscribers", registers: [this.registry] });
-    this.requests = new Counter({ name: "http_requests_total", help: "Requests on the documented JSON paths, by route and status", labelNames: ["route", "status"], registers: [this.registry] });
+    const requests = new Counter({ name: "http_requests_total", help: "Requests on the documented JSON paths, by route and status", labelNames: ["route", "status"], registers: [this.registry] });
+    this.requests = { inc: (labels) => requests.inc(requestLabels(labels.route, labels.status)) };
     this.cut = new Counter({ name: "responses_cut_total", help: "Responses (mostly subscriptions) cut off because the client stopped reading: stalled too long, or too much unsent", labelNames: ["reason"], registers: [this.registry] });
     this.errorsCaught = new Counter({ name: "errors_caught_total", help: "Errors caught by an error boundary (request, rpc, stream, background, socket, process); each is also logged once", labelNames: ["where"], registers: [this.registry] });
     this.limited = new Counter({ name: "limited_total", help: "Requests, streams or connections refused or cut by a limit, by limit", labelNames: ["limit"], registers: [this.registry] });

@@ -74,7 +74,9 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
   async function serve(url: URL, req: Req, res: Res): Promise<void> {
     for (const [k, v] of Object.entries(COMMON_HEADERS)) res.setHeader(k, v);
     const method = req.method ?? "GET";
-    res.once("finish", () => d.requests?.inc({ route: `${method} ${STREAM_PREFIX}{name}`, status: String(res.statusCode) }));
+    // Labelled by template only (the method is bounded by the metric itself).
+    const template = url.pathname.startsWith(LOG_PREFIX) ? `${LOG_PREFIX}{kind}/{key}` : `${STREAM_PREFIX}{name}`;
+    res.once("finish", () => d.requests?.inc({ route: `${method} ${template}`, status: String(res.statusCode) }));
     const abort = new AbortController();
     const onClose = (): void => abort.abort();
     res.on("close", onClose);
