@@ -85,24 +85,36 @@ export interface Config {
   pushMaxPerSecond: number;
 }
 
-function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0): number {
+/**
+ * Settings that cannot work: the message names the variable and what to set it to. Start-up prints
+ * it as one line and exits non-zero (src/startup.ts).
+ */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return dflt;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got ${JSON.stringify(raw)}`);
+  }
   return n;
 }
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const watchMode = env["WATCH_MODE"] ?? "auto";
   if (watchMode !== "auto" && watchMode !== "changestream" && watchMode !== "poll") {
-    throw new Error(`WATCH_MODE must be auto, changestream or poll, got ${JSON.stringify(watchMode)}`);
+    throw new ConfigError(`WATCH_MODE must be auto, changestream or poll, got ${JSON.stringify(watchMode)}`);
   }
   const w = env["MONGODB_WRITE_CONCERN"] ?? "majority";
-  if (w !== "majority" && !/^\d+$/.test(w)) throw new Error(`MONGODB_WRITE_CONCERN must be "majority" or a number, got ${JSON.stringify(w)}`);
+  if (w !== "majority" && !/^\d+$/.test(w)) throw new ConfigError(`MONGODB_WRITE_CONCERN must be "majority" or a number, got ${JSON.stringify(w)}`);
   const cfg: Config = {
     host: env["HOST"] ?? "127.0.0.1",
-    port: int(env, "PORT", 8080),
+    port: int(env, "PORT", 8080, 0, 65535),
     writeConcern: { w: w === "majority" ? w : Number(w) },
     watchMode,
     pollIntervalMs: int(env, "POLL_INTERVAL_MS", 100, 1),
@@ -146,12 +158,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pushAllow: (env["PUSH_ALLOW"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
     pushMaxPerSecond: int(env, "PUSH_MAX_PER_SECOND", 50, 1),
   };
+  if (!LOG_LEVELS.includes(cfg.logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(cfg.logLevel)}`);
   const auth = env["AUTH"];
-  if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new Error(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);
+  if (auth !== undefined && auth !== "" && auth !== "required" && auth !== "off") throw new ConfigError(`AUTH must be "required" or "off", got ${JSON.stringify(auth)}`);
   if (auth) cfg.auth = auth as "required" | "off";
   for (const pair of (env["API_KEYS"] ?? "").split(",").map((p) => p.trim()).filter(Boolean)) {
     const i = pair.indexOf(":");
-    if (i <= 0 || i === pair.length - 1) throw new Error("API_KEYS must look like project:key,project2:key2");
+    if (i <= 0 || i === pair.length - 1) throw new ConfigError("API_KEYS must look like project:key,project2:key2");
     cfg.apiKeys.push({ project: pair.slice(0, i), key: pair.slice(i + 1) });
   }
   if (env["ADMIN_TOKEN"]) cfg.adminToken = env["ADMIN_TOKEN"];

@@ -3,8 +3,8 @@ import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import http from "node:http";
 import http2 from "node:http2";
-import { pino, type Logger } from "pino";
-import type { Config } from "../config.js";
+import { pino, type DestinationStream, type Logger } from "pino";
+import { ConfigError, type Config } from "../config.js";
 import { EventLog } from "../core/log.js";
 import type { Store } from "../core/store.js";
 import { MemoryStore } from "../store/memory/index.js";
@@ -95,7 +95,7 @@ function loadConsole(): Map<string, { type: string; body: Buffer }> {
 }
 
 /** JSON logs; credentials never reach them, whatever a log call passes along. */
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
     level,
     redact: {
@@ -103,7 +103,7 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       censor: "[redacted]",
     },
   };
-  return destination ? pino(options, destination as never) : pino(options);
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /** This package's version (package.json sits two levels up from src/server, three from dist/src/server). */
@@ -138,9 +138,17 @@ export function createStore(cfg: Config, logger: Logger): Store {
 /** Starts the service: one listener for HTTP/1.1 and h2c (gRPC, gRPC-Web, Connect, JSON paths, SSE). */
 export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App> {
   const logger = opts.logger ?? createLogger(cfg.logLevel);
-  const authMode = cfg.auth ?? (cfg.mongodbUri || opts.store?.durable ? "required" : isLoopback(cfg.host) ? "off" : "required");
+  // Keys are needed wherever the network can reach the service; on loopback the default is open,
+  // whichever the store, so the Quick-start keeps working when MONGODB_URI is added.
+  const authMode = cfg.auth ?? (isLoopback(cfg.host) ? "off" : "required");
   if (authMode === "off" && !isLoopback(cfg.host)) {
-    throw new Error(`refusing to listen on ${cfg.host} without API keys: set AUTH=required (and create keys), or listen on 127.0.0.1`);
+    throw new ConfigError(`refusing to listen on HOST=${cfg.host} with AUTH=off: remove AUTH=off (API keys are then required) or set HOST=127.0.0.1`);
+  }
+  const keysInDatabase = !!(opts.store?.durable ?? cfg.mongodbUri);
+  if (authMode === "required" && !keysInDatabase && cfg.apiKeys.length === 0 && !cfg.adminToken) {
+    throw new ConfigError(
+      `refusing to start: API keys are required (${cfg.auth ? "AUTH=required" : `HOST=${cfg.host} is not loopback`}) and nobody could get one: set API_KEYS=project:key, or ADMIN_TOKEN=<secret> (then: agent-events keys create --project <project>), or MONGODB_URI (keys live in the database), or HOST=127.0.0.1`,
+    );
   }
   const store = opts.store ?? createStore(cfg, logger);
   await store.init();
@@ -151,7 +159,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   }
   const auth = new Auth(authMode, keys, cfg.authCacheMs);
   if (authMode === "off") logger.warn({ host: cfg.host }, "authentication is OFF (loopback only): callers name their project with X-Project-ID; set AUTH=required to use API keys");
-  else logger.info("authentication: API keys required");
+  else logger.info({ host: cfg.host, reason: cfg.auth ? "AUTH=required" : "HOST is not loopback" }, `authentication: API keys required; create one with ${keysInDatabase ? "MONGODB_URI=… agent-events keys create --project <project>" : cfg.adminToken ? "ADMIN_TOKEN=… agent-events keys create --project <project>" : "API_KEYS=project:key at start-up"}, send it as Authorization: Bearer <key>`);
   if (!store.durable) logger.warn("using the in-memory store: events are NOT durable and are lost on restart (set MONGODB_URI for MongoDB)");
   else logger.info({ store: store.kind }, "store ready");
 
