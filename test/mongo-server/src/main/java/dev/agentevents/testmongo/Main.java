@@ -23,6 +23,12 @@ import java.util.Set;
  * index admits one document per key). So every write command runs under one lock here: that gives
  * the atomicity MongoDB documents, nothing more. Reads stay concurrent.
  *
+ * <p>A change stream's getMore waits, as MongoDB's does for a tailable awaitData cursor: up to its
+ * maxTimeMS (the driver's maxAwaitTimeMS) for a write, instead of answering an empty batch at
+ * once (mongo-java-server's own behaviour, which makes an idle change stream spin). Command counts
+ * measured against this server are then what a real one executes. A waiting getMore holds its
+ * network thread, so the server runs many of them (Netty starts each one only when first used).
+ *
  * <p>Flag {@code --no-ttl}: refuse TTL indexes (createIndexes with expireAfterSeconds) with error
  * 238 NotImplemented, as FerretDB and some MongoDB-compatible services do.
  */
@@ -51,6 +57,9 @@ public final class Main {
   static final class FaithfulBackend extends MemoryBackend {
     private final Object writeLock = new Object();
     private final boolean noTtl;
+    /** Writes so far; waiting getMores are notified on it. */
+    private final Object changes = new Object();
+    private long writes;
 
     FaithfulBackend(boolean noTtl) {
       this.noTtl = noTtl;
@@ -59,6 +68,9 @@ public final class Main {
     @Override
     public Document handleCommand(Channel channel, String database, String command, Document query) {
       String name = command.toLowerCase(Locale.ROOT);
+      if (name.equals("getmore") && query.get("maxTimeMS") instanceof Number max && max.longValue() > 0) {
+        return awaitData(channel, database, command, query, max.longValue());
+      }
       if (!WRITES.contains(name)) return super.handleCommand(channel, database, command, query);
       if (noTtl && name.equals("createindexes") && query.get("indexes") instanceof List<?> indexes) {
         for (Object index : indexes) {
@@ -67,8 +79,46 @@ public final class Main {
           }
         }
       }
-      synchronized (writeLock) {
-        return super.handleCommand(channel, database, command, query);
+      try {
+        synchronized (writeLock) {
+          return super.handleCommand(channel, database, command, query);
+        }
+      } finally {
+        synchronized (changes) {
+          writes++;
+          changes.notifyAll();
+        }
+      }
+    }
+
+    /** A getMore that answers an empty batch of an open cursor only after maxTimeMS without writes. */
+    private Document awaitData(Channel channel, String database, String command, Document query, long maxTimeMs) {
+      long deadline = System.nanoTime() + maxTimeMs * 1_000_000L;
+      for (;;) {
+        long seen;
+        synchronized (changes) {
+          seen = writes;
+        }
+        Document reply = super.handleCommand(channel, database, command, query);
+        if (!(reply.get("cursor") instanceof Document cursor)
+            || !(cursor.get("nextBatch") instanceof List<?> batch)
+            || !batch.isEmpty()
+            || !(cursor.get("id") instanceof Number id)
+            || id.longValue() == 0) {
+          return reply;
+        }
+        synchronized (changes) {
+          long left;
+          while (writes == seen && (left = deadline - System.nanoTime()) > 0) {
+            try {
+              changes.wait(Math.max(1, left / 1_000_000L));
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+              return reply;
+            }
+          }
+          if (writes == seen) return reply;
+        }
       }
     }
   }
@@ -85,7 +135,8 @@ public final class Main {
     backend.enableOplog();
     MongoServer server = new MongoServer(backend);
     try {
-      server.bind(new InetSocketAddress("127.0.0.1", port));
+      // One acceptor; up to 512 network threads (see awaitData), started as connections come.
+      server.bind(new InetSocketAddress("127.0.0.1", port), 1, 512);
     } catch (Exception e) {
       // E.g. a BindException (rethrown undeclared by Netty): exit, as Netty's non-daemon threads
       // would otherwise keep the JVM alive.
