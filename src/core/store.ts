@@ -1,5 +1,11 @@
 import type { StoredEvent, StreamId, StreamKind } from "./types.js";
 
+/** Sequences a watcher saw appended (or reserved) in a stream, first to last. */
+export interface AppendRange {
+  from: number;
+  to: number;
+}
+
 export interface StreamInfo {
   head: number;
   floor: number;
@@ -116,10 +122,12 @@ export interface Store {
   executionProject(executionId: string): Promise<string | undefined>;
 
   /**
-   * Reports appends made by other processes: `onAppend(streamName)` is called after events of
-   * that stream were stored elsewhere. `interest()` names the streams local subscribers follow
-   * (a polling implementation only looks at those). Returns a function that stops watching.
-   * Adapters without other writers (memory) never call back.
+   * Reports appends made by other processes: `onAppend(streamName, range)` is called after events of
+   * that stream were stored elsewhere. `range`, when known, holds the sequences the report is
+   * about (an insert's sequence, or how far the stream's counter moved): the log ignores reports
+   * of its own appends by it. Without it, something of the stream changed. `interest()` names the
+   * streams local subscribers follow (a polling implementation only looks at those). Returns a
+   * function that stops watching. Adapters without other writers (memory) never call back.
    */
-  watchAppends(onAppend: (stream: string) => void, interest: () => Iterable<StreamId>): () => Promise<void>;
+  watchAppends(onAppend: (stream: string, range?: AppendRange) => void, interest: () => Iterable<StreamId>): () => Promise<void>;
 }

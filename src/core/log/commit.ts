@@ -28,12 +28,19 @@ export class Committer {
   readonly #queues = new Map<string, Queue>();
   /** Estimated heap bytes of the publishes queued or being written. */
   #pending = 0;
+  /** The sequences of each stream's round being stored now (reserved, append not settled). */
+  readonly #storing = new Map<string, { first: number; last: number }>();
 
   constructor(
     private readonly ctx: LogContext,
     /** Called after a round is stored, before its publishes resolve (the tail cache). */
     private readonly committed: (name: string, events: StoredEvent[], streamExpireAt: Date | undefined) => void,
   ) {}
+
+  /** The range of the stream this process has reserved and is storing now, if any. */
+  storing(name: string): { first: number; last: number } | undefined {
+    return this.#storing.get(name);
+  }
 
   /** Resolves once no publish is queued or being written. */
   async idle(): Promise<void> {
@@ -210,11 +217,14 @@ export class Committer {
       results.push(events);
       all.push(...events);
     }
+    this.#storing.set(name, { first, last });
     try {
       await traceAppend(batch.map((p) => p.opts?.trace), name, () => store.append(all));
     } catch (err) {
       await afterFailedAppend(this.ctx, { stream, name, batch, results, first, last, createdAt }, err, requeue);
       return;
+    } finally {
+      this.#storing.delete(name);
     }
     stats.commits++;
     stats.published += count;

@@ -50,10 +50,16 @@ export class EventLog {
     });
     this.#reader = new Reader(this.#ctx);
     this.#stopWatching = store.watchAppends(
-      (name) => this.#hub.notify(name),
+      (name, range) => {
+        // This process's own append, echoed by the watcher: its subscribers have it already (or
+        // are woken when its store write settles).
+        if (range && this.#tails.covers(name, range.from, range.to, this.#committer.storing(name))) return;
+        this.#hub.notify(name);
+      },
       () => [...this.#followed.values()].map((f) => f.id),
     );
-    // Idle subscribers look at the store now and then even without a wake-up (one timer for all).
+    // Idle subscribers look at the store now and then even without a wake-up (one timer for all;
+    // one head() per stream, see subscribe.ts).
     this.#recheck = setInterval(() => this.#hub.expireAll(), o.idleRecheckMs);
     this.#recheck.unref();
   }

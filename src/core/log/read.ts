@@ -24,6 +24,9 @@ export class Reader {
   /** Average JSON bytes of the events lately read, per stream (at most 10,000 streams): sizes store reads. */
   readonly #avgBytes = new Map<string, number>();
   readonly #holes: HoleClock;
+  /** Store reads and head() calls in flight, shared by the subscribers that need the same one. */
+  readonly #reads = new Map<string, Promise<{ docs: StoredEvent[]; truncated: boolean }>>();
+  readonly #heads = new Map<string, Promise<number>>();
 
   constructor(private readonly ctx: LogContext) {
     this.#holes = new HoleClock(ctx.mono);
@@ -49,6 +52,30 @@ export class Reader {
       this.#noteSize(name, bytes / docs.length);
     }
     return { docs, truncated: docs.length === n };
+  }
+
+  /**
+   * read(), shared: subscribers of the stream here at the same cursor (woken together by one
+   * append) wait for one store read rather than each making its own.
+   */
+  shared(stream: StreamId, name: string, cursor: number, limit: number): Promise<{ docs: StoredEvent[]; truncated: boolean }> {
+    const key = `${cursor}\n${limit}\n${name}`;
+    let p = this.#reads.get(key);
+    if (!p) {
+      p = this.read(stream, name, cursor, limit).finally(() => this.#reads.delete(key));
+      this.#reads.set(key, p);
+    }
+    return p;
+  }
+
+  /** The stream's last sequence handed out, one store call for every subscriber here that asks at once. */
+  head(stream: StreamId, name: string): Promise<number> {
+    let p = this.#heads.get(name);
+    if (!p) {
+      p = this.ctx.store.head(stream).finally(() => this.#heads.delete(name));
+      this.#heads.set(name, p);
+    }
+    return p;
   }
 
   /** Folds the average size of events just read into the stream's estimate (at most 10,000 streams tracked). */

@@ -32,15 +32,32 @@ export async function* subscribe(ctx: LogContext, parts: SubscribeParts, stream:
     let chaseDelay = 0;
     let chaseStarted = 0;
     let outageDelay = 0;
+    /** Why the last wait ended: an append (or close) was signalled, or the log's idle recheck. */
+    let woken: "append" | "recheck" | undefined;
     while (!signal.aborted) {
+      if (woken === "recheck" && chaseDelay === 0) {
+        // The idle recheck looks for appends no wake-up announced: one head() for the stream's
+        // subscribers here (they are woken together), and a read only when it moved.
+        const head = await reader.head(stream, name).catch(() => Number.MAX_SAFE_INTEGER);
+        if (head <= cursor) {
+          if (signal.aborted) break;
+          woken = (await ticket.wait()) ? "append" : "recheck";
+          ticket = hub.ticket(name);
+          continue;
+        }
+      }
       let docs: StoredEvent[];
       let truncated: boolean;
+      let stored = false;
       try {
         const fromTail = tails.read(name, cursor, opts.readBatch);
         if (fromTail) {
           docs = fromTail;
           truncated = docs.length === opts.readBatch;
-        } else ({ docs, truncated } = await reader.read(stream, name, cursor, opts.readBatch));
+        } else {
+          ({ docs, truncated } = await reader.shared(stream, name, cursor, opts.readBatch));
+          stored = true;
+        }
         outageDelay = 0;
       } catch (err) {
         // The store is unreachable: keep the subscriber, retry with backoff, resume at the cursor.
@@ -53,6 +70,8 @@ export async function* subscribe(ctx: LogContext, parts: SubscribeParts, stream:
       }
       const now = ctx.now();
       const r = ready(docs, cursor, now, truncated);
+      // What one subscriber read from the store serves the others here from memory.
+      if (stored) tails.extend(name, cursor, docs, r.next);
       if (r.next > cursor) {
         cursor = r.next;
         chaseDelay = 0;
@@ -69,11 +88,18 @@ export async function* subscribe(ctx: LogContext, parts: SubscribeParts, stream:
         // appended since the read (the ticket fired, perhaps during the yield). Otherwise the
         // read saw everything: wait on the same ticket.
         if (!r.hole && (truncated || ticket.fired)) {
+          woken = ticket.fired ? "append" : undefined;
           ticket.cancel();
           ticket = hub.ticket(name);
           continue;
         }
+      } else if (woken === "append" && chaseDelay === 0 && !r.hole && (await reader.head(stream, name).catch(() => 0)) > cursor) {
+        // Woken, the head moved, but nothing was readable: another writer is between reserve and
+        // append (asked only after a read that made no progress).
+        chaseDelay = 5;
+        chaseStarted = ctx.mono();
       }
+      woken = undefined;
       let waitMs: number | undefined;
       if (r.hole) {
         // A hole: its insert may land any moment (possibly from another instance).
@@ -103,11 +129,7 @@ export async function* subscribe(ctx: LogContext, parts: SubscribeParts, stream:
       if (signal.aborted) break;
       const notified = await ticket.wait(waitMs);
       ticket = hub.ticket(name);
-      if (notified && chaseDelay === 0 && !r.hole && (await ctx.store.head(stream).catch(() => 0)) > cursor) {
-        // The head moved but nothing was readable: another writer is between reserve and append.
-        chaseDelay = 5;
-        chaseStarted = ctx.mono();
-      }
+      woken = notified ? "append" : waitMs === undefined ? "recheck" : undefined;
     }
   } finally {
     ticket.cancel();

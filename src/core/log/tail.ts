@@ -1,5 +1,5 @@
 import { eventCost } from "../json.js";
-import type { StoredEvent } from "../types.js";
+import { isPurgeMarker, type StoredEvent } from "../types.js";
 
 /** Recent events kept per followed stream for subscribers that keep up (and at most tailBytes in all). */
 const TAIL_EVENTS = 4096;
@@ -12,10 +12,12 @@ function weightOf(events: readonly StoredEvent[]): number {
 }
 
 /**
- * The tail of each followed stream as committed by this process: contiguous sequences only, at
- * most TAIL_EVENTS. Subscribers that keep up read from here instead of the store (one store write,
- * N subscribers, no N store reads). Anything else (another instance's appends, a gap, an older
- * position, events with an expiry that another publish may extend) is read from the store.
+ * The tail of each followed stream: contiguous sequences only, at most TAIL_EVENTS, as committed
+ * by this process or read from the store by one of its subscribers (another instance's appends:
+ * one store read, then every local subscriber is served from here). Subscribers that keep up read
+ * from here instead of the store (one store write, N subscribers, no N store reads). Anything else
+ * (a gap, an older position, events with an expiry that another publish may extend) is read from
+ * the store.
  */
 export class TailCache {
   readonly #tails = new Map<string, StoredEvent[]>();
@@ -61,6 +63,49 @@ export class TailCache {
       if (other !== name) this.drop(other);
       else if (t.length > 0 && weightOf(t) > this.tailBytes) this.drop(name);
     }
+  }
+
+  /**
+   * Adds what a subscriber read from the store after `cursor` and passed (every sequence up to
+   * `next`: delivered, void, or a whole batch with a void member) when it continues the tail, so
+   * the stream's other subscribers here need no read of their own. Only plain events are kept: not
+   * a purge marker, nor events with an expiry (the stream's may slide on another instance), and
+   * never past `next`, so the tail never ends inside a batch or before a hole.
+   */
+  extend(name: string, cursor: number, docs: readonly StoredEvent[], next: number): void {
+    const tail = this.#tails.get(name);
+    if (tail && tail.length > 0 && tail[tail.length - 1]!.seq !== cursor) return;
+    let n = 0;
+    while (n < docs.length && docs[n]!.seq === cursor + 1 + n && docs[n]!.seq <= next) {
+      const e = docs[n]!;
+      if (e.expireAt !== undefined || isPurgeMarker(e)) break;
+      n++;
+    }
+    // Stop at the last batch boundary within the prefix (a batch cut by an expiring member).
+    while (n > 0 && (docs[n - 1]!.batchEnd ?? docs[n - 1]!.seq) > docs[n - 1]!.seq) n--;
+    if (n > 0) this.remember(name, docs.slice(0, n), undefined);
+  }
+
+  /**
+   * Whether every sequence from..to is in the stream's tail or in `pending` (a range this process
+   * has reserved and is storing): the watcher's report of an append that is this process's own.
+   */
+  covers(name: string, from: number, to: number, pending?: { first: number; last: number }): boolean {
+    const tail = this.#tails.get(name);
+    const spans: { first: number; last: number }[] = [];
+    if (tail && tail.length > 0) spans.push({ first: tail[0]!.seq, last: tail[tail.length - 1]!.seq });
+    if (pending) spans.push(pending);
+    let at = from;
+    for (let moved = true; moved && at <= to; ) {
+      moved = false;
+      for (const s of spans) {
+        if (at >= s.first && at <= s.last) {
+          at = s.last + 1;
+          moved = true;
+        }
+      }
+    }
+    return at > to;
   }
 
   /** Drops the first `n` events of a tail. */

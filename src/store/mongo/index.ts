@@ -1,6 +1,6 @@
 import { Binary, Long, type Collection, type Db, type Filter, type IndexSpecification, type CreateIndexesOptions } from "mongodb";
 import { DuplicateEventError, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { ListStreamsQuery, Store, StreamInfo, StreamListing } from "../../core/store.js";
+import type { AppendRange, ListStreamsQuery, Store, StreamInfo, StreamListing } from "../../core/store.js";
 import { MongoConnection, type MongoConnectionOptions } from "./client.js";
 import { isDuplicateKey, isIndexConflict, isNotSupported, isSequenceTaken } from "./errors.js";
 import { AppendWatcher } from "./watcher.js";
@@ -536,7 +536,7 @@ export class MongoStore implements Store {
     return doc?.project;
   }
 
-  watchAppends(onAppend: (stream: string) => void, interest: () => Iterable<StreamId>): () => Promise<void> {
+  watchAppends(onAppend: (stream: string, range?: AppendRange) => void, interest: () => Iterable<StreamId>): () => Promise<void> {
     const watcher = new AppendWatcher(
       this.#db,
       this.#events as unknown as Collection<{ stream: string }>,

@@ -1,5 +1,12 @@
 import { Long, MongoServerError, type ChangeStream, type Collection, type Db, type Document, type ResumeToken } from "mongodb";
+import type { AppendRange } from "../../core/store.js";
 import { streamName, type StreamId } from "../../core/types.js";
+
+/** A sequence as stored (Long or number); undefined when absent. */
+function seqOf(v: unknown): number | undefined {
+  if (v instanceof Long) return v.toNumber();
+  return typeof v === "number" ? v : undefined;
+}
 
 export interface WatcherOptions {
   /** "auto": a change stream where the deployment has one (replica set, sharded), else polling. */
@@ -13,8 +20,18 @@ export interface WatcherOptions {
 
 /** Most streams named in the change stream's filter; above it, every insert is watched. */
 const MAX_FILTERED_STREAMS = 1000;
-/** How often the followed set is compared with the one the change stream filters on. */
+/** How often the followed set is compared with the one the change stream filters on while changes keep coming. */
 const INTEREST_CHECK_MS = 200;
+/**
+ * How long the server holds an idle change stream's getMore open for a change: an idle instance
+ * pays one getMore per second, and a stream newly followed joins the filter within that (its
+ * subscribers read the store by themselves meanwhile).
+ */
+export const CHANGE_AWAIT_MS = 1000;
+/** Poll mode: after this long without a followed stream's counter moving, poll at IDLE_POLL_MS. */
+export const POLL_QUIET_MS = 10_000;
+/** Poll mode, idle: the interval that bounds cross-instance delivery after a quiet spell. */
+export const IDLE_POLL_MS = 1000;
 
 /** Codes meaning "this server has no change streams" (standalone, some wire-compatible servers). */
 const NO_CHANGE_STREAMS = new Set([40573, 40324, 115, 238, 303]);
@@ -32,8 +49,11 @@ const TOKEN_LOST = new Set([260, 280, 286]);
  * opens it lazily — every followed stream is woken, so anything appended while it was not open is
  * read by the subscribers themselves.
  *
+ * Each report names the sequences it is about (the insert's; how far a counter moved), so the log
+ * can tell its own appends, which it has delivered already, from other instances'.
+ *
  * Poll mode: reads the counters of the followed streams every `pollIntervalMs` and wakes those
- * whose head moved.
+ * whose head moved; after POLL_QUIET_MS without a move, every IDLE_POLL_MS until one moves again.
  */
 export class AppendWatcher {
   #stopped = false;
@@ -49,7 +69,7 @@ export class AppendWatcher {
     private readonly events: Collection<{ stream: string }>,
     private readonly counters: Collection<{ _id: string; seq: unknown }>,
     private readonly opts: WatcherOptions,
-    private readonly onAppend: (stream: string) => void,
+    private readonly onAppend: (stream: string, range?: AppendRange) => void,
     private readonly interest: () => Iterable<StreamId>,
   ) {}
 
@@ -98,9 +118,9 @@ export class AppendWatcher {
       const key = names.join("\n");
       const match: Document = { operationType: { $in: ["insert", "invalidate"] } };
       if (names.length <= MAX_FILTERED_STREAMS) match["$or"] = [{ operationType: "invalidate" }, { "fullDocument.stream": { $in: names } }];
-      const cs = this.events.watch([{ $match: match }, { $project: { operationType: 1, "fullDocument.stream": 1 } }], {
+      const cs = this.events.watch([{ $match: match }, { $project: { operationType: 1, "fullDocument.stream": 1, "fullDocument.seq": 1 } }], {
         ...(this.#token ? { startAfter: this.#token } : {}),
-        maxAwaitTimeMS: INTEREST_CHECK_MS,
+        maxAwaitTimeMS: CHANGE_AWAIT_MS,
       });
       this.#stream = cs;
       let opened = false;
@@ -108,7 +128,7 @@ export class AppendWatcher {
       try {
         for (;;) {
           if (this.#stopped) break;
-          const change = (await cs.tryNext()) as { operationType?: string; fullDocument?: { stream?: string } } | null;
+          const change = (await cs.tryNext()) as { operationType?: string; fullDocument?: { stream?: string; seq?: unknown } } | null;
           if (!opened) {
             opened = true;
             backoff = 0;
@@ -121,7 +141,10 @@ export class AppendWatcher {
             break;
           }
           const s = change?.fullDocument?.stream;
-          if (s) this.onAppend(s);
+          if (s) {
+            const seq = seqOf(change?.fullDocument?.seq);
+            this.onAppend(s, seq === undefined ? undefined : { from: seq, to: seq });
+          }
           // The followed set changed: reopen from the token with the new filter (looked at when
           // idle, and at least every INTEREST_CHECK_MS while changes keep coming).
           if (!change || Date.now() - checked >= INTEREST_CHECK_MS) {
@@ -151,24 +174,28 @@ export class AppendWatcher {
 
   #poll(): void {
     if (this.#stopped) return;
+    let moved = Date.now();
     const tick = async (): Promise<void> => {
       const names = this.#names();
       if (names.length > 0) {
         try {
           const docs = await this.counters.find({ _id: { $in: names } }, { projection: { seq: 1 } }).toArray();
           for (const d of docs) {
-            const seq = d.seq instanceof Long ? d.seq.toNumber() : Number(d.seq);
-            if (this.#seen.get(d._id) !== seq) {
+            const seq = seqOf(d.seq) ?? 0;
+            const before = this.#seen.get(d._id);
+            if (before !== seq) {
               this.#seen.set(d._id, seq);
-              this.onAppend(d._id);
+              moved = Date.now();
+              this.onAppend(d._id, before !== undefined && seq > before ? { from: before + 1, to: seq } : undefined);
             }
           }
         } catch (err) {
           this.opts.log?.("append poll failed", { err: String(err) });
         }
       }
-      if (!this.#stopped) this.#timer = setTimeout(() => void tick(), this.opts.pollIntervalMs);
+      if (!this.#stopped) this.#timer = setTimeout(() => void tick(), next());
     };
+    const next = (): number => (Date.now() - moved >= POLL_QUIET_MS ? Math.max(IDLE_POLL_MS, this.opts.pollIntervalMs) : this.opts.pollIntervalMs);
     this.#timer = setTimeout(() => void tick(), this.opts.pollIntervalMs);
   }
 
