@@ -4,6 +4,7 @@ import { timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
 import { EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/events/v1/events_pb.js";
 import type { EventLog } from "../core/log.js";
 import { eventCost } from "../core/json.js";
+import { IDENTIFIER_RULE, isIdentifier } from "../core/names.js";
 import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { ValidationError, fieldRules, lengthError, messageFromJson, type FieldError } from "./json.js";
 import { contentOf } from "./mapping.js";
@@ -35,13 +36,11 @@ export function invalidField(loc: (string | number)[], msg: string, type = "valu
   return invalid([{ loc, msg, type, ...(input === undefined ? {} : { input }) }]);
 }
 
-/** What `(events.v1.identifier)` allows: 1-256 characters of letters, digits and _ . : @ ~ + = / - */
-export const IDENTIFIER = /^[A-Za-z0-9_.:@~+=/-]{1,256}$/;
 
 /**
  * The field rules of events/v1/options.proto, for any request however it arrived (JSON bodies
  * also get their types checked when parsed): `required` message fields must be set, strings and
- * lists not empty; `identifier` strings must match IDENTIFIER; strings with `min_length` /
+ * lists not empty; `identifier` strings must be identifiers (core/names.ts); strings with `min_length` /
  * `max_length` must have that many characters (code points).
  */
 export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: MessageShape<Desc>, loc: (string | number)[] = ["body"]): void {
@@ -49,8 +48,8 @@ export function checkRequired<Desc extends DescMessage>(schema: Desc, msg: Messa
   for (const field of schema.fields) {
     if (fieldRules(field).identifier && field.fieldKind === "scalar" && isFieldSet(msg, field)) {
       const v = (msg as Record<string, unknown>)[field.localName];
-      if (typeof v === "string" && !IDENTIFIER.test(v)) {
-        errors.push({ loc: [...loc, field.name], msg: "must be 1-256 characters of letters, digits and _ . : @ ~ + = / -", type: "string_pattern_mismatch", input: v });
+      if (typeof v === "string" && !isIdentifier(v)) {
+        errors.push({ loc: [...loc, field.name], msg: IDENTIFIER_RULE, type: "string_pattern_mismatch", input: v });
       }
     }
     if (field.fieldKind === "scalar" && isFieldSet(msg, field)) {

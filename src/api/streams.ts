@@ -36,9 +36,10 @@ import {
 } from "../../gen/events/v1/events_pb.js";
 import { STREAM_KINDS, type EventDraft, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { eventCost, jsonDepth } from "../core/json.js";
+import { IDENTIFIER_RULE, isIdentifier } from "../core/names.js";
 import { encodeJsonValue, MAX_PROTO_DATA_DEPTH } from "./free-json.js";
 import { ProducerRejection, type Producer, type ProducerOutcome } from "./durable/index.js";
-import { checkRequired, DEFAULT_PROJECT, RecentCache, recentCacheBytes, IDENTIFIER, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, DEFAULT_PROJECT, RecentCache, recentCacheBytes, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
 export const PUBLISH_STREAM_WINDOW = 256;
@@ -77,7 +78,7 @@ export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number; resp
     const kind = ref ? kindFromPb(ref.kind) : undefined;
     if (!ref || !kind) throw invalidField(["stream", "kind"], "stream kind must be TOPIC, EXECUTION, TASK or DURABLE", "value_error");
     if (!ref.key) throw invalidField(["stream", "key"], "stream key must not be empty", "missing");
-    if (!IDENTIFIER.test(ref.key)) throw invalidField(["stream", "key"], "must be 1-256 characters of letters, digits and _ . : @ ~ + = / -", "string_pattern_mismatch", ref.key);
+    if (!isIdentifier(ref.key)) throw invalidField(["stream", "key"], IDENTIFIER_RULE, "string_pattern_mismatch", ref.key);
     return { project: ctx.project ?? DEFAULT_PROJECT, kind, key: ref.key };
   }
 

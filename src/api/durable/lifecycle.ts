@@ -6,6 +6,7 @@ import type { EventDraft, StoredEvent } from "../../core/types.js";
 import { READ_EVENTS, type DurableContext } from "./context.js";
 import { rawMessage, toDrafts } from "./messages.js";
 import { DsError, H, STREAM_PREFIX, type DsReply, type DsRequest } from "./protocol.js";
+import { nameProblem, namePath } from "../../core/names.js";
 import { isJson, mediaType, newIncarnation, OFFSET, OffsetError, parseOffset, strictUint, validContentType } from "./wire.js";
 
 export function durableLifecycle(ctx: DurableContext) {
@@ -84,7 +85,7 @@ export function durableLifecycle(ctx: DurableContext) {
   async function createdReply(r: DsRequest, m: DurableMeta, status: number): Promise<DsReply> {
     const tail = await tailOf(m);
     const headers: Record<string, string> = { "content-type": m.contentType, [H.offset]: offsetOf(m, tail.position) };
-    if (status === 201) headers["location"] = r.origin + STREAM_PREFIX + m.name.split("/").map(encodeURIComponent).join("/");
+    if (status === 201) headers["location"] = r.origin + STREAM_PREFIX + namePath(m.name);
     if (tail.closed) headers[H.closed] = "true";
     return { status, headers };
   }
@@ -157,6 +158,9 @@ export function durableLifecycle(ctx: DurableContext) {
   }
 
   async function create(r: DsRequest): Promise<DsReply> {
+    // One name rule for every surface (core/names.ts): what is created here is reachable everywhere.
+    const problem = nameProblem(r.name);
+    if (problem) throw new DsError(400, `stream name ${problem}`);
     const c = parseCreate(r);
     if (r.view) {
       // A view exists as soon as it is named: PUT confirms its (fixed) configuration or conflicts.

@@ -14,6 +14,7 @@ import { credentialOf, type Auth } from "../auth.js";
 import { errorReply, readBody } from "../gateway.js";
 import type { LiveReader, LiveReaders } from "../limits.js";
 import { untilRevoked } from "../revocation.js";
+import { isIdentifier } from "../../core/names.js";
 import type { Req, Res } from "../sse.js";
 
 export interface DurableRouteOptions {
@@ -104,7 +105,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
         const slash = name.indexOf("/");
         const kind = name.slice(0, slash);
         const key = name.slice(slash + 1);
-        if (slash < 0 || (kind !== "topic" && kind !== "execution" && kind !== "task") || !/^[A-Za-z0-9_.:@~+=/-]{1,256}$/.test(key)) {
+        if (slash < 0 || (kind !== "topic" && kind !== "execution" && kind !== "task") || !isIdentifier(key)) {
           throw new DsError(404, "no such stream: /v1/log/{topic|execution|task}/{key}");
         }
         view = { kind, key };
