@@ -82,8 +82,11 @@ describe("one name rule on every surface", () => {
             () => 400,
           );
         if (status >= 300) {
-          // Refused with the dialect's bad-input answer; only names that break some surface are.
-          expect([400, 404, 422], `${via} ${JSON.stringify(v)}: ${status}`).toContain(status);
+          // Refused with the dialect's bad-input answer; only names that break some surface are. (A
+          // whole "." or ".." in a path is resolved away before it is sent: another route answers.)
+          const unsendable = (via === "sailhouse" || via === "kubiya") && (v === "." || v === "..");
+          if (unsendable) expect(status, `${via} ${JSON.stringify(v)}: ${status}`).toBeLessThan(500);
+          else expect([400, 404, 422], `${via} ${JSON.stringify(v)}: ${status}`).toContain(status);
           expect(isIdentifier(v), `${via} refused ${JSON.stringify(v)}`).toBe(false);
           return;
         }
