@@ -48,7 +48,7 @@ export interface Config {
   errorQuoteBytes: number;
   /** Durable Streams: how long a long-poll (and an idle SSE stretch) waits for data. */
   durableLongPollMs: number;
-  /** Durable Streams: SSE connections end after this long (clients resume from the last offset). */
+  /** Durable Streams: SSE connections end after this long (clients resume from the last offset); 0: never by age. */
   durableSseMaxMs: number;
   /** Durable Streams: largest append or initial body, bytes. */
   durableMaxAppendBytes: number;
@@ -105,6 +105,13 @@ function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min = 0, max = 
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
+/** DURABLE_SSE_MAX_MS: 0 (SSE never ends by age, for clients that do not reconnect) or at least 100 ms. */
+function sseMaxMs(env: NodeJS.ProcessEnv): number {
+  const n = int(env, "DURABLE_SSE_MAX_MS", 60_000, 0);
+  if (n > 0 && n < 100) throw new ConfigError(`DURABLE_SSE_MAX_MS must be 0 (never) or an integer >= 100, got ${JSON.stringify(env["DURABLE_SSE_MAX_MS"])}`);
+  return n;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const watchMode = env["WATCH_MODE"] ?? "auto";
   if (watchMode !== "auto" && watchMode !== "changestream" && watchMode !== "poll") {
@@ -139,7 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxConcurrentStreams: int(env, "MAX_CONCURRENT_STREAMS", 256, 1),
     errorQuoteBytes: int(env, "ERROR_QUOTE_BYTES", 2048, 16),
     durableLongPollMs: int(env, "DURABLE_LONG_POLL_MS", 30_000, 10),
-    durableSseMaxMs: int(env, "DURABLE_SSE_MAX_MS", 60_000, 100),
+    durableSseMaxMs: sseMaxMs(env),
     durableMaxAppendBytes: int(env, "DURABLE_MAX_APPEND_BYTES", 4 * 1024 * 1024, 1024),
     durableReadMaxBytes: int(env, "DURABLE_READ_MAX_BYTES", 1024 * 1024, 1024),
     maxJsonValues: int(env, "MAX_JSON_VALUES", 100_000, 1000),

@@ -216,6 +216,7 @@ export function toConnectError(err: unknown): ConnectError {
 
 /** The field error of a draft the log refused (located as in a PublishRequest). */
 export function invalidEventField(err: InvalidEventError): FieldError {
+  if (err.field === "idempotency_key") return { loc: ["events", err.index, err.field], msg: `Input ${err.problem}`, type: "value_error" };
   return { loc: ["events", err.index, err.field], msg: `Input is not storable JSON: ${err.problem}`, type: "value_error" };
 }
 

@@ -103,13 +103,21 @@ export class StreamClosedError extends Error {
 export class InvalidEventError extends Error {
   constructor(
     readonly index: number,
-    readonly field: "data" | "metadata" | "extra",
+    readonly field: "data" | "metadata" | "extra" | "idempotency_key",
     readonly problem: string,
   ) {
-    super(`event ${index}: ${field} is not storable JSON: ${problem}`);
+    super(field === "idempotency_key" ? `event ${index}: idempotency_key ${problem}` : `event ${index}: ${field} is not storable JSON: ${problem}`);
     this.name = "InvalidEventError";
   }
 }
+
+/**
+ * Idempotency keys that start with this are the service's own (a Durable Streams producer's
+ * request keys, src/api/durable/append.ts): the log stores them only from a publish that says its
+ * keys are internal (PublishOptions.internalKeys) and refuses them from every other publish, so no
+ * client can take a key the service will need (and make an acknowledged append a no-op).
+ */
+export const INTERNAL_KEY_PREFIX = "ds-producer:";
 
 /**
  * The service holds as much as a memory bound allows (publishes queued, the in-memory store's

@@ -21,6 +21,12 @@ export interface DurableMeta {
   inc: string;
   /** The log sequence before this incarnation's first position: position = sequence - base. */
   base: number;
+  /**
+   * Offset values per message (src/api/durable/wire.ts): OFFSET_UNITS for streams created since
+   * offsets became byte-position-like; absent (1) on records made before, whose offsets keep
+   * counting messages. A fork takes its source's, so inherited offsets mean the same.
+   */
+  offsetUnits?: number;
   contentType: string;
   ttlSeconds?: number;
   /** Stream-Expires-At as the creator sent it (echoed by HEAD). */

@@ -1,6 +1,6 @@
 /** Durable Streams offsets, cursors and header values (src/api/durable/wire.ts). */
 import { describe, expect, it } from "vitest";
-import { formatOffset, newIncarnation, parseOffset, responseCursor, sseData, strictUint } from "../../src/api/durable/wire.js";
+import { formatOffset, newIncarnation, OFFSET_UNITS, parseOffset, responseCursor, sseData, strictUint } from "../../src/api/durable/wire.js";
 import { judgeProducer } from "../../src/api/durable/index.js";
 
 describe("durable wire", () => {
@@ -24,6 +24,31 @@ describe("durable wire", () => {
     expect(() => parseOffset("2222222222222222_0000000000000006", meta)).toThrow();
     expect(() => parseOffset("3333333333333333_0000000000000001", meta)).toThrow();
     for (const bad of ["", "0,1", "0 1", "abc", "1_2", "-2", "../x", "1111111111111111_000000000000004a"]) expect(() => parseOffset(bad, meta)).toThrow();
+  });
+
+  it("offsets of streams with offset units: +1 lands inside the next message, which a read returns whole; unit-less (older) streams keep counting messages", () => {
+    const inc = "1111111111111111";
+    const meta = { inc, ancestors: [{ inc: "2222222222222222", upTo: 5 }], offsetUnits: OFFSET_UNITS };
+    const plusOne = (o: string) => o.replace(/_(\d+)$/, (_m, n: string) => `_${String(Number(n) + 1).padStart(n.length, "0")}`);
+    for (const position of [0, 1, 7, 12345]) {
+      const o = formatOffset(inc, position, OFFSET_UNITS);
+      expect(o).toMatch(/^\d{16}_\d{16}$/);
+      // The offset and the offset + 1 (what y-durable-streams resumes at) read after the same message.
+      const want = position === 0 ? { kind: "start" } : { kind: "at", position };
+      expect(parseOffset(o, meta)).toEqual(want);
+      expect(parseOffset(plusOne(o), meta)).toEqual(want);
+      expect(parseOffset(formatOffset(inc, position + 1, OFFSET_UNITS), meta)).toEqual({ kind: "at", position: position + 1 });
+    }
+    // Inherited offsets use the same units (a fork takes its source's).
+    expect(parseOffset(`2222222222222222_${String(5 * OFFSET_UNITS).padStart(16, "0")}`, meta)).toEqual({ kind: "at", position: 5 });
+    expect(() => parseOffset(`2222222222222222_${String(6 * OFFSET_UNITS).padStart(16, "0")}`, meta)).toThrow();
+    // A stream created before offset units keeps its offsets: already issued offsets stay valid.
+    const legacy = { inc, ancestors: [] };
+    expect(formatOffset(inc, 42)).toBe("1111111111111111_0000000000000042");
+    expect(parseOffset("1111111111111111_0000000000000042", legacy)).toEqual({ kind: "at", position: 42 });
+    // Order is position order, within and across the inside-a-message values.
+    const values = [0, 1, OFFSET_UNITS - 1, OFFSET_UNITS, OFFSET_UNITS + 1, 10 * OFFSET_UNITS].map((v) => `${inc}_${String(v).padStart(16, "0")}`);
+    expect(values.map((v) => parseOffset(v, meta)).map((p) => (p.kind === "at" ? p.position : 0))).toEqual([0, 0, 0, 1, 1, 10]);
   });
 
   it("parses strict non-negative integers only", () => {

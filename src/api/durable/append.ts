@@ -3,7 +3,7 @@
  * headers and for PublishStream's producer fields (RPC).
  */
 import type { DurableMeta, ProducerState } from "../../store/durable.js";
-import { StreamClosedError, streamName, type EventDraft, type StoredEvent, type StreamId } from "../../core/types.js";
+import { INTERNAL_KEY_PREFIX, StreamClosedError, streamName, type EventDraft, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { DurableContext } from "./context.js";
 import { toDrafts } from "./messages.js";
 import { DsError, H, type DsReply, type DsRequest } from "./protocol.js";
@@ -54,9 +54,19 @@ export function judgeProducer(state: ProducerState | undefined, p: Producer): Ve
   return { kind: "gap", expected: state.lastSeq + 1, received: p.seq };
 }
 
-/** The idempotency key of message `i` of a producer's request: the log's unique keys make a retry a no-op on every instance. */
-function producerKey(p: Producer, i: number): string {
-  return `ds-producer:${p.epoch}:${p.seq}:${i}:${p.id}`;
+/**
+ * A producer request's drafts as appended. The first carries the request's key, which the log
+ * stores in its internal namespace (no client can set it): the request is one atomic batch, so one
+ * key stands for all of it, and appending a retry under it stores the request if, and only if, it
+ * is missing (the log's unique keys refuse it otherwise, on every instance). The key has the shape
+ * earlier versions gave every message (`…:0:` for the first), so requests they stored are found.
+ * Keys the drafts came with are dropped: the producer's (epoch, seq) is the request's identity.
+ */
+function keyed(p: Producer, drafts: readonly EventDraft[]): EventDraft[] {
+  return drafts.map((d, i) => {
+    const { idempotencyKey: _client, ...rest } = d;
+    return i === 0 ? { ...rest, idempotencyKey: `${INTERNAL_KEY_PREFIX}${p.epoch}:${p.seq}:0:${p.id}` } : rest;
+  });
 }
 
 export function durableAppends(ctx: DurableContext) {
@@ -140,7 +150,7 @@ export function durableAppends(ctx: DurableContext) {
           } catch {
             // A retry whose body does not parse is still a retry: the original stands.
           }
-          if (drafts.length > 0) await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer!, i) })), { source: "durable" }).catch(() => undefined);
+          if (drafts.length > 0) await log.publish(id, keyed(producer!, drafts), { source: "durable", byteBounded: true, internalKeys: true }).catch(() => undefined);
         }
         const headers: Record<string, string> = { [H.producerEpoch]: String(producer!.epoch), [H.producerSeq]: String(verdict.lastSeq), [H.offset]: offsetOf(m, (await tailOf(m)).position) };
         if (tail.closed) headers[H.closed] = "true";
@@ -170,7 +180,8 @@ export function durableAppends(ctx: DurableContext) {
       if (verdict?.kind === "accept" && !(await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.expected, verdict.next))) continue;
       let stored: StoredEvent[];
       try {
-        stored = await log.publish(id, producer ? drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer, i) })) : drafts, { source: "durable", close });
+        // Bounded by DURABLE_MAX_APPEND_BYTES only: an array of any count commits whole (clients batch what queues up).
+        stored = await log.publish(id, producer ? keyed(producer, drafts) : drafts, { source: "durable", close, byteBounded: true, internalKeys: producer !== undefined });
       } catch (err) {
         // Nothing was appended: give the producer its sequence back, so a retry is not taken for a duplicate.
         if (verdict?.kind === "accept") await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.next, verdict.expected ?? { epoch: producer!.epoch, lastSeq: -1 }).catch(() => undefined);
@@ -224,13 +235,13 @@ export function durableAppends(ctx: DurableContext) {
             throw new ProducerRejection("gap", `producer_seq gap: expected ${v.expected}, got ${v.received}`, producer.epoch, v.expected);
           case "duplicate": {
             // As over HTTP: the newest accepted request is appended again under its keys, which stores it only if it is missing.
-            if (producer.seq === v.lastSeq) await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer, i) })), { source: "streams" }).catch(() => undefined);
+            if (producer.seq === v.lastSeq) await log.publish(id, keyed(producer, drafts), { source: "streams", internalKeys: true }).catch(() => undefined);
             return { events: [], duplicate: true, epoch: producer.epoch, seq: v.lastSeq };
           }
           case "accept": {
             if (!(await durable.casProducer(m.project, m.name, m.inc, producer.id, v.expected, v.next))) continue;
             try {
-              const events = await log.publish(id, drafts.map((d, i) => ({ ...d, idempotencyKey: producerKey(producer, i) })), { source: "streams" });
+              const events = await log.publish(id, keyed(producer, drafts), { source: "streams", internalKeys: true });
               return { events, duplicate: false, epoch: producer.epoch, seq: producer.seq };
             } catch (err) {
               await durable.casProducer(m.project, m.name, m.inc, producer.id, v.next, v.expected ?? { epoch: producer.epoch, lastSeq: -1 }).catch(() => undefined);

@@ -5,7 +5,7 @@
 import type { DurableMeta } from "../../store/durable.js";
 import type { StoredEvent, StreamId } from "../../core/types.js";
 import { DsError, type DsRequest, type DurableDeps } from "./protocol.js";
-import { formatOffset } from "./wire.js";
+import { formatOffset, OFFSET_UNITS } from "./wire.js";
 
 /** The incarnation of every view: views are never deleted, so they need no other. */
 const VIEW_INC = "0000000000000000";
@@ -52,7 +52,7 @@ export function durableContext(deps: DurableDeps) {
     const found = await durable.get(project, name);
     if (found) return found;
     const at = deps.now();
-    const { meta } = await durable.create({ project, name, inc: VIEW_INC, base: 0, contentType: "application/json", createdAt: at, lastAccessAt: at, closed: false, ancestors: [], refCount: 0, softDeleted: false, view });
+    const { meta } = await durable.create({ project, name, inc: VIEW_INC, base: 0, offsetUnits: OFFSET_UNITS, contentType: "application/json", createdAt: at, lastAccessAt: at, closed: false, ancestors: [], refCount: 0, softDeleted: false, view });
     return meta;
   }
 
@@ -124,7 +124,7 @@ export function durableContext(deps: DurableDeps) {
   }
 
   function offsetOf(m: DurableMeta, position: number): string {
-    return formatOffset(m.inc, position);
+    return formatOffset(m.inc, position, m.offsetUnits ?? 1);
   }
 
   return { deps, log, durable, config, idOf, logOf, nowMs, load, ensureView, target, live, touch, retire, tailOf, readAfter, offsetOf };

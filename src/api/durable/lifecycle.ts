@@ -7,7 +7,7 @@ import { READ_EVENTS, type DurableContext } from "./context.js";
 import { rawMessage, toDrafts } from "./messages.js";
 import { DsError, H, STREAM_PREFIX, type DsReply, type DsRequest } from "./protocol.js";
 import { nameProblem, namePath } from "../../core/names.js";
-import { isJson, mediaType, newIncarnation, OFFSET, OffsetError, parseOffset, strictUint, validContentType } from "./wire.js";
+import { isJson, mediaType, newIncarnation, OFFSET, OFFSET_UNITS, OffsetError, parseOffset, strictUint, validContentType } from "./wire.js";
 
 export function durableLifecycle(ctx: DurableContext) {
   const { deps, log, durable, config, idOf, logOf, load, ensureView, target, live, retire, tailOf, offsetOf } = ctx;
@@ -201,6 +201,9 @@ export function durableLifecycle(ctx: DurableContext) {
       refCount: 0,
       softDeleted: false,
     };
+    // A fork's offsets continue its source's (inherited offsets must mean the same position).
+    const units = src ? src.offsetUnits : OFFSET_UNITS;
+    if (units !== undefined) meta.offsetUnits = units;
     const inheritsExpiry = src && c.ttlSeconds === undefined && c.expiresAt === undefined;
     const ttl = inheritsExpiry ? src!.ttlSeconds : c.ttlSeconds;
     const expiresAt = inheritsExpiry ? src!.expiresAt : c.expiresAt;
@@ -228,7 +231,7 @@ export function durableLifecycle(ctx: DurableContext) {
     }
     if (plan && count > 0) await log.fill(id, meta.base, count, plan.copies);
     if (drafts.length > 0) {
-      await log.publish(id, drafts, { source: "durable", close: c.closed });
+      await log.publish(id, drafts, { source: "durable", close: c.closed, byteBounded: true });
     } else if (c.closed) {
       await log.closeStream(id);
     }

@@ -8,7 +8,7 @@ import type { DurableStore } from "../../store/durable.js";
 export interface DurableConfig {
   /** How long a long-poll (and an idle SSE stretch) waits for data. */
   longPollTimeoutMs: number;
-  /** SSE connections are ended after this long (the protocol asks for ~60 s so CDNs can collapse). */
+  /** SSE connections are ended after this long (the protocol asks for ~60 s so CDNs can collapse); 0: never. */
   sseMaxMs: number;
   /** Largest append or initial body. */
   maxAppendBytes: number;

@@ -31,7 +31,9 @@ export function durableReads(ctx: DurableContext) {
     } catch (err) {
       throw new DsError(400, err instanceof Error ? err.message : "malformed offset");
     }
-    return p.kind === "start" ? 0 : p.kind === "now" ? tail : p.position;
+    // An offset beyond the tail reads from the tail (as the reference server does), so the next
+    // offset answered is a real one, never an echo of a position the stream has not reached.
+    return p.kind === "start" ? 0 : p.kind === "now" ? tail : Math.min(p.position, tail);
   }
 
   async function read(r: DsRequest): Promise<DsReply> {
@@ -116,7 +118,8 @@ export function durableReads(ctx: DurableContext) {
     const id = logOf(m);
     const cursorIn = r.query.get("cursor");
     async function* frames(): AsyncGenerator<string> {
-      const end = nowMs() + config.sseMaxMs;
+      // DURABLE_SSE_MAX_MS=0: never ended by age (for clients that do not reconnect).
+      const end = config.sseMaxMs > 0 ? nowMs() + config.sseMaxMs : Number.POSITIVE_INFINITY;
       let position = start;
       let first = true;
       while (!r.signal.aborted) {

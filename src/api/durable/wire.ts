@@ -5,20 +5,29 @@
 import type { DurableMeta } from "../../store/durable.js";
 
 /**
- * An offset is `<incarnation>_<position>`, both 16 decimal digits: fixed width, so byte-wise order
+ * An offset is `<incarnation>_<value>`, both 16 decimal digits: fixed width, so byte-wise order
  * is position order within a stream (the protocol's "lexicographically sortable"); URL-safe; never
  * `-1` or `now`. The position is the log sequence minus the incarnation's base, so a fork (which
  * copies its source's events to the same positions) shares its source's positions, and the
  * incarnation makes a re-created stream a new stream that old offsets do not address.
+ *
+ * The value is position × the stream's offset units (DurableMeta.offsetUnits): OFFSET_UNITS for
+ * streams created since offsets became byte-position-like, 1 for streams created before (their
+ * offsets stay what they were, so every offset already issued stays valid). With units > 1 a
+ * message spans the values ((p-1)·units, p·units], as a message spans its bytes in the reference
+ * server: a client that adds 1 to an offset (y-durable-streams resumes after a snapshot at
+ * "offset + 1") lands inside the next message, and reading from inside a message returns that
+ * message whole, exactly as the reference does. See docs/durable-streams.md.
  */
 export const OFFSET = /^(\d{16})_(\d{16})$/;
 const WIDTH = 16;
+/** Offset values per message of streams created from now on. */
+export const OFFSET_UNITS = 1000;
 
-export function formatOffset(inc: string, position: number): string {
-  return `${inc}_${String(position).padStart(WIDTH, "0")}`;
+export function formatOffset(inc: string, position: number, units = 1): string {
+  return `${inc}_${String(position * units).padStart(WIDTH, "0")}`;
 }
 
-/** A new incarnation id: creation time in ms plus three random digits (16 digits). */
 export function newIncarnation(avoid?: string): string {
   for (;;) {
     const inc = `${String(Date.now()).padStart(13, "0")}${String(Math.floor(Math.random() * 1000)).padStart(3, "0")}`;
@@ -32,17 +41,18 @@ export class OffsetError extends Error {}
 
 /**
  * Resolves an offset of a read (or a fork) against a stream: `-1` (start), `now` (tail), or a
- * position. An offset of another incarnation is refused, except those a fork inherited (up to its
+ * position (a value inside a message resolves to the position before it: the read returns it). An offset of another incarnation is refused, except those a fork inherited (up to its
  * fork point) and the all-zero offset, which is the start of every stream (clients, and the
  * conformance suite, use it as such).
  */
-export function parseOffset(raw: string, meta: Pick<DurableMeta, "inc" | "ancestors">): ParsedOffset {
+export function parseOffset(raw: string, meta: Pick<DurableMeta, "inc" | "ancestors" | "offsetUnits">): ParsedOffset {
   if (raw === "-1") return { kind: "start" };
   if (raw === "now") return { kind: "now" };
   const m = OFFSET.exec(raw);
   if (!m) throw new OffsetError("malformed offset");
-  const position = Number(m[2]);
-  if (!Number.isSafeInteger(position)) throw new OffsetError("offset out of range");
+  const value = Number(m[2]);
+  if (!Number.isSafeInteger(value)) throw new OffsetError("offset out of range");
+  const position = Math.floor(value / (meta.offsetUnits ?? 1));
   if (position === 0) return { kind: "start" };
   if (m[1] === meta.inc) return { kind: "at", position };
   const inherited = meta.ancestors.find((a) => a.inc === m[1]);

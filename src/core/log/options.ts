@@ -76,6 +76,13 @@ export interface PublishOptions {
   close?: boolean;
   /** The publish's W3C traceparent, stored with its events (set by EventLog.publish while tracing is on). */
   trace?: string;
+  /**
+   * The caller bounds this publish by its bytes (a Durable Streams append: DURABLE_MAX_APPEND_BYTES),
+   * so maxBatchEvents does not apply: it commits whole, as one atomic batch, whatever its count.
+   */
+  byteBounded?: boolean;
+  /** The drafts' idempotency keys were derived by the service (INTERNAL_KEY_PREFIX), not sent by a client. */
+  internalKeys?: boolean;
 }
 
 export interface Stats {

@@ -182,7 +182,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
     } else if (err instanceof InvalidEventError) {
       // JSON the log does not store (too deep, non-finite numbers, lone surrogates): nothing was appended.
       status = 400;
-      message = `message ${err.index}: ${err.problem}`;
+      message = `message ${err.index}: ${err.field === "idempotency_key" ? "idempotency_key " : ""}${err.problem}`;
     } else {
       // Every other error maps as on the other JSON paths (one table: gateway's errorReply), so a
       // full in-flight budget or memory bound is 503, a closed stream 409, a store outage 503.
