@@ -1,14 +1,18 @@
 /**
  * What the Durable Streams ecosystem's clients need from the server (issue 19), at the protocol
  * level, on both stores: appends bounded by bytes, not by count (a client batches whatever queued
- * up); offsets a client may add 1 to (y-durable-streams' compaction) and offsets past the tail
+ * up); a catch-up read answered whole in one response, streamed, and aborted (never ended short)
+ * when it cannot be completed; offsets a client may add 1 to (y-durable-streams' compaction) and offsets past the tail
  * clamped to it; the producers' keys out of every client's reach; SSE that never ends by age when
  * DURABLE_SSE_MAX_MS=0.
  */
+import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConnectError } from "@connectrpc/connect";
 import { StreamKind, StreamService } from "../gen/events/v1/events_pb.js";
 import type { App } from "../src/server/app.js";
+import type { Store } from "../src/core/store.js";
+import { MemoryStore } from "../src/store/memory/index.js";
 import { loadConfig } from "../src/config.js";
 import { client, SseReader, startTestServer } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
@@ -22,7 +26,8 @@ describe.each(storeFactories)("Durable Streams for AI apps ($name store)", (fact
   let app: App;
   let n = 0;
   beforeAll(async () => {
-    app = await startTestServer({ store: await factory.make() });
+    // Small read pages, so a catch-up of a few hundred KB is many pages streamed as one answer.
+    app = await startTestServer({ store: await factory.make(), env: { DURABLE_READ_MAX_BYTES: "4096" } });
   });
   afterAll(async () => {
     await app.close();
@@ -65,6 +70,30 @@ describe.each(storeFactories)("Durable Streams for AI apps ($name store)", (fact
         expect((await readAll(name)).length).toBe(count);
       }
     }
+  });
+
+  it("a catch-up read answers everything from its offset to the tail in one response, JSON and raw bytes, from the start and from the middle", async () => {
+    const json = `catchup-json-${++n}`;
+    await put(json, "application/json");
+    const first = Array.from({ length: 700 }, (_, i) => ({ i, text: `part one ${i}` }));
+    const second = Array.from({ length: 800 }, (_, i) => ({ i, text: `part two ${i}` }));
+    const mid = (await post(json, "application/json", JSON.stringify(first))).headers.get("stream-next-offset")!;
+    await post(json, "application/json", JSON.stringify(second));
+    const tail = (await fetch(url(json), { method: "HEAD", headers: P })).headers.get("stream-next-offset")!;
+    for (const [from, want] of [["-1", [...first, ...second]], [mid, second]] as const) {
+      const r = await get(json, `?offset=${from}`);
+      expect(r.status).toBe(200);
+      expect(r.headers.get("stream-next-offset")).toBe(tail);
+      expect(r.headers.get("stream-up-to-date")).toBe("true");
+      expect(await r.json()).toEqual(want);
+    }
+    const raw = `catchup-raw-${++n}`;
+    await put(raw, "application/octet-stream");
+    const chunks = Array.from({ length: 40 }, (_, i) => new Uint8Array(1500).fill(i));
+    for (const c of chunks) await post(raw, "application/octet-stream", c);
+    const r = await get(raw, "?offset=-1");
+    expect(Buffer.from(await r.arrayBuffer()).equals(Buffer.concat(chunks))).toBe(true);
+    expect(r.headers.get("stream-up-to-date")).toBe("true");
   });
 
   it("a client cannot take a producer's internal idempotency key: refused on /v1/log and on StreamService.Publish, and the producer's append is stored", async () => {
@@ -140,6 +169,77 @@ describe.each(storeFactories)("Durable Streams for AI apps ($name store)", (fact
     const got = await poll;
     expect(got.status).toBe(200);
     expect(await got.json()).toEqual([{ a: 3 }]);
+  });
+});
+
+describe("a catch-up answer that cannot be completed is aborted, never ended short (memory store)", () => {
+  const P2 = { ...P, "content-type": "application/octet-stream" };
+
+  it("a store error mid-answer aborts the response", async () => {
+    const inner = new MemoryStore();
+    await inner.init();
+    let failAfter = Number.POSITIVE_INFINITY;
+    // The store fails its reads once armed (after the first page of the answer was read).
+    const store = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === "read") return async (...args: Parameters<Store["read"]>) => {
+          if (failAfter-- <= 0) throw new Error("store read failed (test)");
+          return target.read(...args);
+        };
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    }) as Store;
+    const app = await startTestServer({ store, env: { DURABLE_READ_MAX_BYTES: "1024" } });
+    try {
+      await fetch(`${app.url}/v1/stream/cut`, { method: "PUT", headers: P2 });
+      for (let i = 0; i < 120; i++) await fetch(`${app.url}/v1/stream/cut`, { method: "POST", headers: P2, body: new Uint8Array(900).fill(i) });
+      // About 120 pages (more than a connection buffers, so the first ones are sent); the store fails part-way through.
+      failAfter = 80;
+      let status = 0;
+      const outcome = await fetch(`${app.url}/v1/stream/cut?offset=-1`, { headers: P }).then((r) => ((status = r.status), r.arrayBuffer())).then(
+        (b) => `ended after ${b.byteLength} bytes`,
+        () => "aborted",
+      );
+      expect([status, outcome]).toEqual([200, "aborted"]);
+      failAfter = Number.POSITIVE_INFINITY;
+      // The service goes on, and the same read completes once the store answers.
+      const again = await fetch(`${app.url}/v1/stream/cut?offset=-1`, { headers: P });
+      expect((await again.arrayBuffer()).byteLength).toBe(120 * 900);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("a client that stops reading past SUBSCRIBER_STALL_TIMEOUT_MS is cut off: the connection closes before the last chunk", async () => {
+    const app = await startTestServer({ env: { SUBSCRIBER_STALL_TIMEOUT_MS: "300" } });
+    try {
+      await fetch(`${app.url}/v1/stream/slow`, { method: "PUT", headers: P2 });
+      const mib = 1024 * 1024;
+      for (let i = 0; i < 24; i++) await fetch(`${app.url}/v1/stream/slow`, { method: "POST", headers: P2, body: new Uint8Array(mib).fill(i) });
+      const { port } = new URL(app.url);
+      const socket = net.connect(Number(port), "127.0.0.1");
+      const received: Buffer[] = [];
+      const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+      socket.on("data", (b: Buffer) => received.push(b));
+      await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+      socket.write("GET /v1/stream/slow?offset=-1 HTTP/1.1\r\nHost: 127.0.0.1\r\nx-project-id: ai-apps\r\n\r\n");
+      socket.pause();
+      const stalled = async () => /responses_cut_total\{reason="stalled"\} [1-9]/.test(await (await fetch(`${app.url}/metrics`)).text());
+      for (let i = 0; i < 600 && !(await stalled()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await stalled()).toBe(true);
+      socket.resume();
+      await closed;
+      const all = Buffer.concat(received);
+      const head = all.subarray(0, all.indexOf("\r\n\r\n")).toString();
+      expect(head).toMatch(/^HTTP\/1.1 200/);
+      expect(head.toLowerCase()).toContain("transfer-encoding: chunked");
+      // No terminating chunk: the client cannot take this for a complete answer.
+      expect(all.subarray(-5).toString()).not.toBe("0\r\n\r\n");
+      expect(all.length).toBeLessThan(24 * mib);
+    } finally {
+      await app.close();
+    }
   });
 });
 

@@ -21,7 +21,8 @@ describe("Durable Streams: bad input", () => {
       ["deep JSON", req("POST", "/v1/stream/bad", json, "[".repeat(5000) + "]".repeat(5000)), 400],
       ["JSON 31 levels", req("POST", "/v1/stream/bad", json, "[".repeat(32) + "]".repeat(32)), 400],
       ["not UTF-8", req("POST", "/v1/stream/bad", json, Uint8Array.of(0x22, 0xff, 0xfe, 0x22)), 400],
-      ["too many messages", req("POST", "/v1/stream/bad", json, JSON.stringify(Array.from({ length: 101 }, (_, i) => i))), 413],
+      // An append is bounded by its bytes (DURABLE_MAX_APPEND_BYTES), not by MAX_BATCH_EVENTS (see durable-ai-apps.test.ts).
+      ["messages past the append bytes", req("POST", "/v1/stream/bad", json, JSON.stringify(Array.from({ length: 20_000 }, (_, i) => i))), 413],
       ["body too large", req("POST", "/v1/stream/bad", json, JSON.stringify("x".repeat(70_000))), 413],
       ["NaN-ish number", req("POST", "/v1/stream/bad", json, "1e999"), 400],
       ["lone surrogate", req("POST", "/v1/stream/bad", json, '"\\ud800"'), 400],

@@ -27,9 +27,27 @@ export function rawMessage(e: StoredEvent): Buffer {
 }
 
 export function body(m: DurableMeta, events: readonly StoredEvent[]): Buffer {
-  if (m.view) return Buffer.from(`[${events.map((e) => JSON.stringify(envelope(e))).join(",")}]`);
-  if (isJson(m.contentType)) return Buffer.from(`[${events.map(jsonMessage).join(",")}]`);
-  return Buffer.concat(events.map(rawMessage));
+  const w = bodyWriter(m);
+  return Buffer.concat([w.part(events), w.end()]);
+}
+
+/**
+ * A response body in pieces, for an answer streamed page by page: `part()` for each page, in
+ * order, then `end()`; the pieces concatenated are body() of all the pages' events.
+ */
+export function bodyWriter(m: Pick<DurableMeta, "contentType" | "view">): { part(events: readonly StoredEvent[]): Buffer; end(): Buffer } {
+  if (!m.view && !isJson(m.contentType)) return { part: (events) => Buffer.concat(events.map(rawMessage)), end: () => Buffer.alloc(0) };
+  const message = m.view ? (e: StoredEvent) => JSON.stringify(envelope(e)) : jsonMessage;
+  let opened = false;
+  return {
+    part(events) {
+      if (events.length === 0) return Buffer.alloc(0);
+      const text = (opened ? "," : "[") + events.map(message).join(",");
+      opened = true;
+      return Buffer.from(text);
+    },
+    end: () => Buffer.from(opened ? "]" : "[]"),
+  };
 }
 
 /**

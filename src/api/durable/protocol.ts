@@ -42,7 +42,13 @@ export interface DsRequest {
 
 export type DsReply =
   | { status: number; headers?: Record<string, string>; body?: string | Uint8Array }
-  | { status: 200; headers: Record<string, string>; sse: AsyncIterable<string> };
+  | { status: 200; headers: Record<string, string>; sse: AsyncIterable<string> }
+  /**
+   * A body too large to hold at once, produced as the connection takes it: the route writes each
+   * chunk and waits for 'drain' before asking for the next. When the iterator throws, the answer
+   * is incomplete: the route aborts the response (never ends it as if complete).
+   */
+  | { status: 200; headers: Record<string, string>; stream: AsyncIterable<Uint8Array> };
 
 /** A protocol error: its status (and headers such as Stream-Closed) are the answer. */
 export class DsError extends Error {

@@ -4,7 +4,7 @@
 import type { DurableMeta } from "../../store/durable.js";
 import type { StoredEvent } from "../../core/types.js";
 import type { DurableContext } from "./context.js";
-import { body } from "./messages.js";
+import { body, bodyWriter } from "./messages.js";
 import { DsError, H, type DsReply, type DsRequest } from "./protocol.js";
 import { isJson, isTextual, OFFSET, parseOffset, responseCursor, sseData } from "./wire.js";
 
@@ -49,8 +49,9 @@ export function durableReads(ctx: DurableContext) {
       if (tail.closed) headers[H.closed] = "true";
       return { status: 200, headers, body: isJson(m.contentType) ? "[]" : "" };
     }
+    if (mode !== "long-poll") return catchUp(r, m, offset, start, tail);
     let page = await readAfter(m, start);
-    if (mode === "long-poll" && page.events.length === 0) {
+    if (page.events.length === 0) {
       const waited = await longPoll(r, m, start);
       if (!waited) {
         const now = await tailOf(m);
@@ -67,13 +68,70 @@ export function durableReads(ctx: DurableContext) {
     const headers: Record<string, string> = { "content-type": m.contentType, [H.offset]: offsetOf(m, page.next) };
     if (page.upToDate) headers[H.upToDate] = "true";
     if (closed) headers[H.closed] = "true";
-    if (mode === "long-poll" && !closed) headers[H.cursor] = responseCursor(r.query.get("cursor"), nowMs());
+    if (!closed) headers[H.cursor] = responseCursor(r.query.get("cursor"), nowMs());
     // Data before the tail never changes: cacheable. A read that reached the tail is not.
     headers["cache-control"] = page.upToDate ? "no-cache" : "private, max-age=60, stale-while-revalidate=300";
     const etag = `"${m.inc}:${offset ?? "-1"}:${offsetOf(m, page.next)}${closed ? ":c" : ""}"`;
     headers["etag"] = etag;
     if (r.header("if-none-match") === etag) return { status: 304, headers: { etag } };
     return { status: 200, headers, body: body(m, page.events) };
+  }
+
+  /**
+   * A catch-up read (no live mode) answers everything from `start` to the tail as it was when the
+   * request started, in one response, as the reference server does: clients make one request for
+   * it (stream({ live: false }), StreamDB's preload, TanStack AI's snapshot). An answer of one page
+   * goes as one body; a longer one is streamed page by page, each page (about readMaxBytes) read
+   * only once the connection took the one before (the route waits for 'drain'), so what the server
+   * holds for it stays bounded. Once the headers are out, a read that cannot finish (a store error,
+   * a hole that does not resolve, the client gone) throws, and the route aborts the response rather
+   * than end it short as if complete.
+   */
+  async function catchUp(r: DsRequest, m: DurableMeta, offset: string | undefined, start: number, tail: { position: number; closed: boolean }): Promise<DsReply> {
+    const end = tail.position;
+    const first = await pageUpTo(r, m, start, end);
+    const headers: Record<string, string> = { "content-type": m.contentType, [H.offset]: offsetOf(m, end), [H.upToDate]: "true", "cache-control": "no-cache" };
+    if (tail.closed) headers[H.closed] = "true";
+    const etag = `"${m.inc}:${offset ?? "-1"}:${offsetOf(m, end)}${tail.closed ? ":c" : ""}"`;
+    headers["etag"] = etag;
+    if (r.header("if-none-match") === etag) return { status: 304, headers: { etag } };
+    if (first.next >= end) return { status: 200, headers, body: body(m, first.events) };
+    const writer = bodyWriter(m);
+    async function* pages(): AsyncGenerator<Uint8Array> {
+      yield writer.part(first.events);
+      for (let at = first.next; at < end; ) {
+        const page = await pageUpTo(r, m, at, end);
+        at = page.next;
+        yield writer.part(page.events);
+      }
+      yield writer.end();
+    }
+    return { status: 200, headers, stream: pages() };
+  }
+
+  /**
+   * The page after `position`, without anything past `end`. Sequences up to `end` were all taken
+   * when the request started, so a page that cannot advance stands at an append still in flight
+   * (or one whose writer died, which the log claims as void after HOLE_TIMEOUT_MS): it waits for
+   * that, up to longPollTimeoutMs, then fails.
+   */
+  async function pageUpTo(r: DsRequest, m: DurableMeta, position: number, end: number): Promise<{ events: StoredEvent[]; next: number }> {
+    const deadline = nowMs() + config.longPollTimeoutMs;
+    for (;;) {
+      const w = log.watch(logOf(m));
+      let waited = false;
+      try {
+        const page = await readAfter(m, position);
+        const next = Math.min(page.next, end);
+        if (next > position || position >= end) return { events: page.events.filter((e) => e.seq - m.base <= end), next };
+        if (r.signal.aborted) throw new DsError(499, "the client went away");
+        if (nowMs() >= deadline) throw new Error(`the stream's data up to position ${end} did not become readable in ${config.longPollTimeoutMs} ms`);
+        waited = true;
+        await w.wait(Math.min(250, deadline - nowMs()));
+      } finally {
+        if (!waited) w.cancel();
+      }
+    }
   }
 
   /** Waits for data after `start`; undefined on timeout or when the stream is (or becomes) closed there. */

@@ -6,6 +6,7 @@
  * everything the protocol decides is in src/api/durable/.
  */
 import type { ServerResponse } from "node:http";
+import http2 from "node:http2";
 import type { Logger } from "pino";
 import { DEFAULT_PROJECT } from "../../api/common.js";
 import { DsError, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, type DsRequest } from "../../api/durable/index.js";
@@ -50,7 +51,7 @@ function header(req: Req, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-function write(res: Res, chunk: string): Promise<void> {
+function write(res: Res, chunk: string | Uint8Array): Promise<void> {
   return new Promise((resolve) => {
     if ((res as ServerResponse).write(chunk)) return resolve();
     const done = (): void => {
@@ -136,7 +137,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
         origin: `${(req.socket as { encrypted?: boolean }).encrypted ? "https" : "http"}://${header(req, "host") ?? header(req, ":authority") ?? "localhost"}`,
       });
       if (revokedBy) throw revokedBy;
-      await send(res, reply, abort, reader);
+      await send(res, reply, abort, reader, url);
     } catch (err) {
       fail(res, err, url);
     } finally {
@@ -145,7 +146,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
     }
   }
 
-  async function send(res: Res, reply: DsReply, abort: AbortController, reader: LiveReader | undefined): Promise<void> {
+  async function send(res: Res, reply: DsReply, abort: AbortController, reader: LiveReader | undefined, url: URL): Promise<void> {
     if ("sse" in reply) {
       res.writeHead(200, reply.headers);
       const frames = (reader ? untilRevoked(reply.sse, reader) : reply.sse)[Symbol.asyncIterator]();
@@ -166,11 +167,41 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
       }
       return;
     }
+    if ("stream" in reply) {
+      await stream(res, reply, abort, url);
+      return;
+    }
     const headers = { ...reply.headers };
     if (reply.body !== undefined && reply.status !== 204 && reply.status !== 304) headers["content-length"] = String(Buffer.byteLength(reply.body));
     res.writeHead(reply.status, headers);
     if (reply.body === undefined || reply.status === 204 || reply.status === 304) res.end();
     else res.end(reply.body);
+  }
+
+  /**
+   * A body produced as the connection takes it: each chunk is written and the next one asked for
+   * only after 'drain' (a client that stops reading is cut off by the stall watch, which ends the
+   * wait). Ended only when complete; when the answer cannot be completed it is aborted (HTTP/2:
+   * RST_STREAM; HTTP/1.1: the connection closes before the last chunk), so no client takes a
+   * short answer for a whole one.
+   */
+  async function stream(res: Res, reply: Extract<DsReply, { stream: unknown }>, abort: AbortController, url: URL): Promise<void> {
+    res.writeHead(200, reply.headers);
+    const chunks = reply.stream[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const next = await chunks.next();
+        if (abort.signal.aborted) return;
+        if (next.done) break;
+        if (next.value.byteLength > 0) await write(res, next.value);
+      }
+      if (!abort.signal.aborted) res.end();
+    } catch (err) {
+      if (!abort.signal.aborted) d.log.warn({ err, path: url.pathname }, "durable stream read failed mid-answer; response aborted");
+      cut(res);
+    } finally {
+      await chunks.return?.(undefined);
+    }
   }
 
   function fail(res: Res, err: unknown, url: URL): void {
@@ -200,4 +231,12 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
     res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": String(Buffer.byteLength(text)), ...headers });
     res.end(text);
   }
+}
+
+/** Aborts a response: HTTP/2 resets the stream (INTERNAL_ERROR), HTTP/1.1 closes the connection. */
+function cut(res: Res): void {
+  const h2 = (res as { stream?: http2.ServerHttp2Stream }).stream;
+  if (h2) {
+    if (!h2.destroyed) h2.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  } else if (!res.destroyed) res.destroy();
 }
