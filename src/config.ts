@@ -77,8 +77,13 @@ export interface Config {
   maxSubscriptionsPerProject: number;
   /** How long a store health answer is reused (health checks, watches, /readyz need no credentials). */
   healthCacheMs: number;
-  /** Most grpc.health.v1 Watch streams open at once. */
-  maxHealthWatches: number;
+  /**
+   * Most unauthenticated streams (grpc.health.v1 Watch, server reflection) open at once on this
+   * instance (MAX_UNAUTHENTICATED_STREAMS; MAX_HEALTH_WATCHES is read when it is unset).
+   */
+  maxUnauthenticatedStreams: number;
+  /** A grpc.health.v1 Watch ends cleanly (OK) after this long; its client opens it again. */
+  healthWatchMaxMs: number;
   /** Push endpoints allowed even though the strict push policy would refuse them: host names, IPs, CIDRs. */
   pushAllow: string[];
   /** Most push deliveries per second per subscription. */
@@ -161,7 +166,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxSubscriptions: int(env, "MAX_SUBSCRIPTIONS", 10_000, 1),
     maxSubscriptionsPerProject: int(env, "MAX_SUBSCRIPTIONS_PER_PROJECT", 1000, 1),
     healthCacheMs: int(env, "HEALTH_CACHE_MS", 1000, 0),
-    maxHealthWatches: int(env, "MAX_HEALTH_WATCHES", 1000, 1),
+    maxUnauthenticatedStreams: int(env, "MAX_UNAUTHENTICATED_STREAMS", int(env, "MAX_HEALTH_WATCHES", 128, 1), 1),
+    healthWatchMaxMs: int(env, "HEALTH_WATCH_MAX_MS", 300_000, 100),
     pushAllow: (env["PUSH_ALLOW"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
     pushMaxPerSecond: int(env, "PUSH_MAX_PER_SECOND", 50, 1),
   };

@@ -51,6 +51,7 @@ import type { Req, Res } from "./sse.js";
 import { boundaryInterceptor, errorSink, guardProcess } from "./boundary.js";
 import { listen } from "./listener.js";
 import { rpcAdapter } from "./rpc-adapter.js";
+import { UNAUTHENTICATED_PATHS, UnauthenticatedStreams } from "./unauthenticated.js";
 import { tracing } from "../core/trace.js";
 import { traceRequest } from "./tracing.js";
 
@@ -230,8 +231,8 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     errors,
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin, terminaluse });
-      registerHealth(router, SERVICES, storeHealthy, { watchIntervalMs: 5000, maxWatches: cfg.maxHealthWatches, onRefused: () => metrics.limited.inc({ limit: "health_watches" }) });
-      registerReflection(router, [...SERVICES, Health]);
+      registerHealth(router, SERVICES, storeHealthy, { watchIntervalMs: 5000, watchMaxMs: cfg.healthWatchMaxMs });
+      registerReflection(router, [...SERVICES, Health], cfg.requestTimeoutMs);
     },
     readMaxBytes: cfg.maxBodyBytes,
     interceptors: [boundaryInterceptor(errors), auth.interceptor(), liveReaderInterceptor(liveReaders, (req) => req.contextValues.get(PROJECT) ?? DEFAULT_PROJECT)],
@@ -313,6 +314,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   // refused with 503 and HTTP/1.1 connections close after their response.
   let inFlight = 0;
   let shuttingDown = false;
+  const unauthenticated = new UnauthenticatedStreams(cfg.maxUnauthenticatedStreams, () => metrics.limited.inc({ limit: "unauthenticated_streams" }));
   const serve = (req: Req, res: Res): void => {
     if (shuttingDown) {
       // gRPC clients read HTTP 503 as `unavailable`, a code they retry.
@@ -320,6 +322,8 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
       sendJson(res, 503, { error: "the service is shutting down; retry" });
       return;
     }
+    // Health watches and reflection need no key: their own small cap, refused before any RPC work.
+    if (!unauthenticated.admit(req, res)) return;
     inFlight++;
     const path = (req.url ?? "").split("?", 2)[0]!;
     const giveBack = inflight.track(req, STREAMING_REQUEST_PATHS.has(path), () => metrics.limited.inc({ limit: "inflight_bytes" }));
@@ -341,6 +345,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     maxConnections: cfg.maxConnections,
     maxConcurrentStreams: cfg.maxConcurrentStreams,
     streamingRequestPaths: STREAMING_REQUEST_PATHS,
+    unauthenticatedPaths: UNAUTHENTICATED_PATHS,
     errors,
     limited: (limit) => metrics.limited.inc({ limit }),
     serve,

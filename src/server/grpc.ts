@@ -31,18 +31,17 @@ export function cachedCheck(check: () => Promise<boolean>, ttlMs: number): () =>
 export interface HealthOptions {
   /** How often a watch looks at the (cached) status. */
   watchIntervalMs: number;
-  /** Most watches open at once on this instance; more are refused with `resource_exhausted`. */
-  maxWatches: number;
-  onRefused?: () => void;
+  /** A watch ends cleanly (OK) after this long; its client opens it again (HEALTH_WATCH_MAX_MS). */
+  watchMaxMs: number;
 }
 
 /**
  * grpc.health.v1: SERVING while `healthy()` resolves true. Pass a cachedCheck: Check and Watch
- * need no credentials. Watches re-check every `watchIntervalMs` and are bounded in number.
+ * need no credentials. Watches re-check every `watchIntervalMs` and end after `watchMaxMs`; how
+ * many may be open is capped before they get here (src/server/unauthenticated.ts).
  */
-export function registerHealth(router: ConnectRouter, services: readonly DescService[], healthy: () => Promise<boolean>, opts: HealthOptions = { watchIntervalMs: 5000, maxWatches: 1000 }): void {
+export function registerHealth(router: ConnectRouter, services: readonly DescService[], healthy: () => Promise<boolean>, opts: HealthOptions = { watchIntervalMs: 5000, watchMaxMs: 300_000 }): void {
   const known = new Set(["", ...services.map((s) => s.typeName)]);
-  let watches = 0;
   const status = async (service: string): Promise<Status> => {
     if (!known.has(service)) return Status.SERVICE_UNKNOWN;
     return (await healthy()) ? Status.SERVING : Status.NOT_SERVING;
@@ -56,24 +55,19 @@ export function registerHealth(router: ConnectRouter, services: readonly DescSer
       return create(HealthCheckResponseSchema, { status: s });
     },
     async *watch(req, ctx) {
-      if (watches >= opts.maxWatches) {
-        opts.onRefused?.();
-        throw new ConnectError(`this instance has ${opts.maxWatches} health watches open, its limit`, Code.ResourceExhausted);
-      }
-      watches++;
-      try {
-        let last: Status | undefined;
-        while (!ctx.signal.aborted) {
-          const s = await status(req.service);
-          if (s !== last) yield create(HealthCheckResponseSchema, { status: s });
-          last = s;
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, opts.watchIntervalMs);
-            ctx.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
-          });
-        }
-      } finally {
-        watches--;
+      const end = performance.now() + opts.watchMaxMs;
+      let last: Status | undefined;
+      while (!ctx.signal.aborted) {
+        const s = await status(req.service);
+        if (s !== last) yield create(HealthCheckResponseSchema, { status: s });
+        last = s;
+        const left = end - performance.now();
+        // Its maximum age: the watch ends with OK, and clients (grpc-go, grpc-java) re-open it.
+        if (left <= 0) return;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(left, opts.watchIntervalMs));
+          ctx.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+        });
       }
     },
   });
@@ -81,9 +75,11 @@ export function registerHealth(router: ConnectRouter, services: readonly DescSer
 
 /**
  * gRPC server reflection (v1 and v1alpha, which grpcurl and buf curl use), answered from the
- * descriptors embedded in the generated code.
+ * descriptors embedded in the generated code. A reflection stream needs no key, so it has the
+ * body deadline every request has: it ends with `deadline_exceeded` `maxMs` after it opened
+ * (REQUEST_TIMEOUT_MS; grpcurl and buf curl open a new one when they need it).
  */
-export function registerReflection(router: ConnectRouter, services: readonly DescService[]): void {
+export function registerReflection(router: ConnectRouter, services: readonly DescService[], maxMs = 30_000): void {
   const files = new Map<string, DescFile>();
   const bySymbol = new Map<string, DescFile>();
   const addFile = (f: DescFile): void => {
@@ -143,16 +139,33 @@ export function registerReflection(router: ConnectRouter, services: readonly Des
     }
   };
 
+  /** The requests of one stream, until the stream's deadline. */
+  async function* untilDeadline<T>(reqs: AsyncIterable<T>): AsyncGenerator<T> {
+    const it = reqs[Symbol.asyncIterator]();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<"expired">((resolve) => (timer = setTimeout(() => resolve("expired"), maxMs)));
+    try {
+      for (;;) {
+        const next = await Promise.race([it.next(), expired]);
+        if (next === "expired") throw new ConnectError(`reflection streams end after ${maxMs} ms (REQUEST_TIMEOUT_MS); open a new one`, Code.DeadlineExceeded);
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   router.service(v1.ServerReflection, {
     async *serverReflectionInfo(reqs) {
-      for await (const req of reqs) {
+      for await (const req of untilDeadline(reqs)) {
         yield create(v1.ServerReflectionResponseSchema, { validHost: req.host, originalRequest: req, messageResponse: answer(req) as never });
       }
     },
   });
   router.service(v1alpha.ServerReflection, {
     async *serverReflectionInfo(reqs) {
-      for await (const req of reqs) {
+      for await (const req of untilDeadline(reqs)) {
         yield create(v1alpha.ServerReflectionResponseSchema, { validHost: req.host, originalRequest: req, messageResponse: answer(req) as never });
       }
     },

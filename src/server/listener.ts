@@ -7,7 +7,9 @@
  * - a connection with no request or stream open for IDLE_TIMEOUT_MS is closed (HTTP/1.1
  *   keep-alive; HTTP/2 GOAWAY). A connection with an open stream (a subscription) is not idle:
  *   SSE keepalives and the stall watch (src/server/stall.ts) decide about it;
- * - at most MAX_CONNECTIONS connections (the next ones get 503 / GOAWAY and are closed) and
+ * - at most MAX_CONNECTIONS connections (the next ones get 503 / GOAWAY and are closed, unless a
+ *   connection holding only unauthenticated streams, health watches or reflection, gives up its
+ *   place: those never take the capacity keyed clients need, src/server/unauthenticated.ts) and
  *   MAX_CONCURRENT_STREAMS streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS: clients
  *   queue beyond it; a client that ignores it has the excess streams refused, REFUSED_STREAM);
  * - a request target or authority the URL parser rejects is answered 400 before routing.
@@ -34,9 +36,11 @@ export interface ListenerOptions {
   maxConcurrentStreams: number;
   /** Paths of RPCs whose request is a stream (client or bidi streaming): no body deadline. */
   streamingRequestPaths: ReadonlySet<string>;
+  /** Paths that need no key: a full listener closes the oldest connection using only these to let a new one in. */
+  unauthenticatedPaths?: ReadonlySet<string>;
   errors: ErrorSink;
   /** Told each time a limit refuses or cuts something (for the metric). */
-  limited(limit: "connections" | "request_timeout" | "idle" | "preface" | "bad_target"): void;
+  limited(limit: "connections" | "request_timeout" | "idle" | "preface" | "bad_target" | "unauthenticated_evicted"): void;
   serve(req: Req, res: Res): void;
 }
 
@@ -92,7 +96,39 @@ export function badTarget(req: Req): string | undefined {
   return undefined;
 }
 
+/** What the listener knows of one connection: its open requests/streams, how many need no key, how to close it. */
+interface Conn {
+  open: number;
+  keyless: number;
+  evict(): void;
+}
+
 export async function listen(o: ListenerOptions): Promise<Listener> {
+  const keyless = o.unauthenticatedPaths ?? new Set<string>();
+  const conns = new Map<net.Socket, Conn>();
+  /** Counts a request or stream on its connection until it closes. */
+  const count = (c: Conn | undefined, path: string | undefined, closes: { once(e: "close", f: () => void): unknown }): void => {
+    if (!c) return;
+    const free = keyless.has((path ?? "").split("?", 2)[0]!);
+    c.open++;
+    if (free) c.keyless++;
+    closes.once("close", () => {
+      c.open--;
+      if (free) c.keyless--;
+    });
+  };
+  /** Closes the oldest connection whose open streams all need no key (at least one); false if none. */
+  const evictOne = (): boolean => {
+    for (const [socket, c] of conns) {
+      if (c.open === 0 || c.keyless !== c.open) continue;
+      conns.delete(socket);
+      o.limited("unauthenticated_evicted");
+      c.evict();
+      return true;
+    }
+    return false;
+  };
+
   const dispatch = (req: Req, res: Res): void => {
     try {
       const problem = badTarget(req);
@@ -152,13 +188,26 @@ export async function listen(o: ListenerOptions): Promise<Listener> {
     dispatch,
   );
   h1.emit("listening");
-  // A response in progress (an SSE stream) is not idle; keep-alive re-arms after it (Node).
-  h1.on("request", (req: http.IncomingMessage) => req.socket.setTimeout(0));
+  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // A response in progress (an SSE stream) is not idle; keep-alive re-arms after it (Node).
+    req.socket.setTimeout(0);
+    count(conns.get(req.socket), req.url, res);
+  });
 
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: o.maxConcurrentStreams } }, dispatch);
   const sessions = new Set<http2.ServerHttp2Session>();
+  /** The connection being handed to the HTTP/2 server (it emits 'session' synchronously). */
+  let accepting: Conn | undefined;
   h2.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);
+    const conn = accepting;
+    accepting = undefined;
+    if (conn) {
+      conn.evict = () => {
+        session.goaway(http2.constants.NGHTTP2_NO_ERROR, 0, Buffer.from("connection closed for a new one: it held only unauthenticated streams"));
+        setImmediate(() => session.destroy());
+      };
+    }
     // The client's preface and SETTINGS must arrive in time.
     const preface = setTimeout(() => {
       o.limited("preface");
@@ -176,7 +225,8 @@ export async function listen(o: ListenerOptions): Promise<Listener> {
       }, o.idleTimeoutMs);
     };
     armIdle();
-    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    session.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      count(conn, headers[":path"], stream);
       open++;
       clearTimeout(idle);
       stream.once("close", () => {
@@ -191,18 +241,18 @@ export async function listen(o: ListenerOptions): Promise<Listener> {
     session.on("error", () => session.destroy());
   });
 
-  const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     socket.on("error", () => socket.destroy());
-    if (sockets.size >= o.maxConnections) {
+    if (conns.size >= o.maxConnections && !evictOne()) {
       // Full: tell the client in its protocol, then close (1 s to say what it is).
       o.limited("connections");
       socket.setTimeout(1000, () => socket.destroy());
       socket.once("data", (first: Buffer) => socket.end(isH2(first) ? goAway("too many connections") : refuseHttp1()));
       return;
     }
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    const conn: Conn = { open: 0, keyless: 0, evict: () => socket.destroy() };
+    conns.set(socket, conn);
+    socket.on("close", () => conns.delete(socket));
     // A connection that says nothing is closed after REQUEST_TIMEOUT_MS.
     socket.setTimeout(o.requestTimeoutMs, () => socket.destroy());
     socket.once("data", (first: Buffer) => {
@@ -212,7 +262,9 @@ export async function listen(o: ListenerOptions): Promise<Listener> {
       // bytes first; resuming the socket here would steal its data. HTTP/1.1 reads via the stream.
       if (isH2(first)) {
         socket.setTimeout(0);
+        accepting = conn;
         h2.emit("connection", socket);
+        accepting = undefined;
       } else {
         h1.emit("connection", socket);
         socket.resume();
@@ -236,7 +288,7 @@ export async function listen(o: ListenerOptions): Promise<Listener> {
     host: address.address,
     port: address.port,
     url: `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`,
-    connections: () => sockets.size,
+    connections: () => conns.size,
     stop() {
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const session of sessions) session.close();
@@ -246,7 +298,7 @@ export async function listen(o: ListenerOptions): Promise<Listener> {
       return stopped;
     },
     destroyAll() {
-      for (const s of sockets) s.destroy();
+      for (const s of conns.keys()) s.destroy();
     },
   };
 }
