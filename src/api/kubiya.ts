@@ -11,6 +11,7 @@ import {
   type StreamingEventRequest,
 } from "../../gen/kubiya/v1/kubiya_pb.js";
 import type { JsonObject, StreamId } from "../core/types.js";
+import { executionBindings } from "../core/bindings.js";
 import { asObject } from "./mapping.js";
 import { checkRequired, DEFAULT_PROJECT, follow, mapBatches, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
 
@@ -19,6 +20,7 @@ export const EXECUTION_EVENT_TTL_MS = 60 * 60 * 1000;
 
 /** Kubiya (`/api/v1/executions/{execution_id}/...`): one stream per execution, sliding one-hour expiry. */
 export function kubiyaApi(deps: ApiDeps) {
+  const bindings = executionBindings(deps.log.store);
   function execution(ctx: CallContext, id: string): StreamId {
     return { project: ctx.project ?? DEFAULT_PROJECT, kind: "execution", key: id };
   }
@@ -27,7 +29,8 @@ export function kubiyaApi(deps: ApiDeps) {
     async publishExecutionEvent(req: StreamingEventRequest, ctx: CallContext): Promise<PublishExecutionEventResponse> {
       checkRequired(StreamingEventRequestSchema, req);
       const stream = execution(ctx, req.executionId);
-      await deps.log.store.bindExecution(req.executionId, stream.project);
+      // Cached once the store confirmed it: later publishes of the execution cost no command for it.
+      await bindings.bind(req.executionId, stream.project);
       const now = deps.now();
       const expireAt = new Date(now.getTime() + EXECUTION_EVENT_TTL_MS);
       const extra: JsonObject = { execution_id: req.executionId, timestamp: req.timestamp ?? rfc3339(now) };

@@ -15,10 +15,12 @@ import {
   type StreamEventsRequest,
 } from "../../gen/polos/v1/polos_pb.js";
 import type { EventDraft, JsonObject, StoredEvent, StreamId } from "../core/types.js";
+import { executionBindings } from "../core/bindings.js";
 import { checkRequired, follow, mapBatches, invalidField, jsonToValue, pageLimit, rfc3339, seqFromPb, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Polos (`/api/v1/events/...`): topics inside a project; batches are stored atomically. */
 export function polosApi(deps: ApiDeps) {
+  const bindings = executionBindings(deps.log.store);
   function topic(project: string, name: string): StreamId {
     return { project, kind: "topic", key: name };
   }
@@ -33,11 +35,11 @@ export function polosApi(deps: ApiDeps) {
   async function publishProject(ctx: CallContext, req: PublishEventRequest): Promise<string> {
     const executionId = req.executionId ?? req.events[0]?.executionId;
     if (ctx.project) {
-      if (executionId) await deps.log.store.bindExecution(executionId, ctx.project);
+      if (executionId) await bindings.bind(executionId, ctx.project);
       return ctx.project;
     }
     if (!executionId) throw new ConnectError("X-Project-ID header is required when execution_id is not given", Code.InvalidArgument);
-    const project = await deps.log.store.executionProject(executionId);
+    const project = await bindings.projectOf(executionId);
     if (!project) throw new ConnectError(`unknown execution_id ${JSON.stringify(executionId)}: send X-Project-ID`, Code.InvalidArgument);
     return project;
   }
