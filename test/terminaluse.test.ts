@@ -75,6 +75,23 @@ for (const factory of storeFactories) {
       expect(messages.json[0]).toMatchObject({ id: a.json.id, task_id: t.id, content: { type: "text", author: "user", content: "hello", format: "plain" }, streaming_status: "DONE" });
     });
 
+    it("derives message records from the task's events: in order, only persist_message ones, gone with PurgeStream", async () => {
+      const t = await newTask();
+      const sent = [];
+      for (const [i, persist] of [true, false, true].entries()) {
+        sent.push((await postJson(app, `/tasks/${t.id}/events`, { content: { type: "data", data: { i } }, persist_message: persist }, H)).json);
+      }
+      // An event published to the task's stream through another surface is no message record.
+      await client(StreamService, app, "grpc").publish({ stream: { kind: StreamKind.TASK, key: t.id }, events: [{ eventType: "raw" }] }, { headers: { "x-project-id": "acme" } });
+      const listed = (await getJson(app, `/tasks/${t.id}/messages`, H)).json;
+      expect(listed.map((m: any) => [m.id, m.content])).toEqual([
+        [sent[0].id, { type: "data", author: "user", data: { i: 0 } }],
+        [sent[2].id, { type: "data", author: "user", data: { i: 2 } }],
+      ]);
+      await client(StreamService, app, "grpc").purgeStream({ stream: { kind: StreamKind.TASK, key: t.id } }, { headers: { "x-project-id": "acme" } });
+      expect((await getJson(app, `/tasks/${t.id}/messages`, H)).json).toEqual([]);
+    });
+
     it("answers 32 concurrent retries with one idempotency key with the one original event", async () => {
       const t = await newTask();
       const send = () => postJson(app, `/tasks/${t.id}/events`, { content: { type: "text", text: "once" }, idempotency_key: "k-1" }, H);

@@ -53,8 +53,9 @@ import {
   type Task,
   type TaskEvent,
 } from "../../gen/terminaluse/v1/terminaluse_pb.js";
+import { LRUCache } from "lru-cache";
 import { streamName, type JsonObject, type StoredEvent, type StreamId } from "../core/types.js";
-import { namespaceOf, type MessageRecord, type TaskPage, type TaskRecord, type TaskStore } from "../store/tasks.js";
+import { namespaceOf, type TaskPage, type TaskRecord, type TaskStore } from "../store/tasks.js";
 import { contentOf } from "./mapping.js";
 import { streamPartsOf } from "./terminaluse-parts.js";
 import { checkRequired, DEFAULT_PROJECT, follow, invalid, invalidField, jsonToValue, mapBatches, pageLimit, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
@@ -75,6 +76,37 @@ function agentIdFor(project: string, name: string): string {
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
+/** Bytes of task references one process keeps (about 40,000 tasks). */
+export const TASK_CACHE_BYTES = 8 * 1024 * 1024;
+
+/** What a task's events need of it; none of it ever changes (tasks are never deleted, nor moved). */
+interface TaskRef {
+  id: string;
+  project: string;
+  agentId: string;
+}
+
+/**
+ * A message record (`persist_message: true`): derived from the task event it was sent with (same
+ * id), so it lives and goes with that event (expiry, PurgeStream) and costs no write of its own.
+ */
+export interface MessageRecord {
+  id: string;
+  taskId: string;
+  /** TerminalUse's message content: {type, author, content?, format?, data?}. */
+  content: JsonObject;
+  createdAt: Date;
+}
+
+/** The message record of a task event sent with persist_message (true by default); undefined for others. */
+export function messageOf(e: StoredEvent, taskId: string): MessageRecord | undefined {
+  const c = e.extra?.["content"];
+  if (e.void || e.extra?.["persist_message"] !== true || c === null || typeof c !== "object" || Array.isArray(c)) return undefined;
+  const content: JsonObject =
+    c["type"] === "text" ? { type: "text", author: "user", content: c["text"] ?? "", format: "plain" } : { type: "data", author: "user", data: c["data"] ?? {} };
+  return { id: e.id, taskId, content, createdAt: e.createdAt };
+}
+
 export interface TerminalUseDeps extends ApiDeps {
   tasks: TaskStore;
   /** Most bytes of message content in one page of GET /v2/messages (RESPONSE_BATCH_BYTES). */
@@ -90,7 +122,30 @@ export function terminalUseApi(deps: TerminalUseDeps) {
   async function task(ctx: CallContext, id: string): Promise<TaskRecord> {
     const t = await deps.tasks.getTask(project(ctx), id);
     if (!t) throw new ConnectError(`Task ${id} not found`, Code.NotFound);
+    refs.set(`${t.project}\n${t.id}`, { id: t.id, project: t.project, agentId: t.agentId });
     return t;
+  }
+
+  // Publishing and reading a task's events need only what never changes of it: cached, so a send
+  // costs no task read after the task's first on this instance. Only found tasks are cached.
+  const refs = new LRUCache<string, TaskRef>({ maxSize: TASK_CACHE_BYTES, sizeCalculation: (r) => 2 * (2 * r.id.length + 2 * r.project.length + r.agentId.length) + 150 });
+  async function taskRef(ctx: CallContext, id: string): Promise<TaskRef> {
+    return refs.get(`${project(ctx)}\n${id}`) ?? task(ctx, id);
+  }
+
+  /** The task's message records, oldest first: its events' (sequence order), read in pages. */
+  async function messagesOf(t: TaskRef): Promise<MessageRecord[]> {
+    const out: MessageRecord[] = [];
+    const stream = taskStream(t.project, t.id);
+    for (let after = 0; ; ) {
+      const page = await deps.log.list(stream, after, 1000);
+      for (const e of page.events) {
+        const m = messageOf(e, t.id);
+        if (m) out.push(m);
+      }
+      if (!page.hasMore || page.next <= after) return out;
+      after = page.next;
+    }
   }
 
   /** A task named by id or by name (the newest of that name, of that agent when given). */
@@ -140,7 +195,7 @@ export function terminalUseApi(deps: TerminalUseDeps) {
   }
 
   /** The task's stream positioned after `after`, each stored event mapped to its stream parts. */
-  function partsAfter(t: TaskRecord, after: number, signal: AbortSignal): AsyncIterable<TaskStreamParts[]> {
+  function partsAfter(t: TaskRef, after: number, signal: AbortSignal): AsyncIterable<TaskStreamParts[]> {
     return mapBatches(follow(deps, taskStream(t.project, t.id), after, signal), (e) => create(TaskStreamPartsSchema, { sequenceId: BigInt(e.seq), eventId: e.id, parts: streamPartsOf(e) }));
   }
 
@@ -182,7 +237,7 @@ export function terminalUseApi(deps: TerminalUseDeps) {
       if (part.case === undefined) throw invalid([{ loc: ["body", "content"], msg: "Unable to extract tag using discriminator 'type'", type: "union_tag_not_found" }]);
       if (part.case === "data" && part.value.data === undefined) throw invalid([{ loc: ["body", "content", "data", "data"], msg: "Field required", type: "missing" }]);
       const key = req.idempotencyKey;
-      const t = await task(ctx, req.taskId);
+      const t = await taskRef(ctx, req.taskId);
       const content = messageToJson(ContentSchema, req.content!) as JsonObject;
       const persist = req.persistMessage ?? true;
       const [stored] = await deps.log.publish(
@@ -190,22 +245,14 @@ export function terminalUseApi(deps: TerminalUseDeps) {
         [{ id: randomUUID(), eventType: String(content["type"]), data: content, extra: { content, persist_message: persist }, ...(key !== undefined ? { idempotencyKey: key } : {}) }],
         { source: "terminaluse" },
       );
-      const event = stored!;
-      // A retry (same idempotency key) returns the original event and follows the original's
-      // persist_message, whatever the retry says: it writes nothing new. Message records are keyed
-      // by the event id, so a retry after a crash between the event and its message completes it.
-      if (event.extra?.["persist_message"] !== false) {
-        const c = event.extra?.["content"] as JsonObject;
-        const body: JsonObject =
-          c["type"] === "text" ? { type: "text", author: "user", content: c["text"] ?? "", format: "plain" } : { type: "data", author: "user", data: c["data"] ?? {} };
-        await deps.tasks.addMessage({ id: event.id, project: t.project, taskId: t.id, content: body, createdAt: event.createdAt, seq: event.seq });
-      }
-      return toEvent(event, t);
+      // The message record is the event itself (messageOf): a retry (same idempotency key) returns
+      // the original event, with the original's persist_message, whatever the retry says.
+      return toEvent(stored!, t);
     },
 
     async listEvents(req: ListTaskEventsRequest, ctx: CallContext): Promise<ListTaskEventsResponse> {
       checkRequired(ListTaskEventsRequestSchema, req, ["query"]);
-      const t = await task(ctx, req.taskId);
+      const t = await taskRef(ctx, req.taskId);
       const stream = taskStream(t.project, t.id);
       let after = 0;
       if (req.lastProcessedEventId !== undefined) {
@@ -227,22 +274,21 @@ export function terminalUseApi(deps: TerminalUseDeps) {
       const e = await deps.log.store.getEvent(req.eventId);
       const prefix = `${encodeURIComponent(p)}/task/`;
       if (!e || !e.stream.startsWith(prefix) || (e.expireAt && e.expireAt.getTime() <= deps.now().getTime())) throw new ConnectError(`event ${req.eventId} not found`, Code.NotFound);
-      const t = await task(ctx, decodeURIComponent(e.stream.slice(prefix.length)));
+      const t = await taskRef(ctx, decodeURIComponent(e.stream.slice(prefix.length)));
       return toEvent(e, t);
     },
 
     /** Validates and positions the subscription, then returns the live batches. */
     async streamTaskEvents(req: StreamTaskEventsRequest, ctx: CallContext): Promise<AsyncIterable<TaskEvent[]>> {
       checkRequired(StreamTaskEventsRequestSchema, req, ["path"]);
-      const t = await task(ctx, req.taskId);
+      const t = await taskRef(ctx, req.taskId);
       const after = seqFromPb(req.lastSequenceId, ["query", "last_sequence_id"]);
       return mapBatches(follow(deps, taskStream(t.project, t.id), after, ctx.signal), (e) => toEvent(e, t));
     },
 
     async listMessages(req: ListMessagesRequest, ctx: CallContext): Promise<ListMessagesResponse> {
       checkRequired(ListMessagesRequestSchema, req, ["path"]);
-      const t = await task(ctx, req.taskId);
-      const messages = await deps.tasks.listMessages(t.project, t.id);
+      const messages = await messagesOf(await taskRef(ctx, req.taskId));
       return create(ListMessagesResponseSchema, {
         messages: messages.map((m) =>
           create(TaskMessageSchema, {
@@ -336,10 +382,10 @@ export function terminalUseApi(deps: TerminalUseDeps) {
       const limit = req.limit === undefined ? 50 : pageLimit(req.limit, ["query", "limit"]);
       const direction = req.direction ?? "older";
       if (direction !== "older" && direction !== "newer") throw invalidField(["query", "direction"], "Input should be 'older' or 'newer'", "literal_error", direction);
-      const t = await task(ctx, req.taskId);
+      const t = await taskRef(ctx, req.taskId);
       // Messages written here belong to no tool use.
       if (req.parentToolUseId !== undefined) return create(ListUiMessagesResponseSchema, { data: [], hasMore: false });
-      const all = await deps.tasks.listMessages(t.project, t.id);
+      const all = await messagesOf(t);
       const ordered = direction === "older" ? all.reverse() : all;
       let start = 0;
       if (req.cursor !== undefined && req.cursor !== "") {
@@ -364,8 +410,7 @@ export function terminalUseApi(deps: TerminalUseDeps) {
 
     async getUiMessage(req: GetUiMessageRequest, ctx: CallContext): Promise<GetUiMessageResponse> {
       checkRequired(GetUiMessageRequestSchema, req, ["query"]);
-      const t = await task(ctx, req.taskId);
-      const m = (await deps.tasks.listMessages(t.project, t.id)).find((x) => x.id === req.messageId);
+      const m = (await messagesOf(await taskRef(ctx, req.taskId))).find((x) => x.id === req.messageId);
       return create(GetUiMessageResponseSchema, m ? { message: toUiMessage(m) } : {});
     },
   };

@@ -44,19 +44,10 @@ export interface TaskUpdate {
   fromStatuses?: string[];
 }
 
-/** A message record written by `persist_message: true`. */
-export interface MessageRecord {
-  id: string;
-  project: string;
-  taskId: string;
-  /** TerminalUse's message content: {type, author, content?, format?, data?}. */
-  content: JsonObject;
-  createdAt: Date;
-  /** The sequence of the task event it was written for: orders messages of one instant. */
-  seq?: number;
-}
-
-/** Tasks and messages. Adapters: memory/tasks.ts, mongo/tasks.ts (`tasks`, `messages`). */
+/**
+ * Tasks. Adapters: memory/tasks.ts, mongo/tasks.ts (`tasks`). Message records are not stored here:
+ * they are derived from the task's events (src/api/terminaluse.ts, messageOf).
+ */
 export interface TaskStore {
   init(): Promise<void>;
   /** Rejects when the id is taken (ids are new UUIDs: a task is never overwritten). */
@@ -71,10 +62,6 @@ export interface TaskStore {
    * task or its status is not one of `fromStatuses`.
    */
   updateTask(project: string, id: string, update: TaskUpdate): Promise<TaskRecord | undefined>;
-  /** Idempotent by message id. */
-  addMessage(message: MessageRecord): Promise<void>;
-  /** A task's messages, oldest first (by created_at, then seq, then id). */
-  listMessages(project: string, taskId: string): Promise<MessageRecord[]>;
 }
 
 /** The agent name's namespace: `ns` of `ns/name` (what TerminalUse calls the task's namespace_id). */

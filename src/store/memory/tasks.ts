@@ -1,8 +1,7 @@
-import { matchesTaskFilter, taskOrder, type MessageRecord, type TaskFilter, type TaskPage, type TaskRecord, type TaskStore, type TaskUpdate } from "../tasks.js";
+import { matchesTaskFilter, taskOrder, type TaskFilter, type TaskPage, type TaskRecord, type TaskStore, type TaskUpdate } from "../tasks.js";
 
 export class MemoryTaskStore implements TaskStore {
   readonly #tasks = new Map<string, TaskRecord>();
-  readonly #messages = new Map<string, MessageRecord>();
 
   async init(): Promise<void> {}
 
@@ -41,16 +40,5 @@ export class MemoryTaskStore implements TaskStore {
     if (u.taskMetadata !== undefined) t.taskMetadata = structuredClone(u.taskMetadata);
     t.updatedAt = u.updatedAt;
     return structuredClone(t);
-  }
-
-  async addMessage(message: MessageRecord): Promise<void> {
-    if (!this.#messages.has(message.id)) this.#messages.set(message.id, structuredClone(message));
-  }
-
-  async listMessages(project: string, taskId: string): Promise<MessageRecord[]> {
-    return [...this.#messages.values()]
-      .filter((m) => m.project === project && m.taskId === taskId)
-      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.seq ?? 0) - (b.seq ?? 0) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((m) => structuredClone(m));
   }
 }

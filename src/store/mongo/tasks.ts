@@ -1,8 +1,7 @@
 import type { Collection, Filter } from "mongodb";
 import type { JsonObject } from "../../core/types.js";
-import type { MessageRecord, TaskFilter, TaskPage, TaskRecord, TaskStore, TaskUpdate } from "../tasks.js";
+import type { TaskFilter, TaskPage, TaskRecord, TaskStore, TaskUpdate } from "../tasks.js";
 import type { MongoConnection } from "./client.js";
-import { isDuplicateKey } from "./errors.js";
 
 interface TaskDoc {
   _id: string;
@@ -32,29 +31,20 @@ function fromDoc(d: TaskDoc): TaskRecord {
 
 const ORDER_FIELD = { created_at: "created_at", updated_at: "updated_at", name: "name" } as const;
 
-interface MessageDoc {
-  _id: string;
-  project: string;
-  task_id: string;
-  content: string;
-  created_at: Date;
-  seq?: number;
-}
-
-/** Tasks and messages on MongoDB: `tasks`, `messages` ({project, task_id, created_at} index). */
+/**
+ * Tasks on MongoDB: `tasks`. (A `messages` collection left by earlier versions is neither read
+ * nor written: message records are derived from task events; docs/operations.md.)
+ */
 export class MongoTaskStore implements TaskStore {
   readonly #m: MongoConnection;
   readonly #tasks: Collection<TaskDoc>;
-  readonly #messages: Collection<MessageDoc>;
 
   constructor(m: MongoConnection) {
     this.#m = m;
     this.#tasks = m.collection("tasks");
-    this.#messages = m.collection("messages");
   }
 
   async init(): Promise<void> {
-    await this.#messages.createIndex({ project: 1, task_id: 1, created_at: 1, seq: 1 }, { name: "project_task_created_seq" });
     await this.#tasks.createIndex({ project: 1, created_at: -1, _id: -1 }, { name: "project_created" });
     await this.#tasks.createIndex({ project: 1, name: 1, created_at: -1 }, { name: "project_name_created" });
   }
@@ -109,20 +99,5 @@ export class MongoTaskStore implements TaskStore {
     const q: Filter<TaskDoc> = { _id: id, project, ...(u.fromStatuses ? { status: { $in: u.fromStatuses } } : {}) };
     const d = await this.#m.write(() => this.#tasks.findOneAndUpdate(q, { $set: set }, { returnDocument: "after" }));
     return d ? fromDoc(d) : undefined;
-  }
-
-  async addMessage(m: MessageRecord): Promise<void> {
-    try {
-      const doc: MessageDoc = { _id: m.id, project: m.project, task_id: m.taskId, content: JSON.stringify(m.content), created_at: m.createdAt };
-      if (m.seq !== undefined) doc.seq = m.seq;
-      await this.#m.write(() => this.#messages.insertOne(doc));
-    } catch (err) {
-      if (!isDuplicateKey(err)) throw err;
-    }
-  }
-
-  async listMessages(project: string, taskId: string): Promise<MessageRecord[]> {
-    const docs = await this.#m.read(() => this.#messages.find({ project, task_id: taskId }, this.#m.readOptions).sort({ created_at: 1, seq: 1, _id: 1 }).toArray());
-    return docs.map((d) => ({ id: d._id, project: d.project, taskId: d.task_id, content: JSON.parse(d.content) as JsonObject, createdAt: d.created_at, ...(d.seq !== undefined ? { seq: d.seq } : {}) }));
   }
 }
