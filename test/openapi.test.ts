@@ -60,6 +60,7 @@ it("documents every JSON path of the route tables as OpenAPI 3.1", async () => {
       "/v2/messages",
       "/v2/messages/{message_id}",
       "/topics/{topic_slug}/events",
+      "/topics/{topic_slug}/subscriptions",
       "/topics/{topic_slug}/subscriptions/{subscription_slug}",
       "/topics/{topic_slug}/subscriptions/{subscription_slug}/events",
       "/topics/{topic_slug}/subscriptions/{subscription_slug}/events/pull",
@@ -93,6 +94,11 @@ it("matches live responses, success and error alike", async () => {
   await conforms("POST", "/topics/{topic_slug}/subscriptions/{subscription_slug}/events/{event_id}", `/topics/oa/subscriptions/s/events/${sent.id}`);
   await conforms("POST", "/topics/{topic_slug}/subscriptions/{subscription_slug}/events/{event_id}/nack", `/topics/oa/subscriptions/s/events/nope/nack`);
   await conforms("GET", "/topics/{topic_slug}/subscriptions/{subscription_slug}/events", "/topics/oa/subscriptions/s/events?limit=5");
+  await conforms("GET", "/topics/{topic_slug}/subscriptions", "/topics/oa/subscriptions");
+  await conforms("GET", "/topics/{topic_slug}/subscriptions/{subscription_slug}", "/topics/oa/subscriptions/p");
+  await conforms("GET", "/topics/{topic_slug}/subscriptions/{subscription_slug}", "/topics/oa/subscriptions/nope");
+  await conforms("DELETE", "/topics/{topic_slug}/subscriptions/{subscription_slug}", "/topics/oa/subscriptions/p");
+  await conforms("DELETE", "/topics/{topic_slug}/subscriptions/{subscription_slug}", "/topics/oa/subscriptions/p");
   const wg = await conforms("POST", "/waitgroups/instances", "/waitgroups/instances", { topic: "oa-done", ttl: "1m" });
   await conforms("PUT", "/waitgroups/instances/{wait_group_instance_id}/events", `/waitgroups/instances/${wg.wait_group_instance_id}/events`, {});
   // TerminalUse

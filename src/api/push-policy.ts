@@ -154,9 +154,9 @@ export class PushPolicy {
   /**
    * POSTs `body` to the endpoint with node:http(s), checking the endpoint again and every address
    * its connection resolves to (DNS rebinding); no redirects are followed. Resolves with the
-   * status code; rejects when refused or failed.
+   * status code; rejects when refused, failed, past `timeoutMs` or aborted by `signal`.
    */
-  async post(endpoint: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<number> {
+  async post(endpoint: string, headers: Record<string, string>, body: string, timeoutMs: number, signal?: AbortSignal): Promise<number> {
     const why = await this.check(endpoint);
     if (why) throw new PushRefusedError(why);
     const url = new URL(endpoint);
@@ -175,7 +175,7 @@ export class PushPolicy {
     }) as unknown as net.LookupFunction;
     const mod = url.protocol === "https:" ? https : http;
     return new Promise((resolve, reject) => {
-      const req = mod.request(url, { method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(body)) }, lookup, signal: AbortSignal.timeout(timeoutMs), agent: false }, (res) => {
+      const req = mod.request(url, { method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(body)) }, lookup, signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs), agent: false }, (res) => {
         // The answer's body is not needed: read and drop it (bounded by the timeout).
         res.resume();
         res.on("end", () => resolve(res.statusCode ?? 0));

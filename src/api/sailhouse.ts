@@ -4,6 +4,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   CreateWaitGroupInstanceRequestSchema,
   CreateWaitGroupInstanceResponseSchema,
+  DeleteSubscriptionResponseSchema,
+  ListSubscriptionsRequestSchema,
+  ListSubscriptionsResponseSchema,
+  PushStatusSchema,
+  SubscriptionInfoSchema,
+  type DeleteSubscriptionResponse,
+  type ListSubscriptionsRequest,
+  type ListSubscriptionsResponse,
+  type SubscriptionInfo,
   ListSubscriptionEventsRequestSchema,
   ListSubscriptionEventsResponseSchema,
   PullEventResponseSchema,
@@ -30,9 +39,9 @@ import {
   type SubscriptionRef,
 } from "../../gen/sailhouse/v1/sailhouse_pb.js";
 import type { JsonObject, JsonValue, StoredEvent, StreamId } from "../core/types.js";
-import type { Delivery, SailhouseStore, Subscription } from "../store/sailhouse.js";
+import type { Delivery, PushHealth, SailhouseStore, Subscription } from "../store/sailhouse.js";
 import { asObject } from "./mapping.js";
-import { checkRequired, DEFAULT_PROJECT, invalidField, pageLimit, rfc3339, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, DEFAULT_PROJECT, invalidField, jsonToValue, pageLimit, rfc3339, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** How long a pulled event stays locked before it is due again (Sailhouse: 30 s). */
 export const PULL_LOCK_MS = 30_000;
@@ -135,6 +144,16 @@ export function signPush(secret: string, body: string, unixSeconds: number): str
   return `t=${unixSeconds},v1=${createHmac("sha256", secret).update(`${unixSeconds}.${body}`).digest("hex")}`;
 }
 
+/**
+ * What the background worker (sailhouse-worker.ts) is told by this instance's requests, so it can
+ * sleep until something is due instead of polling: a send scheduled (or a wait group that will
+ * lapse) at an instant, and push subscriptions created, changed or deleted.
+ */
+export interface SailhouseSignals {
+  dueAt(at: Date): void;
+  subscriptionsChanged(): void;
+}
+
 export interface SailhouseDeps extends ApiDeps {
   sailhouse: SailhouseStore;
   /** Where push endpoints may point (src/api/push-policy.ts): why one is refused, or undefined. */
@@ -147,6 +166,11 @@ export interface SailhouseDeps extends ApiDeps {
  */
 export function sailhouseApi(deps: SailhouseDeps) {
   const store = deps.sailhouse;
+  const listeners = new Set<SailhouseSignals>();
+  const signal = {
+    dueAt: (at: Date) => listeners.forEach((l) => l.dueAt(at)),
+    subscriptionsChanged: () => listeners.forEach((l) => l.subscriptionsChanged()),
+  };
   const project = (ctx: CallContext): string => ctx.project ?? DEFAULT_PROJECT;
   const topic = (projectName: string, slug: string): StreamId => ({ project: projectName, kind: "topic", key: slug });
 
@@ -163,6 +187,31 @@ export function sailhouseApi(deps: SailhouseDeps) {
       if (v !== undefined) msg.queryableValue = typeof v === "string" ? v : JSON.stringify(v);
     }
     return msg;
+  }
+
+  function toInfo(s: Subscription): SubscriptionInfo {
+    const h = s.health;
+    return create(SubscriptionInfoSchema, {
+      id: `${s.topic}/${s.name}`,
+      topicId: s.topic,
+      slug: s.name,
+      type: s.type,
+      ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
+      ...(s.filter !== undefined ? { filter: jsonToValue(s.filter) } : {}),
+      ...(s.rateLimit !== undefined ? { rateLimit: s.rateLimit } : {}),
+      ...(s.deduplication !== undefined ? { deduplication: s.deduplication } : {}),
+      createdAt: rfc3339(s.createdAt),
+      ...(s.type === "push"
+        ? {
+            pushStatus: create(
+              PushStatusSchema,
+              h
+                ? { status: "failing", consecutiveFailures: h.failures, lastError: h.lastError, failingSince: rfc3339(h.failingSince), nextAttemptAt: rfc3339(h.retryAt) }
+                : { status: "healthy", consecutiveFailures: 0 },
+            ),
+          }
+        : {}),
+    });
   }
 
   async function subscription(ctx: CallContext, ref: { topicSlug: string; subscriptionSlug: string }, createIfMissing: boolean): Promise<Subscription> {
@@ -269,6 +318,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
       try {
         if (sendAt !== undefined && sendAt > deps.now().getTime()) {
           await store.schedule({ id, project: p, topic: req.topicSlug, data, metadata, sendAt: new Date(sendAt), ...(waitGroup !== undefined ? { waitGroupInstanceId: waitGroup } : {}) });
+          signal.dueAt(new Date(sendAt));
         } else {
           await publishNow(p, req.topicSlug, id, data, metadata, waitGroup);
         }
@@ -313,7 +363,28 @@ export function sailhouseApi(deps: SailhouseDeps) {
         head,
         randomBytes(24).toString("hex"),
       );
+      // Any put may turn a push subscription into a pull one (or back), or end a backoff.
+      if (req.type === "push" || outcome !== "none") signal.subscriptionsChanged();
       return create(PutSubscriptionResponseSchema, { outcome, ...(subscription.type === "push" ? { secret: subscription.secret } : {}) });
+    },
+
+    async listSubscriptions(req: ListSubscriptionsRequest, ctx: CallContext): Promise<ListSubscriptionsResponse> {
+      checkRequired(ListSubscriptionsRequestSchema, req, ["path"]);
+      return create(ListSubscriptionsResponseSchema, { subscriptions: (await store.listSubscriptions(project(ctx), req.topicSlug)).map(toInfo) });
+    },
+
+    async getSubscription(req: SubscriptionRef, ctx: CallContext): Promise<SubscriptionInfo> {
+      checkRequired(SubscriptionRefSchema, req, ["path"]);
+      return toInfo(await subscription(ctx, req, false));
+    },
+
+    async deleteSubscription(req: SubscriptionRef, ctx: CallContext): Promise<DeleteSubscriptionResponse> {
+      checkRequired(SubscriptionRefSchema, req, ["path"]);
+      if (!(await store.deleteSubscription(project(ctx), req.topicSlug, req.subscriptionSlug))) {
+        throw new ConnectError(`subscription ${req.subscriptionSlug} of topic ${req.topicSlug} not found`, Code.NotFound);
+      }
+      signal.subscriptionsChanged();
+      return create(DeleteSubscriptionResponseSchema, {});
     },
 
     async pullEvent(req: SubscriptionRef, ctx: CallContext): Promise<PullEventResponse> {
@@ -402,6 +473,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
       const id = randomUUID();
       const now = deps.now().getTime();
       await store.createWaitGroup({ id, project: project(ctx), topic: req.topic, status: "open", members: [], acked: [], createdAt: new Date(now), expiresAt: new Date(now + ttl) });
+      signal.dueAt(new Date(now + ttl));
       return create(CreateWaitGroupInstanceResponseSchema, { waitGroupInstanceId: id });
     },
 
@@ -413,6 +485,15 @@ export function sailhouseApi(deps: SailhouseDeps) {
       await store.setWaitGroupStatus(g.id, ["open"], "in_progress");
       await checkWaitGroup(p, g.id);
     },
+
+    /** Tells `listener` of this instance's schedules and subscription changes; returns the unsubscribe. */
+    listen(listener: SailhouseSignals): () => void {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+
+    /** When background work is next due (scheduled sends, wait group expiries), from the store. */
+    nextDue: () => store.nextDue(),
 
     /** Background work, called by the worker: due scheduled sends, then lapsed wait groups. */
     async tick(): Promise<void> {
@@ -428,6 +509,10 @@ export function sailhouseApi(deps: SailhouseDeps) {
     push: {
       subscriptions: () => store.pushSubscriptions(),
       next,
+      /** Something to wait on for appends to the subscription's topic (take it before looking). */
+      watch: (sub: Subscription) => deps.log.watch(topic(sub.project, sub.topic)),
+      nextRetry: (sub: Subscription) => store.nextRetry(sub),
+      setHealth: (sub: Subscription, health: PushHealth | undefined) => store.setPushHealth(sub, health),
       async delivered(sub: Subscription, delivery: Delivery): Promise<void> {
         if (await store.ack(sub, delivery.eventId)) await acked(sub, delivery);
       },

@@ -1,3 +1,4 @@
+import { Counter, Gauge } from "prom-client";
 import { readFileSync } from "node:fs";
 import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -75,8 +76,13 @@ export interface AppOptions {
   logger?: Logger;
   /** The clock (ms since the epoch); tests move it to check expiry. */
   now?: () => number;
-  /** How often the Sailhouse worker runs (scheduled sends, wait groups, push). */
+  /**
+   * The longest the Sailhouse worker sleeps (default 30 s): how soon it sees sends scheduled and
+   * push subscriptions changed on other instances (src/api/sailhouse-worker.ts).
+   */
   workerIntervalMs?: number;
+  /** A push delivery's timeout (default 10 s). */
+  pushTimeoutMs?: number;
   /**
    * Install the process-level handlers for uncaught exceptions and unhandled rejections (log,
    * count, keep serving) while the service runs. Default true.
@@ -221,7 +227,19 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   });
   const durable = durableRoutes(durableStreams, { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests, liveReaders });
   const streams = streamsApi({ ...deps, producers: durableStreams.producerPublish }, { windowBytes: cfg.publishStreamWindowBytes, responseBytes: cfg.responseBatchBytes });
-  const worker = new SailhouseWorker(sailhouse, { intervalMs: opts.workerIntervalMs ?? 200, pushTimeoutMs: 10_000, pushBatch: 50, now, log: logger, errors, post: (e, h, b, t) => pushPolicy.post(e, h, b, t), maxPerSecond: cfg.pushMaxPerSecond });
+  const pushed = new Counter({ name: "sailhouse_push_deliveries_total", help: "Sailhouse push deliveries, by outcome (delivered: a 2xx answer; failed: refused, timed out or unreachable)", labelNames: ["outcome"], registers: [metrics.registry] });
+  const failingEndpoints = new Gauge({ name: "sailhouse_push_endpoints_failing", help: "Push subscriptions whose endpoint failed its last delivery (backing off)", registers: [metrics.registry] });
+  const worker = new SailhouseWorker(sailhouse, {
+    rescanMs: opts.workerIntervalMs ?? 30_000,
+    pushTimeoutMs: opts.pushTimeoutMs ?? 10_000,
+    pushConcurrency: 4,
+    now,
+    log: logger,
+    errors,
+    post: (e, h, b, t, signal) => pushPolicy.post(e, h, b, t, signal),
+    maxPerSecond: cfg.pushMaxPerSecond,
+    report: { pushed: (outcome) => pushed.inc({ outcome }), failing: (n) => failingEndpoints.set(n) },
+  });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];

@@ -99,6 +99,9 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
     listSubscriptionEvents: (req, ctx) => unary(() => d.sailhouse.listSubscriptionEvents(req, callContext(ctx))),
     createWaitGroupInstance: (req, ctx) => unary(() => d.sailhouse.createWaitGroupInstance(req, callContext(ctx))),
     startWaitGroupInstance: (req, ctx) => unary(async () => (await d.sailhouse.startWaitGroupInstance(req, callContext(ctx)), {})),
+    listSubscriptions: (req, ctx) => unary(() => d.sailhouse.listSubscriptions(req, callContext(ctx))),
+    getSubscription: (req, ctx) => unary(() => d.sailhouse.getSubscription(req, callContext(ctx))),
+    deleteSubscription: (req, ctx) => unary(() => d.sailhouse.deleteSubscription(req, callContext(ctx))),
   });
   router.service(TaskEventsService, {
     createTask: (req, ctx) => unary(() => d.terminaluse.createTask(req, callContext(ctx))),

@@ -21,6 +21,16 @@ export interface Subscription {
   /** Every event of the topic with seq <= cursor has been considered (a delivery made, or filtered out). */
   cursor: number;
   createdAt: Date;
+  /** Push subscriptions whose endpoint is failing: since when, how often in a row, why, and when it is tried next. */
+  health?: PushHealth;
+}
+
+/** A failing push endpoint, as the worker that last tried it recorded it (absent: healthy). */
+export interface PushHealth {
+  failures: number;
+  lastError: string;
+  failingSince: Date;
+  retryAt: Date;
 }
 
 export interface Delivery {
@@ -65,6 +75,14 @@ export interface SailhouseStore {
   putSubscription(fields: SubscriptionFields, cursor: number, secret: string): Promise<{ outcome: "created" | "updated" | "none"; subscription: Subscription }>;
   getSubscription(project: string, topic: string, name: string): Promise<Subscription | undefined>;
   pushSubscriptions(): Promise<Subscription[]>;
+  /** The topic's subscriptions, by name. */
+  listSubscriptions(project: string, topic: string): Promise<Subscription[]>;
+  /** Deletes the subscription and its deliveries; false when there was none. */
+  deleteSubscription(project: string, topic: string, name: string): Promise<boolean>;
+  /** Records a push endpoint as failing (or, undefined, as healthy again). */
+  setPushHealth(sub: Subscription, health: PushHealth | undefined): Promise<void>;
+  /** When the subscription's next unacked delivery becomes due (its lock lapses); undefined when none is waiting. */
+  nextRetry(sub: Subscription): Promise<Date | undefined>;
   /**
    * Records deliveries for events after the cursor and moves the cursor from `from` to `to`,
    * only if it is still at `from` (another instance may have done it). Deliveries are idempotent.
@@ -81,6 +99,11 @@ export interface SailhouseStore {
   /** Claims up to `limit` items due at `now` whose lease is free or lapsed, leasing them until now + leaseMs. */
   claimDue(now: Date, leaseMs: number, limit: number): Promise<ScheduledEvent[]>;
   finishScheduled(id: string): Promise<void>;
+  /**
+   * The earliest instant background work is due: a scheduled send (its send_at, or its lease's
+   * end while another worker holds it) or the expiry of a wait group not completed. Undefined: nothing.
+   */
+  nextDue(): Promise<Date | undefined>;
 
   createWaitGroup(group: WaitGroup): Promise<void>;
   getWaitGroup(project: string, id: string): Promise<WaitGroup | undefined>;

@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sailhouse/v1/sailhouse.proto.
  */
 export const file_sailhouse_v1_sailhouse: GenFile = /*@__PURE__*/
-  fileDesc("ChxzYWlsaG91c2UvdjEvc2FpbGhvdXNlLnByb3RvEgxzYWlsaG91c2UudjEi8AEKEFNlbmRFdmVudFJlcXVlc3QSHAoKdG9waWNfc2x1ZxgBIAEoCUIIyPMYAdDzGAESKwoEZGF0YRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBMjzGAESKQoIbWV0YWRhdGEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhQKB3NlbmRfYXQYBCABKAlIAIgBARIpChZ3YWl0X2dyb3VwX2luc3RhbmNlX2lkGAUgASgJQgTQ8xgBSAGIAQFCCgoIX3NlbmRfYXRCGQoXX3dhaXRfZ3JvdXBfaW5zdGFuY2VfaWQiHwoRU2VuZEV2ZW50UmVzcG9uc2USCgoCaWQYASABKAkikQIKFlB1dFN1YnNjcmlwdGlvblJlcXVlc3QSHAoKdG9waWNfc2x1ZxgBIAEoCUIIyPMYAdDzGAESIwoRc3Vic2NyaXB0aW9uX3NsdWcYAiABKAlCCMjzGAHQ8xgBEhIKBHR5cGUYAyABKAlCBMjzGAESFQoIZW5kcG9pbnQYBCABKAlIAIgBARImCgZmaWx0ZXIYBSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSFwoKcmF0ZV9saW1pdBgGIAEoCUgBiAEBEhoKDWRlZHVwbGljYXRpb24YByABKAlIAogBAUILCglfZW5kcG9pbnRCDQoLX3JhdGVfbGltaXRCEAoOX2RlZHVwbGljYXRpb24iSgoXUHV0U3Vic2NyaXB0aW9uUmVzcG9uc2USDwoHb3V0Y29tZRgBIAEoCRITCgZzZWNyZXQYAiABKAlIAIgBAUIJCgdfc2VjcmV0IlQKD1N1YnNjcmlwdGlvblJlZhIcCgp0b3BpY19zbHVnGAEgASgJQgjI8xgB0PMYARIjChFzdWJzY3JpcHRpb25fc2x1ZxgCIAEoCUIIyPMYAdDzGAEiaQoIRXZlbnRSZWYSHAoKdG9waWNfc2x1ZxgBIAEoCUIIyPMYAdDzGAESIwoRc3Vic2NyaXB0aW9uX3NsdWcYAiABKAlCCMjzGAHQ8xgBEhoKCGV2ZW50X2lkGAMgASgJQgjI8xgB0PMYASLGAQoRU3Vic2NyaXB0aW9uRXZlbnQSCgoCaWQYASABKAkSEAoIdG9waWNfaWQYAiABKAkSJQoEZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXRpbWVzdGFtcBgFIAEoCRIbCg5xdWVyeWFibGVWYWx1ZRgGIAEoCUgAiAEBQhEKD19xdWVyeWFibGVWYWx1ZSJSChFQdWxsRXZlbnRSZXNwb25zZRINCgVmb3VuZBgBIAEoCBIuCgVldmVudBgCIAEoCzIfLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25FdmVudCISChBBY2tFdmVudFJlc3BvbnNlIvoBCh1MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVxdWVzdBIcCgp0b3BpY19zbHVnGAEgASgJQgjI8xgB0PMYARIjChFzdWJzY3JpcHRpb25fc2x1ZxgCIAEoCUIIyPMYAdDzGAESEgoFbGltaXQYAyABKAVIAIgBARITCgZvZmZzZXQYBCABKAVIAYgBARIYCgt0aW1lX3dpbmRvdxgFIAEoCUgCiAEBEhsKDnF1ZXJ5YWJsZV9wYXRoGAYgASgJSAOIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXRCDgoMX3RpbWVfd2luZG93QhEKD19xdWVyeWFibGVfcGF0aCJwCh5MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVzcG9uc2USLwoGZXZlbnRzGAEgAygLMh8uc2FpbGhvdXNlLnYxLlN1YnNjcmlwdGlvbkV2ZW50Eg4KBm9mZnNldBgCIAEoBRINCgVsaW1pdBgDIAEoBSJTCh5DcmVhdGVXYWl0R3JvdXBJbnN0YW5jZVJlcXVlc3QSFwoFdG9waWMYASABKAlCCMjzGAHQ8xgBEhAKA3R0bBgCIAEoCUgAiAEBQgYKBF90dGwiQQofQ3JlYXRlV2FpdEdyb3VwSW5zdGFuY2VSZXNwb25zZRIeChZ3YWl0X2dyb3VwX2luc3RhbmNlX2lkGAEgASgJIkkKHVN0YXJ0V2FpdEdyb3VwSW5zdGFuY2VSZXF1ZXN0EigKFndhaXRfZ3JvdXBfaW5zdGFuY2VfaWQYASABKAlCCMjzGAHQ8xgBIiAKHlN0YXJ0V2FpdEdyb3VwSW5zdGFuY2VSZXNwb25zZTLQBgoQU2FpbGhvdXNlU2VydmljZRJMCglTZW5kRXZlbnQSHi5zYWlsaG91c2UudjEuU2VuZEV2ZW50UmVxdWVzdBofLnNhaWxob3VzZS52MS5TZW5kRXZlbnRSZXNwb25zZRJeCg9QdXRTdWJzY3JpcHRpb24SJC5zYWlsaG91c2UudjEuUHV0U3Vic2NyaXB0aW9uUmVxdWVzdBolLnNhaWxob3VzZS52MS5QdXRTdWJzY3JpcHRpb25SZXNwb25zZRJLCglQdWxsRXZlbnQSHS5zYWlsaG91c2UudjEuU3Vic2NyaXB0aW9uUmVmGh8uc2FpbGhvdXNlLnYxLlB1bGxFdmVudFJlc3BvbnNlElYKElN0cmVhbVN1YnNjcmlwdGlvbhIdLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25SZWYaHy5zYWlsaG91c2UudjEuU3Vic2NyaXB0aW9uRXZlbnQwARJCCghBY2tFdmVudBIWLnNhaWxob3VzZS52MS5FdmVudFJlZhoeLnNhaWxob3VzZS52MS5BY2tFdmVudFJlc3BvbnNlEkMKCU5hY2tFdmVudBIWLnNhaWxob3VzZS52MS5FdmVudFJlZhoeLnNhaWxob3VzZS52MS5BY2tFdmVudFJlc3BvbnNlEnMKFkxpc3RTdWJzY3JpcHRpb25FdmVudHMSKy5zYWlsaG91c2UudjEuTGlzdFN1YnNjcmlwdGlvbkV2ZW50c1JlcXVlc3QaLC5zYWlsaG91c2UudjEuTGlzdFN1YnNjcmlwdGlvbkV2ZW50c1Jlc3BvbnNlEnYKF0NyZWF0ZVdhaXRHcm91cEluc3RhbmNlEiwuc2FpbGhvdXNlLnYxLkNyZWF0ZVdhaXRHcm91cEluc3RhbmNlUmVxdWVzdBotLnNhaWxob3VzZS52MS5DcmVhdGVXYWl0R3JvdXBJbnN0YW5jZVJlc3BvbnNlEnMKFlN0YXJ0V2FpdEdyb3VwSW5zdGFuY2USKy5zYWlsaG91c2UudjEuU3RhcnRXYWl0R3JvdXBJbnN0YW5jZVJlcXVlc3QaLC5zYWlsaG91c2UudjEuU3RhcnRXYWl0R3JvdXBJbnN0YW5jZVJlc3BvbnNlYgZwcm90bzM", [file_events_v1_options, file_google_protobuf_struct]);
+  fileDesc("ChxzYWlsaG91c2UvdjEvc2FpbGhvdXNlLnByb3RvEgxzYWlsaG91c2UudjEi8AEKEFNlbmRFdmVudFJlcXVlc3QSHAoKdG9waWNfc2x1ZxgBIAEoCUIIyPMYAdDzGAESKwoEZGF0YRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBMjzGAESKQoIbWV0YWRhdGEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhQKB3NlbmRfYXQYBCABKAlIAIgBARIpChZ3YWl0X2dyb3VwX2luc3RhbmNlX2lkGAUgASgJQgTQ8xgBSAGIAQFCCgoIX3NlbmRfYXRCGQoXX3dhaXRfZ3JvdXBfaW5zdGFuY2VfaWQiHwoRU2VuZEV2ZW50UmVzcG9uc2USCgoCaWQYASABKAkikQIKFlB1dFN1YnNjcmlwdGlvblJlcXVlc3QSHAoKdG9waWNfc2x1ZxgBIAEoCUIIyPMYAdDzGAESIwoRc3Vic2NyaXB0aW9uX3NsdWcYAiABKAlCCMjzGAHQ8xgBEhIKBHR5cGUYAyABKAlCBMjzGAESFQoIZW5kcG9pbnQYBCABKAlIAIgBARImCgZmaWx0ZXIYBSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSFwoKcmF0ZV9saW1pdBgGIAEoCUgBiAEBEhoKDWRlZHVwbGljYXRpb24YByABKAlIAogBAUILCglfZW5kcG9pbnRCDQoLX3JhdGVfbGltaXRCEAoOX2RlZHVwbGljYXRpb24iSgoXUHV0U3Vic2NyaXB0aW9uUmVzcG9uc2USDwoHb3V0Y29tZRgBIAEoCRITCgZzZWNyZXQYAiABKAlIAIgBAUIJCgdfc2VjcmV0IlQKD1N1YnNjcmlwdGlvblJlZhIcCgp0b3BpY19zbHVnGAEgASgJQgjI8xgB0PMYARIjChFzdWJzY3JpcHRpb25fc2x1ZxgCIAEoCUIIyPMYAdDzGAEiaQoIRXZlbnRSZWYSHAoKdG9waWNfc2x1ZxgBIAEoCUIIyPMYAdDzGAESIwoRc3Vic2NyaXB0aW9uX3NsdWcYAiABKAlCCMjzGAHQ8xgBEhoKCGV2ZW50X2lkGAMgASgJQgjI8xgB0PMYASLGAQoRU3Vic2NyaXB0aW9uRXZlbnQSCgoCaWQYASABKAkSEAoIdG9waWNfaWQYAiABKAkSJQoEZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXRpbWVzdGFtcBgFIAEoCRIbCg5xdWVyeWFibGVWYWx1ZRgGIAEoCUgAiAEBQhEKD19xdWVyeWFibGVWYWx1ZSJSChFQdWxsRXZlbnRSZXNwb25zZRINCgVmb3VuZBgBIAEoCBIuCgVldmVudBgCIAEoCzIfLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25FdmVudCISChBBY2tFdmVudFJlc3BvbnNlIvoBCh1MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVxdWVzdBIcCgp0b3BpY19zbHVnGAEgASgJQgjI8xgB0PMYARIjChFzdWJzY3JpcHRpb25fc2x1ZxgCIAEoCUIIyPMYAdDzGAESEgoFbGltaXQYAyABKAVIAIgBARITCgZvZmZzZXQYBCABKAVIAYgBARIYCgt0aW1lX3dpbmRvdxgFIAEoCUgCiAEBEhsKDnF1ZXJ5YWJsZV9wYXRoGAYgASgJSAOIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXRCDgoMX3RpbWVfd2luZG93QhEKD19xdWVyeWFibGVfcGF0aCJwCh5MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVzcG9uc2USLwoGZXZlbnRzGAEgAygLMh8uc2FpbGhvdXNlLnYxLlN1YnNjcmlwdGlvbkV2ZW50Eg4KBm9mZnNldBgCIAEoBRINCgVsaW1pdBgDIAEoBSJTCh5DcmVhdGVXYWl0R3JvdXBJbnN0YW5jZVJlcXVlc3QSFwoFdG9waWMYASABKAlCCMjzGAHQ8xgBEhAKA3R0bBgCIAEoCUgAiAEBQgYKBF90dGwiQQofQ3JlYXRlV2FpdEdyb3VwSW5zdGFuY2VSZXNwb25zZRIeChZ3YWl0X2dyb3VwX2luc3RhbmNlX2lkGAEgASgJIkkKHVN0YXJ0V2FpdEdyb3VwSW5zdGFuY2VSZXF1ZXN0EigKFndhaXRfZ3JvdXBfaW5zdGFuY2VfaWQYASABKAlCCMjzGAHQ8xgBIiAKHlN0YXJ0V2FpdEdyb3VwSW5zdGFuY2VSZXNwb25zZSI4ChhMaXN0U3Vic2NyaXB0aW9uc1JlcXVlc3QSHAoKdG9waWNfc2x1ZxgBIAEoCUIIyPMYAdDzGAEiUgoZTGlzdFN1YnNjcmlwdGlvbnNSZXNwb25zZRI1Cg1zdWJzY3JpcHRpb25zGAEgAygLMh4uc2FpbGhvdXNlLnYxLlN1YnNjcmlwdGlvbkluZm8isQIKEFN1YnNjcmlwdGlvbkluZm8SCgoCaWQYASABKAkSEAoIdG9waWNfaWQYAiABKAkSDAoEc2x1ZxgDIAEoCRIMCgR0eXBlGAQgASgJEhUKCGVuZHBvaW50GAUgASgJSACIAQESJgoGZmlsdGVyGAYgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhcKCnJhdGVfbGltaXQYByABKAlIAYgBARIaCg1kZWR1cGxpY2F0aW9uGAggASgJSAKIAQESEgoKY3JlYXRlZF9hdBgJIAEoCRItCgtwdXNoX3N0YXR1cxgKIAEoCzIYLnNhaWxob3VzZS52MS5QdXNoU3RhdHVzQgsKCV9lbmRwb2ludEINCgtfcmF0ZV9saW1pdEIQCg5fZGVkdXBsaWNhdGlvbiLCAQoKUHVzaFN0YXR1cxIOCgZzdGF0dXMYASABKAkSHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYAiABKAUSFwoKbGFzdF9lcnJvchgDIAEoCUgAiAEBEhoKDWZhaWxpbmdfc2luY2UYBCABKAlIAYgBARIcCg9uZXh0X2F0dGVtcHRfYXQYBSABKAlIAogBAUINCgtfbGFzdF9lcnJvckIQCg5fZmFpbGluZ19zaW5jZUISChBfbmV4dF9hdHRlbXB0X2F0IhwKGkRlbGV0ZVN1YnNjcmlwdGlvblJlc3BvbnNlMucIChBTYWlsaG91c2VTZXJ2aWNlEkwKCVNlbmRFdmVudBIeLnNhaWxob3VzZS52MS5TZW5kRXZlbnRSZXF1ZXN0Gh8uc2FpbGhvdXNlLnYxLlNlbmRFdmVudFJlc3BvbnNlEl4KD1B1dFN1YnNjcmlwdGlvbhIkLnNhaWxob3VzZS52MS5QdXRTdWJzY3JpcHRpb25SZXF1ZXN0GiUuc2FpbGhvdXNlLnYxLlB1dFN1YnNjcmlwdGlvblJlc3BvbnNlEksKCVB1bGxFdmVudBIdLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25SZWYaHy5zYWlsaG91c2UudjEuUHVsbEV2ZW50UmVzcG9uc2USVgoSU3RyZWFtU3Vic2NyaXB0aW9uEh0uc2FpbGhvdXNlLnYxLlN1YnNjcmlwdGlvblJlZhofLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25FdmVudDABEkIKCEFja0V2ZW50EhYuc2FpbGhvdXNlLnYxLkV2ZW50UmVmGh4uc2FpbGhvdXNlLnYxLkFja0V2ZW50UmVzcG9uc2USQwoJTmFja0V2ZW50EhYuc2FpbGhvdXNlLnYxLkV2ZW50UmVmGh4uc2FpbGhvdXNlLnYxLkFja0V2ZW50UmVzcG9uc2UScwoWTGlzdFN1YnNjcmlwdGlvbkV2ZW50cxIrLnNhaWxob3VzZS52MS5MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVxdWVzdBosLnNhaWxob3VzZS52MS5MaXN0U3Vic2NyaXB0aW9uRXZlbnRzUmVzcG9uc2USdgoXQ3JlYXRlV2FpdEdyb3VwSW5zdGFuY2USLC5zYWlsaG91c2UudjEuQ3JlYXRlV2FpdEdyb3VwSW5zdGFuY2VSZXF1ZXN0Gi0uc2FpbGhvdXNlLnYxLkNyZWF0ZVdhaXRHcm91cEluc3RhbmNlUmVzcG9uc2UScwoWU3RhcnRXYWl0R3JvdXBJbnN0YW5jZRIrLnNhaWxob3VzZS52MS5TdGFydFdhaXRHcm91cEluc3RhbmNlUmVxdWVzdBosLnNhaWxob3VzZS52MS5TdGFydFdhaXRHcm91cEluc3RhbmNlUmVzcG9uc2USZAoRTGlzdFN1YnNjcmlwdGlvbnMSJi5zYWlsaG91c2UudjEuTGlzdFN1YnNjcmlwdGlvbnNSZXF1ZXN0Gicuc2FpbGhvdXNlLnYxLkxpc3RTdWJzY3JpcHRpb25zUmVzcG9uc2USUAoPR2V0U3Vic2NyaXB0aW9uEh0uc2FpbGhvdXNlLnYxLlN1YnNjcmlwdGlvblJlZhoeLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25JbmZvEl0KEkRlbGV0ZVN1YnNjcmlwdGlvbhIdLnNhaWxob3VzZS52MS5TdWJzY3JpcHRpb25SZWYaKC5zYWlsaG91c2UudjEuRGVsZXRlU3Vic2NyaXB0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_events_v1_options, file_google_protobuf_struct]);
 
 /**
  * @generated from message sailhouse.v1.SendEventRequest
@@ -435,6 +435,172 @@ export const StartWaitGroupInstanceResponseSchema: GenMessage<StartWaitGroupInst
   messageDesc(file_sailhouse_v1_sailhouse, 14);
 
 /**
+ * @generated from message sailhouse.v1.ListSubscriptionsRequest
+ */
+export type ListSubscriptionsRequest = Message<"sailhouse.v1.ListSubscriptionsRequest"> & {
+  /**
+   * @generated from field: string topic_slug = 1;
+   */
+  topicSlug: string;
+};
+
+/**
+ * Describes the message sailhouse.v1.ListSubscriptionsRequest.
+ * Use `create(ListSubscriptionsRequestSchema)` to create a new message.
+ */
+export const ListSubscriptionsRequestSchema: GenMessage<ListSubscriptionsRequest> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 15);
+
+/**
+ * @generated from message sailhouse.v1.ListSubscriptionsResponse
+ */
+export type ListSubscriptionsResponse = Message<"sailhouse.v1.ListSubscriptionsResponse"> & {
+  /**
+   * @generated from field: repeated sailhouse.v1.SubscriptionInfo subscriptions = 1;
+   */
+  subscriptions: SubscriptionInfo[];
+};
+
+/**
+ * Describes the message sailhouse.v1.ListSubscriptionsResponse.
+ * Use `create(ListSubscriptionsResponseSchema)` to create a new message.
+ */
+export const ListSubscriptionsResponseSchema: GenMessage<ListSubscriptionsResponse> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 16);
+
+/**
+ * A subscription as Sailhouse's management API shows it (id, topic_id, slug, type, endpoint),
+ * with its settings and, for push subscriptions, how delivery to its endpoint is going.
+ *
+ * @generated from message sailhouse.v1.SubscriptionInfo
+ */
+export type SubscriptionInfo = Message<"sailhouse.v1.SubscriptionInfo"> & {
+  /**
+   * "<topic_slug>/<subscription_slug>".
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string topic_id = 2;
+   */
+  topicId: string;
+
+  /**
+   * @generated from field: string slug = 3;
+   */
+  slug: string;
+
+  /**
+   * "pull" or "push".
+   *
+   * @generated from field: string type = 4;
+   */
+  type: string;
+
+  /**
+   * @generated from field: optional string endpoint = 5;
+   */
+  endpoint?: string | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Value filter = 6;
+   */
+  filter?: Value | undefined;
+
+  /**
+   * @generated from field: optional string rate_limit = 7;
+   */
+  rateLimit?: string | undefined;
+
+  /**
+   * @generated from field: optional string deduplication = 8;
+   */
+  deduplication?: string | undefined;
+
+  /**
+   * RFC 3339.
+   *
+   * @generated from field: string created_at = 9;
+   */
+  createdAt: string;
+
+  /**
+   * Push subscriptions only.
+   *
+   * @generated from field: sailhouse.v1.PushStatus push_status = 10;
+   */
+  pushStatus?: PushStatus | undefined;
+};
+
+/**
+ * Describes the message sailhouse.v1.SubscriptionInfo.
+ * Use `create(SubscriptionInfoSchema)` to create a new message.
+ */
+export const SubscriptionInfoSchema: GenMessage<SubscriptionInfo> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 17);
+
+/**
+ * @generated from message sailhouse.v1.PushStatus
+ */
+export type PushStatus = Message<"sailhouse.v1.PushStatus"> & {
+  /**
+   * "healthy" or "failing" (the endpoint refused or did not answer its last delivery; it is
+   * retried with backoff: 1 s, 2 s, 4 s, ... up to 5 minutes).
+   *
+   * @generated from field: string status = 1;
+   */
+  status: string;
+
+  /**
+   * Failed deliveries in a row.
+   *
+   * @generated from field: int32 consecutive_failures = 2;
+   */
+  consecutiveFailures: number;
+
+  /**
+   * @generated from field: optional string last_error = 3;
+   */
+  lastError?: string | undefined;
+
+  /**
+   * RFC 3339.
+   *
+   * @generated from field: optional string failing_since = 4;
+   */
+  failingSince?: string | undefined;
+
+  /**
+   * RFC 3339: when delivery is tried next.
+   *
+   * @generated from field: optional string next_attempt_at = 5;
+   */
+  nextAttemptAt?: string | undefined;
+};
+
+/**
+ * Describes the message sailhouse.v1.PushStatus.
+ * Use `create(PushStatusSchema)` to create a new message.
+ */
+export const PushStatusSchema: GenMessage<PushStatus> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 18);
+
+/**
+ * @generated from message sailhouse.v1.DeleteSubscriptionResponse
+ */
+export type DeleteSubscriptionResponse = Message<"sailhouse.v1.DeleteSubscriptionResponse"> & {
+};
+
+/**
+ * Describes the message sailhouse.v1.DeleteSubscriptionResponse.
+ * Use `create(DeleteSubscriptionResponseSchema)` to create a new message.
+ */
+export const DeleteSubscriptionResponseSchema: GenMessage<DeleteSubscriptionResponse> = /*@__PURE__*/
+  messageDesc(file_sailhouse_v1_sailhouse, 19);
+
+/**
  * Sailhouse's API (`/topics/...`, `/waitgroups/...`). Messages mirror Sailhouse's JSON; the
  * project comes from the caller's credentials or the `x-project-id` header.
  *
@@ -531,6 +697,38 @@ export const SailhouseService: GenService<{
     methodKind: "unary";
     input: typeof StartWaitGroupInstanceRequestSchema;
     output: typeof StartWaitGroupInstanceResponseSchema;
+  },
+  /**
+   * GET /topics/{topic_slug}/subscriptions: the topic's subscriptions (Sailhouse's CLI lists them
+   * per topic), with each push endpoint's delivery status.
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.ListSubscriptions
+   */
+  listSubscriptions: {
+    methodKind: "unary";
+    input: typeof ListSubscriptionsRequestSchema;
+    output: typeof ListSubscriptionsResponseSchema;
+  },
+  /**
+   * GET /topics/{topic_slug}/subscriptions/{subscription_slug}
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.GetSubscription
+   */
+  getSubscription: {
+    methodKind: "unary";
+    input: typeof SubscriptionRefSchema;
+    output: typeof SubscriptionInfoSchema;
+  },
+  /**
+   * DELETE /topics/{topic_slug}/subscriptions/{subscription_slug}: the subscription and its
+   * undelivered events (204 on the JSON path; not_found when there is none).
+   *
+   * @generated from rpc sailhouse.v1.SailhouseService.DeleteSubscription
+   */
+  deleteSubscription: {
+    methodKind: "unary";
+    input: typeof SubscriptionRefSchema;
+    output: typeof DeleteSubscriptionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sailhouse_v1_sailhouse, 0);

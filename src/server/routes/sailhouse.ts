@@ -2,6 +2,9 @@ import {
   CreateWaitGroupInstanceRequestSchema,
   CreateWaitGroupInstanceResponseSchema,
   EventRefSchema,
+  ListSubscriptionsRequestSchema,
+  ListSubscriptionsResponseSchema,
+  SubscriptionInfoSchema,
   ListSubscriptionEventsRequestSchema,
   ListSubscriptionEventsResponseSchema,
   PutSubscriptionRequestSchema,
@@ -40,6 +43,34 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
       },
     },
     { method: "PUT", path: SUB, dialect: "error", handle: putSubscription, doc: putDoc },
+    {
+      method: "GET",
+      path: "/topics/{topic_slug}/subscriptions",
+      dialect: "error",
+      doc: { summary: "List a topic's subscriptions, with each push endpoint's status", responses: [{ status: 200, description: "The subscriptions", schema: ListSubscriptionsResponseSchema }] },
+      async handle(r) {
+        return json(ListSubscriptionsResponseSchema, await sailhouse.listSubscriptions(parseRequest(ListSubscriptionsRequestSchema, r.params, ["path"]), r.ctx));
+      },
+    },
+    {
+      method: "GET",
+      path: SUB,
+      dialect: "error",
+      doc: { summary: "A subscription, with its push endpoint's status", responses: [{ status: 200, description: "The subscription", schema: SubscriptionInfoSchema }] },
+      async handle(r) {
+        return json(SubscriptionInfoSchema, await sailhouse.getSubscription(parseRequest(SubscriptionRefSchema, r.params, ["path"]), r.ctx));
+      },
+    },
+    {
+      method: "DELETE",
+      path: SUB,
+      dialect: "error",
+      doc: { summary: "Delete a subscription and its undelivered events", responses: [{ status: 204, description: "Deleted" }] },
+      async handle(r) {
+        await sailhouse.deleteSubscription(parseRequest(SubscriptionRefSchema, r.params, ["path"]), r.ctx);
+        return { status: 204 };
+      },
+    },
     // The SDK's admin client registers subscriptions under /api/v1.
     { method: "PUT", path: `/api/v1${SUB}`, dialect: "error", handle: putSubscription, doc: putDoc },
     // Pull: Sailhouse's JS and Go SDKs send GET, its Python SDK sends POST; both pull. These

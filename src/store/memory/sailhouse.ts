@@ -1,4 +1,4 @@
-import type { Delivery, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
+import type { Delivery, PushHealth, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
 import { subscriptionKey } from "../sailhouse.js";
 import { measure } from "../../core/json.js";
 import { CapacityError } from "../../core/types.js";
@@ -30,6 +30,8 @@ export class MemorySailhouseStore implements SailhouseStore {
       return { outcome: "created", subscription: structuredClone(sub) };
     }
     const changed = SETTINGS.some((k) => JSON.stringify(existing[k]) !== JSON.stringify(fields[k]));
+    // Registering again (a new endpoint, or the same one fixed) ends a failing endpoint's backoff.
+    delete existing.health;
     if (changed) for (const k of SETTINGS) (existing as unknown as Record<string, unknown>)[k] = fields[k];
     return { outcome: changed ? "updated" : "none", subscription: structuredClone(existing) };
   }
@@ -41,6 +43,32 @@ export class MemorySailhouseStore implements SailhouseStore {
 
   async pushSubscriptions(): Promise<Subscription[]> {
     return [...this.#subs.values()].filter((s) => s.type === "push").map((s) => structuredClone(s));
+  }
+
+  async listSubscriptions(project: string, topic: string): Promise<Subscription[]> {
+    return [...this.#subs.values()]
+      .filter((s) => s.project === project && s.topic === topic)
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((s) => structuredClone(s));
+  }
+
+  async deleteSubscription(project: string, topic: string, name: string): Promise<boolean> {
+    const key = subscriptionKey(project, topic, name);
+    this.#deliveries.delete(key);
+    return this.#subs.delete(key);
+  }
+
+  async setPushHealth(sub: Subscription, health: PushHealth | undefined): Promise<void> {
+    const s = this.#subs.get(subscriptionKey(sub.project, sub.topic, sub.name));
+    if (!s) return;
+    if (health) s.health = structuredClone(health);
+    else delete s.health;
+  }
+
+  async nextRetry(sub: Subscription): Promise<Date | undefined> {
+    let at: Date | undefined;
+    for (const d of this.#deliveriesOf(sub).values()) if (!d.acked && (!at || d.lockedUntil < at)) at = d.lockedUntil;
+    return at && new Date(at);
   }
 
   #deliveriesOf(sub: Subscription): Map<string, Delivery> {
@@ -115,6 +143,13 @@ export class MemorySailhouseStore implements SailhouseStore {
 
   async finishScheduled(id: string): Promise<void> {
     this.#finish(id);
+  }
+
+  async nextDue(): Promise<Date | undefined> {
+    let at = Infinity;
+    for (const s of this.#scheduled.values()) at = Math.min(at, Math.max(s.item.sendAt.getTime(), s.leasedUntil));
+    for (const g of this.#groups.values()) if (g.status !== "completed" && g.expiresAt) at = Math.min(at, g.expiresAt.getTime());
+    return at === Infinity ? undefined : new Date(at);
   }
 
   async createWaitGroup(group: WaitGroup): Promise<void> {

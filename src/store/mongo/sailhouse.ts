@@ -1,6 +1,6 @@
 import { Long, type Collection } from "mongodb";
 import type { JsonObject, JsonValue } from "../../core/types.js";
-import type { Delivery, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
+import type { Delivery, PushHealth, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
 import { subscriptionKey } from "../sailhouse.js";
 import type { MongoConnection } from "./client.js";
 import { isDuplicateKey } from "./errors.js";
@@ -20,6 +20,7 @@ interface SubDoc {
   secret: string;
   cursor: Long | number;
   created_at: Date;
+  push_health?: { failures: number; last_error: string; failing_since: Date; retry_at: Date };
 }
 
 interface DeliveryDoc {
@@ -69,6 +70,8 @@ function toSubscription(d: SubDoc): Subscription {
   if (d.filter !== undefined) s.filter = JSON.parse(d.filter) as JsonValue;
   if (d.rate_limit !== undefined) s.rateLimit = d.rate_limit;
   if (d.deduplication !== undefined) s.deduplication = d.deduplication;
+  const h = d.push_health;
+  if (h) s.health = { failures: h.failures, lastError: h.last_error, failingSince: h.failing_since, retryAt: h.retry_at };
   return s;
 }
 
@@ -102,8 +105,11 @@ export class MongoSailhouseStore implements SailhouseStore {
 
   async init(): Promise<void> {
     await this.#subs.createIndex({ type: 1 }, { name: "type" });
+    await this.#subs.createIndex({ project: 1, topic: 1, name: 1 }, { name: "project_topic_name" });
     await this.#deliveries.createIndex({ sub: 1, acked: 1, seq: 1 }, { name: "sub_acked_seq" });
+    await this.#deliveries.createIndex({ sub: 1, acked: 1, locked_until: 1 }, { name: "sub_acked_locked" });
     await this.#scheduled.createIndex({ send_at: 1 }, { name: "send_at" });
+    await this.#scheduled.createIndex({ leased_until: 1 }, { name: "leased_until" });
     await this.#groups.createIndex({ expires_at: 1 }, { name: "expires_at" });
   }
 
@@ -116,7 +122,8 @@ export class MongoSailhouseStore implements SailhouseStore {
         { _id },
         {
           $set: set,
-          ...(Object.keys(unset).length ? { $unset: unset } : {}),
+          // Registering again (a new endpoint, or the same one fixed) ends a failing endpoint's backoff.
+          $unset: { ...unset, push_health: "" },
           $setOnInsert: { project: fields.project, topic: fields.topic, name: fields.name, secret, cursor: Long.fromNumber(cursor), created_at: new Date() },
         },
         { upsert: true, returnDocument: "before" },
@@ -136,6 +143,36 @@ export class MongoSailhouseStore implements SailhouseStore {
 
   async pushSubscriptions(): Promise<Subscription[]> {
     return (await this.#m.read(() => this.#subs.find({ type: "push" }, this.#m.readOptions).toArray())).map(toSubscription);
+  }
+
+  async listSubscriptions(project: string, topic: string): Promise<Subscription[]> {
+    return (await this.#m.read(() => this.#subs.find({ project, topic }, this.#m.readOptions).sort({ name: 1 }).toArray())).map(toSubscription);
+  }
+
+  async deleteSubscription(project: string, topic: string, name: string): Promise<boolean> {
+    const _id = subscriptionKey(project, topic, name);
+    const r = await this.#m.write(() => this.#subs.deleteOne({ _id }));
+    await this.#m.write(() => this.#deliveries.deleteMany({ sub: _id }));
+    return r.deletedCount === 1;
+  }
+
+  async setPushHealth(sub: Subscription, health: PushHealth | undefined): Promise<void> {
+    const _id = subscriptionKey(sub.project, sub.topic, sub.name);
+    await this.#m.write(() =>
+      this.#subs.updateOne(
+        { _id },
+        health
+          ? { $set: { push_health: { failures: health.failures, last_error: health.lastError, failing_since: health.failingSince, retry_at: health.retryAt } } }
+          : { $unset: { push_health: "" } },
+      ),
+    );
+  }
+
+  async nextRetry(sub: Subscription): Promise<Date | undefined> {
+    const d = await this.#m.read(() =>
+      this.#deliveries.findOne({ sub: subscriptionKey(sub.project, sub.topic, sub.name), acked: false }, { ...this.#m.readOptions, sort: { locked_until: 1 }, projection: { locked_until: 1 } }),
+    );
+    return d?.locked_until;
   }
 
   async advance(sub: Subscription, from: number, to: number, deliveries: Delivery[]): Promise<boolean> {
@@ -214,6 +251,21 @@ export class MongoSailhouseStore implements SailhouseStore {
 
   async finishScheduled(id: string): Promise<void> {
     await this.#m.write(() => this.#scheduled.deleteOne({ _id: id }));
+  }
+
+  async nextDue(): Promise<Date | undefined> {
+    const now = new Date();
+    // Three indexed look-ups: the first free item by send_at, the first lease to lapse, the first group to expire.
+    const opts = this.#m.readOptions;
+    const [free, leased, group] = await this.#m.read(() =>
+      Promise.all([
+        this.#scheduled.findOne({ leased_until: { $lte: now } }, { ...opts, sort: { send_at: 1 }, projection: { send_at: 1 } }),
+        this.#scheduled.findOne({ leased_until: { $gt: now } }, { ...opts, sort: { leased_until: 1 }, projection: { send_at: 1, leased_until: 1 } }),
+        this.#groups.findOne({ status: { $ne: "completed" }, expires_at: { $exists: true } }, { ...opts, sort: { expires_at: 1 }, projection: { expires_at: 1 } }),
+      ]),
+    );
+    const times = [free?.send_at, leased && new Date(Math.max(leased.send_at.getTime(), leased.leased_until.getTime())), group?.expires_at].filter((t): t is Date => t instanceof Date);
+    return times.length ? new Date(Math.min(...times.map((t) => t.getTime()))) : undefined;
   }
 
   async createWaitGroup(g: WaitGroup): Promise<void> {
