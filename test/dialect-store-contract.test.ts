@@ -42,6 +42,55 @@ for (const factory of storeFactories) {
       expect(await sh.getSubscription("other", "t", "s")).toBeUndefined();
     });
 
+    it("lists a topic's subscriptions by name, records push health (a put ends it), deletes a subscription with its deliveries", async () => {
+      for (const name of ["b", "a"]) await sh.putSubscription({ project: "p", topic: "lt", name, type: "push", endpoint: "http://h/x" }, 0, "s");
+      await sh.putSubscription({ project: "other", topic: "lt", name: "c", type: "pull" }, 0, "s");
+      expect((await sh.listSubscriptions("p", "lt")).map((s) => s.name)).toEqual(["a", "b"]);
+      const a = (await sh.getSubscription("p", "lt", "a"))!;
+      const health = { failures: 2, lastError: "the endpoint answered 500", failingSince: new Date(1_000), retryAt: new Date(3_000) };
+      await sh.setPushHealth(a, health);
+      expect((await sh.getSubscription("p", "lt", "a"))?.health).toEqual(health);
+      expect((await sh.pushSubscriptions()).find((s) => s.topic === "lt" && s.name === "a")?.health).toEqual(health);
+      await sh.putSubscription({ project: "p", topic: "lt", name: "a", type: "push", endpoint: "http://h/x" }, 0, "s");
+      expect((await sh.getSubscription("p", "lt", "a"))?.health).toBeUndefined();
+      await sh.setPushHealth(a, health);
+      await sh.setPushHealth(a, undefined);
+      expect((await sh.getSubscription("p", "lt", "a"))?.health).toBeUndefined();
+
+      expect(await sh.nextRetry(a)).toBeUndefined();
+      const at = (ms: number) => new Date(1_000_000 + ms);
+      await sh.advance(a, 0, 2, [{ eventId: "e1", seq: 1, acked: false, lockedUntil: at(500), attempts: 0 }, { eventId: "e2", seq: 2, acked: false, lockedUntil: at(100), attempts: 0 }]);
+      expect(await sh.nextRetry(a)).toEqual(at(100));
+      await sh.ack(a, "e2");
+      expect(await sh.nextRetry(a)).toEqual(at(500));
+      expect(await sh.deleteSubscription("p", "lt", "a")).toBe(true);
+      expect(await sh.deleteSubscription("p", "lt", "a")).toBe(false);
+      expect(await sh.getSubscription("p", "lt", "a")).toBeUndefined();
+      // Created again, it starts without the old deliveries.
+      const again = (await sh.putSubscription({ project: "p", topic: "lt", name: "a", type: "pull" }, 2, "s")).subscription;
+      expect(await sh.claim(again, at(10_000), 1000)).toBeUndefined();
+      expect((await sh.listSubscriptions("p", "lt")).map((s) => s.name)).toEqual(["a", "b"]);
+    });
+
+    it("tells when background work is next due: a free scheduled send, a lease that lapses, a wait group that expires", async () => {
+      const base = (await sh.nextDue())?.getTime();
+      const far = new Date(Date.now() + 3_600_000);
+      await sh.schedule({ id: "due-1", project: "p", topic: "t", data: {}, metadata: {}, sendAt: far });
+      expect(await sh.nextDue()).toEqual(base !== undefined && base < far.getTime() ? new Date(base) : far);
+      await sh.createWaitGroup({ id: "due-wg", project: "p", topic: "t", status: "open", members: [], acked: [], createdAt: new Date(), expiresAt: new Date(far.getTime() - 60_000) });
+      expect((await sh.nextDue())?.getTime()).toBeLessThanOrEqual(far.getTime() - 60_000);
+      await sh.setWaitGroupStatus("due-wg", ["open"], "completed");
+      // A send due now but leased by a worker is due again when its lease lapses, not before.
+      const now = new Date();
+      await sh.schedule({ id: "due-2", project: "p", topic: "t", data: {}, metadata: {}, sendAt: new Date(now.getTime() - 1000) });
+      expect((await sh.claimDue(now, 60_000, 100)).map((i) => i.id)).toContain("due-2");
+      const next = (await sh.nextDue())!.getTime();
+      expect(next).toBeGreaterThan(now.getTime());
+      expect(next).toBeLessThanOrEqual(now.getTime() + 60_000);
+      await sh.finishScheduled("due-2");
+      await sh.finishScheduled("due-1");
+    });
+
     it("advances a cursor only from where it is, and claims/acks/releases deliveries in sequence order", async () => {
       const { subscription: sub } = await sh.putSubscription({ project: "p", topic: "t2", name: "s", type: "pull" }, 0, "x");
       const now = new Date(1_000_000);
