@@ -42,24 +42,27 @@ const MIN_SLEEP_MS = 5;
 /** A sleep that `wake()` ends early; `stop()` ends it for good. */
 class Alarm {
   #wake: (() => void) | undefined;
-  #timer: NodeJS.Timeout | undefined;
   /** Set by wake() while nobody sleeps: the next sleep returns at once. */
   #rang = false;
   stopped = false;
 
+  /** Sleeps `ms`, or until woken, or until `also` settles (which may happen long after: it then does nothing). */
   sleep(ms: number, also?: Promise<unknown>): Promise<void> {
     if (this.stopped || this.#rang) {
       this.#rang = false;
       return Promise.resolve();
     }
     return new Promise<void>((resolve) => {
+      let settled = false;
       const done = (): void => {
-        clearTimeout(this.#timer);
-        this.#wake = undefined;
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (this.#wake === done) this.#wake = undefined;
         resolve();
       };
+      const timer = setTimeout(done, Math.max(0, ms));
       this.#wake = done;
-      this.#timer = setTimeout(done, Math.max(0, ms));
       also?.then(done, done);
     });
   }
