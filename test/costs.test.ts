@@ -96,7 +96,6 @@ const PUBLISHES: PublishRow[] = [
   {
     dialect: "Kubiya",
     budget: 2,
-    pending: true,
     publish: async (app, key, i) => ok((await postJson(app, `/api/v1/executions/${key}/events`, { event_type: "t", data: { i } }, P)).status, 202),
   },
   {
@@ -108,7 +107,6 @@ const PUBLISHES: PublishRow[] = [
   {
     dialect: "TerminalUse",
     budget: 2,
-    pending: true,
     prepare: async (app) => {
       const r = await postJson(app, "/tasks", { agent_name: "acme/costs" }, P);
       ok(r.status, 201);
@@ -184,7 +182,7 @@ interface IdleRow {
 const IDLE: IdleRow[] = [
   { name: "idle, 100 subscribers (change stream)", watch: "changestream", streams: [50, 50], settleMs: 2_000, windowMs: 12_000, perMinute: 150, quiet: true },
   { name: "idle, 100 subscribers (polling, after 10 s of quiet)", watch: "poll", streams: [50, 50], settleMs: 11_000, windowMs: 12_000, perMinute: 150, quiet: true },
-  { name: "idle, no subscribers (background)", watch: "changestream", streams: [], settleMs: 2_000, windowMs: 12_000, perMinute: 60, quiet: false, pending: true },
+  { name: "idle, no subscribers (background)", watch: "changestream", streams: [], settleMs: 2_000, windowMs: 12_000, perMinute: 60, quiet: false },
 ];
 
 /** Set COSTS_ALL=1 to run the rows that wait for other work too (to see today's figures). */
