@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StreamKind, StreamService } from "../gen/events/v1/events_pb.js";
 import type { App } from "../src/server/app.js";
 import { MongoStore } from "../src/store/mongo/index.js";
+import { CHANGE_AWAIT_MS } from "../src/store/mongo/watcher.js";
 import { CommandCounter } from "./support/commands.js";
 import { startTestMongo, type TestMongo } from "./support/mongo.js";
 import { client, postJson, SseReader, startTestServer } from "./support/server.js";
@@ -136,7 +137,12 @@ interface LiveRow {
   subscribers: number;
   events: number;
   /** Subscriber-side commands (on the subscribers' instance; a publish's own left out): the figures to hold. */
-  budget: (c: { total: number; by: Record<string, number> }, delivered: number, batches: number) => Budget[];
+  budget: (c: Counted, delivered: number, batches: number, elapsedMs: number) => Budget[];
+}
+
+interface Counted {
+  total: number;
+  by: Record<string, number>;
 }
 
 interface Budget {
@@ -145,23 +151,27 @@ interface Budget {
   unit: string;
 }
 
-const perDelivered = (c: { total: number }, delivered: number): Budget[] => [{ value: c.total / delivered, max: 0.5, unit: "commands per delivered event" }];
+const perDelivered = (c: Counted, delivered: number): Budget[] => [{ value: c.total / delivered, max: 0.5, unit: "commands per delivered event" }];
 /**
- * Another instance's appends: one store read per stream per wake-up, whatever the number of
- * subscribers here (the events, then the stream record), plus the watcher's own command. A single
- * command per batch would need the change stream to carry the events with the stream record's
- * floor and expiry: not done (see docs/operations.md).
+ * Another instance's appends, with a change stream: it carries the inserted events, so its getMore
+ * is all a batch costs here, whatever the number of subscribers (plus, on a machine so busy that
+ * the publisher pauses for a second, the idle getMore per second).
  */
-const perBatch = (c: { total: number; by: Record<string, number> }, _delivered: number, batches: number): Budget[] => [
-  { value: (c.by["find events"] ?? 0) / batches, max: 1, unit: "store reads per stream per instance per batch" },
-  { value: c.total / batches, max: 3.5, unit: "commands per stream per instance per batch" },
+const perBatch = (c: Counted, _delivered: number, batches: number, elapsedMs: number): Budget[] => [
+  { value: (c.total - Math.floor(elapsedMs / CHANGE_AWAIT_MS)) / batches, max: 1, unit: "commands per stream per instance per batch (beyond the idle rate)" },
 ];
+/**
+ * Polling: the poll (one query for every followed stream every POLL_INTERVAL_MS, however many
+ * appends) and one store read per stream per wake-up, shared by all subscribers here (now and then
+ * a poll sees a counter move before its insert is stored, and the read is repeated shortly).
+ */
+const perPolledBatch = (c: Counted, _delivered: number, batches: number): Budget[] => [{ value: (c.by["find events"] ?? 0) / batches, max: 1.5, unit: "store reads per stream per instance per batch" }];
 
 const LIVE: LiveRow[] = [
   { name: "10 live subscribers, 10 events/s, one instance (change stream)", watch: "changestream", where: "same", subscribers: 10, events: 30, budget: perDelivered },
   { name: "10 live subscribers, 10 events/s, one instance (polling)", watch: "poll", where: "same", subscribers: 10, events: 30, budget: perDelivered },
   { name: "10 subscribers on another instance, 10 events/s (change stream)", watch: "changestream", where: "other", subscribers: 10, events: 30, budget: perBatch },
-  { name: "10 subscribers on another instance, 10 events/s (polling)", watch: "poll", where: "other", subscribers: 10, events: 30, budget: perBatch },
+  { name: "10 subscribers on another instance, 10 events/s (polling)", watch: "poll", where: "other", subscribers: 10, events: 30, budget: perPolledBatch },
 ];
 
 /** Idle rates, per instance per minute. */
@@ -227,16 +237,21 @@ describe("store commands per workload, counted on the wire", () => {
       const topic = uniq("live");
       const readers = await subscribers(sub.app, topic, row.subscribers);
       await sleep(500); // the watcher has opened (a change stream) or taken its first look (polling)
+      // A first event starts the stream's tail on the subscribers' instance (read from the store).
+      await publishPaced(pub.app, topic, 1, 10);
+      for (const r of readers) await r.until((s) => s.messages.length >= 1, 30_000);
       const before = sub.counter.snapshot();
+      const t0 = performance.now();
       await publishPaced(pub.app, topic, row.events, 10);
-      for (const r of readers) await r.until((s) => s.messages.length >= row.events, 30_000);
+      for (const r of readers) await r.until((s) => s.messages.length >= row.events + 1, 30_000);
       const counted = sub.counter.since(before);
+      const elapsedMs = performance.now() - t0;
       for (const r of readers) {
-        expect(r.messages.map((m) => Number(m.id))).toEqual(Array.from({ length: row.events }, (_, i) => i + 1));
+        expect(r.messages.map((m) => Number(m.id))).toEqual(Array.from({ length: row.events + 1 }, (_, i) => i + 1));
         await r.close();
       }
       const own = row.where === "same" ? publishCommands(counted.by) : 0;
-      const budgets = row.budget({ total: counted.total - own, by: counted.by }, row.subscribers * row.events, row.events);
+      const budgets = row.budget({ total: counted.total - own, by: counted.by }, row.subscribers * row.events, row.events, elapsedMs);
       console.log(`costs: ${row.name}: ${budgets.map((b) => `${b.value.toFixed(3)} ${b.unit}`).join(", ")}`, counted.by);
       for (const b of budgets) expect(b.value, `${b.unit}: ${JSON.stringify(counted.by)}`).toBeLessThanOrEqual(b.max);
     }, 90_000);

@@ -125,9 +125,11 @@ export interface Store {
    * Reports appends made by other processes: `onAppend(streamName, range)` is called after events of
    * that stream were stored elsewhere. `range`, when known, holds the sequences the report is
    * about (an insert's sequence, or how far the stream's counter moved): the log ignores reports
-   * of its own appends by it. Without it, something of the stream changed. `interest()` names the
+   * of its own appends by it. Without it, something of the stream changed. `events`, when the
+   * watcher carries them, are the inserted events as a read would return them apart from the
+   * stream record (its floor and expiry), in sequence order. `interest()` names the
    * streams local subscribers follow (a polling implementation only looks at those). Returns a
    * function that stops watching. Adapters without other writers (memory) never call back.
    */
-  watchAppends(onAppend: (stream: string, range?: AppendRange) => void, interest: () => Iterable<StreamId>): () => Promise<void>;
+  watchAppends(onAppend: (stream: string, range?: AppendRange, events?: StoredEvent[]) => void, interest: () => Iterable<StreamId>): () => Promise<void>;
 }

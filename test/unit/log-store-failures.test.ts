@@ -23,7 +23,7 @@ class FakeStore {
   append: Append | undefined;
   /** voidRange fails while set (the store is away). */
   voidFails = false;
-  onAppend: ((stream: string, range?: AppendRange) => void) | undefined;
+  onAppend: ((stream: string, range?: AppendRange, events?: StoredEvent[]) => void) | undefined;
 
   readonly store: Store = new Proxy(this.inner, {
     get: (target, prop, receiver) => {
@@ -33,7 +33,7 @@ class FakeStore {
       return (...args: unknown[]) => {
         this.calls.set(String(prop), (this.calls.get(String(prop)) ?? 0) + 1);
         if (prop === "watchAppends") {
-          this.onAppend = args[0] as (stream: string, range?: AppendRange) => void;
+          this.onAppend = args[0] as (stream: string, range?: AppendRange, events?: StoredEvent[]) => void;
           return async () => {};
         }
         if (prop === "append" && this.append) return this.append(args[0] as StoredEvent[], real as (e: readonly StoredEvent[]) => Promise<void>);
@@ -264,6 +264,31 @@ describe("delivery's store calls", () => {
     await log.publish(stream, [{ eventType: "t", data: "y" }]);
     for (const s of subs) await s.until(2);
     expect(fake.count("read")).toBe(1);
+    for (const s of subs) await s.stop();
+  });
+
+  it("another instance's append carried by the watcher, continuing the tail: no store read at all", async () => {
+    const { fake, log } = setup();
+    const subs = [follow(log), follow(log), follow(log)];
+    await log.publish(stream, [{ eventType: "t", data: 0 }]); // starts the tail
+    for (const s of subs) await s.until(1);
+    fake.reset();
+    for (let i = 0; i < 3; i++) {
+      const seq = await elsewhere(fake, i);
+      const [event] = await fake.inner.read(stream, seq - 1, 1);
+      fake.onAppend!(name, { from: seq, to: seq }, [event!]);
+    }
+    for (const s of subs) await s.until(4);
+    expect(subs[0]!.seqs).toEqual([1, 2, 3, 4]);
+    expect(fake.count("read")).toBe(0);
+    // Not continuing the tail (an insert after a hole): the subscribers read the store instead.
+    await fake.inner.reserve(stream, 1); // seq 5, never stored
+    const seq = await elsewhere(fake, "after the hole");
+    const [event] = await fake.inner.read(stream, seq - 1, 1);
+    fake.onAppend!(name, { from: seq, to: seq }, [event!]);
+    await sleep(20);
+    expect(fake.count("read")).toBeGreaterThanOrEqual(1);
+    expect(subs[0]!.seqs).toEqual([1, 2, 3, 4]);
     for (const s of subs) await s.stop();
   });
 

@@ -50,10 +50,12 @@ export class EventLog {
     });
     this.#reader = new Reader(this.#ctx);
     this.#stopWatching = store.watchAppends(
-      (name, range) => {
+      (name, range, events) => {
         // This process's own append, echoed by the watcher: its subscribers have it already (or
         // are woken when its store write settles).
         if (range && this.#tails.covers(name, range.from, range.to, this.#committer.storing(name))) return;
+        // Another instance's, carried by the watcher: served from memory when it continues the tail.
+        if (events && this.#followed.has(name)) this.#tails.carry(name, events);
         this.#hub.notify(name);
       },
       () => [...this.#followed.values()].map((f) => f.id),

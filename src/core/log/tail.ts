@@ -87,6 +87,18 @@ export class TailCache {
   }
 
   /**
+   * Adds events another instance stored, as its insert was reported (not read: the stream record's
+   * floor and expiry are not known, so only where extend() would take them from a read), when they
+   * continue the tail (else the stream's subscribers read the store).
+   */
+  carry(name: string, events: readonly StoredEvent[]): void {
+    const tail = this.#tails.get(name);
+    if (!tail || tail.length === 0 || events.length === 0) return;
+    const last = tail[tail.length - 1]!.seq;
+    if (events[0]!.seq === last + 1) this.extend(name, last, events, events[events.length - 1]!.seq);
+  }
+
+  /**
    * Whether every sequence from..to is in the stream's tail or in `pending` (a range this process
    * has reserved and is storing): the watcher's report of an append that is this process's own.
    */

@@ -536,7 +536,7 @@ export class MongoStore implements Store {
     return doc?.project;
   }
 
-  watchAppends(onAppend: (stream: string, range?: AppendRange) => void, interest: () => Iterable<StreamId>): () => Promise<void> {
+  watchAppends(onAppend: (stream: string, range?: AppendRange, events?: StoredEvent[]) => void, interest: () => Iterable<StreamId>): () => Promise<void> {
     const watcher = new AppendWatcher(
       this.#db,
       this.#events as unknown as Collection<{ stream: string }>,
@@ -547,6 +547,8 @@ export class MongoStore implements Store {
         ...(this.#opts.log ? { log: this.#opts.log } : {}),
         warn: (m, f) => this.#warn(m, f),
         unavailable: () => this.#m.noteUnavailable(false),
+        // Inserts carried by the change stream, decoded as reads decode them (without the stream record).
+        decode: (doc) => fromDoc(doc as unknown as EventDoc),
       },
       onAppend,
       interest,

@@ -1,6 +1,6 @@
 import { Long, MongoServerError, type ChangeStream, type Collection, type Db, type Document, type ResumeToken } from "mongodb";
 import type { AppendRange } from "../../core/store.js";
-import { streamName, type StreamId } from "../../core/types.js";
+import { streamName, type StoredEvent, type StreamId } from "../../core/types.js";
 
 /** A sequence as stored (Long or number); undefined when absent. */
 function seqOf(v: unknown): number | undefined {
@@ -16,6 +16,8 @@ export interface WatcherOptions {
   warn?: (msg: string, fields?: Record<string, unknown>) => void;
   /** Told when the change stream fails for want of the server (feeds the store's reconnect watchdog). */
   unavailable?: () => void;
+  /** Decodes an inserted event document: the change stream then carries the events to the log. */
+  decode?: (doc: Document) => StoredEvent;
 }
 
 /** Most streams named in the change stream's filter; above it, every insert is watched. */
@@ -50,7 +52,8 @@ const TOKEN_LOST = new Set([260, 280, 286]);
  * read by the subscribers themselves.
  *
  * Each report names the sequences it is about (the insert's; how far a counter moved), so the log
- * can tell its own appends, which it has delivered already, from other instances'.
+ * can tell its own appends, which it has delivered already, from other instances'. The change
+ * stream also carries the inserted event, so the log can serve it without a read.
  *
  * Poll mode: reads the counters of the followed streams every `pollIntervalMs` and wakes those
  * whose head moved; after POLL_QUIET_MS without a move, every IDLE_POLL_MS until one moves again.
@@ -69,7 +72,7 @@ export class AppendWatcher {
     private readonly events: Collection<{ stream: string }>,
     private readonly counters: Collection<{ _id: string; seq: unknown }>,
     private readonly opts: WatcherOptions,
-    private readonly onAppend: (stream: string, range?: AppendRange) => void,
+    private readonly onAppend: (stream: string, range?: AppendRange, events?: StoredEvent[]) => void,
     private readonly interest: () => Iterable<StreamId>,
   ) {}
 
@@ -118,7 +121,8 @@ export class AppendWatcher {
       const key = names.join("\n");
       const match: Document = { operationType: { $in: ["insert", "invalidate"] } };
       if (names.length <= MAX_FILTERED_STREAMS) match["$or"] = [{ operationType: "invalidate" }, { "fullDocument.stream": { $in: names } }];
-      const cs = this.events.watch([{ $match: match }, { $project: { operationType: 1, "fullDocument.stream": 1, "fullDocument.seq": 1 } }], {
+      const project = this.opts.decode ? { operationType: 1, fullDocument: 1 } : { operationType: 1, "fullDocument.stream": 1, "fullDocument.seq": 1 };
+      const cs = this.events.watch([{ $match: match }, { $project: project }], {
         ...(this.#token ? { startAfter: this.#token } : {}),
         maxAwaitTimeMS: CHANGE_AWAIT_MS,
       });
@@ -128,7 +132,7 @@ export class AppendWatcher {
       try {
         for (;;) {
           if (this.#stopped) break;
-          const change = (await cs.tryNext()) as { operationType?: string; fullDocument?: { stream?: string; seq?: unknown } } | null;
+          const change = (await cs.tryNext()) as { operationType?: string; fullDocument?: Document & { stream?: string; seq?: unknown } } | null;
           if (!opened) {
             opened = true;
             backoff = 0;
@@ -140,10 +144,10 @@ export class AppendWatcher {
             this.opts.warn?.("change stream invalidated (events collection dropped or renamed); reopening");
             break;
           }
-          const s = change?.fullDocument?.stream;
-          if (s) {
-            const seq = seqOf(change?.fullDocument?.seq);
-            this.onAppend(s, seq === undefined ? undefined : { from: seq, to: seq });
+          const doc = change?.fullDocument;
+          if (doc?.stream) {
+            const seq = seqOf(doc.seq);
+            this.onAppend(doc.stream, seq === undefined ? undefined : { from: seq, to: seq }, this.#carried(doc));
           }
           // The followed set changed: reopen from the token with the new filter (looked at when
           // idle, and at least every INTEREST_CHECK_MS while changes keep coming).
@@ -170,6 +174,16 @@ export class AppendWatcher {
       if (backoff > 0) await this.#sleep(backoff);
     }
     return true;
+  }
+
+  /** The inserted event, decoded; undefined when it cannot be (then the log reads the store). */
+  #carried(doc: Document): StoredEvent[] | undefined {
+    if (!this.opts.decode) return undefined;
+    try {
+      return [this.opts.decode(doc)];
+    } catch {
+      return undefined;
+    }
   }
 
   #poll(): void {
