@@ -9,6 +9,7 @@ import { ConfigError, type Config } from "../config.js";
 import { EventLog } from "../core/log.js";
 import type { Store } from "../core/store.js";
 import { MemoryStore } from "../store/memory/index.js";
+import type { MemoryBudget } from "../store/memory/budget.js";
 import { MongoStore } from "../store/mongo/index.js";
 import { polosApi } from "../api/polos.js";
 import { kubiyaApi } from "../api/kubiya.js";
@@ -142,6 +143,14 @@ export function createStore(cfg: Config, logger: Logger): Store {
   });
 }
 
+/**
+ * The in-memory ports share the event store's MEMORY_MAX_BYTES (store/memory/budget.ts). A store
+ * passed in that is not a MemoryStore (a test's wrapper) leaves them unbounded.
+ */
+function memoryBudget(store: Store): MemoryBudget | undefined {
+  return store instanceof MemoryStore ? store.budget : undefined;
+}
+
 /** Starts the service: one listener for HTTP/1.1 and h2c (gRPC, gRPC-Web, Connect, JSON paths, SSE). */
 export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App> {
   const logger = opts.logger ?? createLogger(cfg.logLevel);
@@ -159,7 +168,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   }
   const store = opts.store ?? createStore(cfg, logger);
   await store.init();
-  const keys: KeyStore = store instanceof MongoStore ? new MongoKeyStore(store.connection) : new MemoryKeyStore();
+  const keys: KeyStore = store instanceof MongoStore ? new MongoKeyStore(store.connection) : new MemoryKeyStore(memoryBudget(store));
   await keys.init();
   for (const { project, key } of cfg.apiKeys) {
     if (!(await keys.findByHash(hashKey(key)))) await keys.insert({ id: randomUUID(), hash: hashKey(key), project, name: "API_KEYS", createdAt: new Date() });
@@ -201,7 +210,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const polos = polosApi(deps);
   const kubiya = kubiyaApi(deps);
 
-  const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.connection) : new MemorySailhouseStore({ maxScheduledBytes: cfg.memoryMaxBytes });
+  const sailhouseStore: SailhouseStore = store instanceof MongoStore ? new MongoSailhouseStore(store.connection) : new MemorySailhouseStore({ budget: memoryBudget(store) });
   await sailhouseStore.init();
   // Push endpoints: never this service (its address or its paths); with API keys, no loopback,
   // link-local or metadata addresses unless PUSH_ALLOW names them (src/api/push-policy.ts).
@@ -215,10 +224,10 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     isOwnPath: (p) => rpcPaths.has(p) || p.startsWith("/v1/stream/") || p.startsWith("/v1/log/") || ownPath(p),
   });
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore, pushPolicy });
-  const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.connection) : new MemoryTaskStore();
+  const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.connection) : new MemoryTaskStore(memoryBudget(store));
   await taskStore.init();
   const terminaluse = terminalUseApi({ ...deps, tasks: taskStore, responseBytes: cfg.responseBatchBytes });
-  const durableStore: DurableStore = store instanceof MongoStore ? new MongoDurableStore(store.connection) : new MemoryDurableStore();
+  const durableStore: DurableStore = store instanceof MongoStore ? new MongoDurableStore(store.connection) : new MemoryDurableStore(memoryBudget(store));
   await durableStore.init();
   const durableStreams = durableApi({
     ...deps,

@@ -1,4 +1,4 @@
-import { DuplicateEventError, SequenceTakenError, StoreUnavailableError, type StoredEvent, type StreamId } from "../types.js";
+import { CapacityError, DuplicateEventError, SequenceTakenError, StoreUnavailableError, type StoredEvent, type StreamId } from "../types.js";
 import type { Pending } from "./commit.js";
 import type { LogContext } from "./options.js";
 
@@ -83,7 +83,8 @@ export async function afterFailedAppend(ctx: LogContext, round: FailedRound, err
   const again = batch.filter((p) => !done.has(p) && retryable && !p.requeued);
   for (const p of batch) {
     if (done.has(p) || again.includes(p)) continue;
-    if (err instanceof DuplicateEventError) p.reject(err);
+    // A duplicate, or a full in-memory store (it refuses before storing anything), says so itself.
+    if (err instanceof DuplicateEventError || err instanceof CapacityError) p.reject(err);
     else p.reject(new StoreUnavailableError("the event store did not store this publish in time; nothing of it was stored, retry", { cause: err, outcome: "not-stored" }));
   }
   for (const p of again) p.requeued = true;

@@ -1,12 +1,19 @@
 import type { DurableMeta, DurableStore, ProducerState } from "../durable.js";
+import { MemoryBudget, MeteredMap } from "./budget.js";
 
 const key = (project: string, name: string): string => `${encodeURIComponent(project)}/${name}`;
 
 /** Durable Streams bookkeeping in this process's memory (the embedded default). Records are copied in and out. */
 export class MemoryDurableStore implements DurableStore {
-  readonly #streams = new Map<string, DurableMeta>();
+  readonly #streams: MeteredMap<string, DurableMeta>;
   /** `project/name` + "\n" + inc + "\n" + producer id → state. */
-  readonly #producers = new Map<string, ProducerState>();
+  readonly #producers: MeteredMap<string, ProducerState>;
+
+  /** Records are counted against MEMORY_MAX_BYTES with everything else in memory (budget.ts). */
+  constructor(budget = new MemoryBudget()) {
+    this.#streams = new MeteredMap(budget, "a Durable Stream's record");
+    this.#producers = new MeteredMap(budget, "a Durable Streams producer's state");
+  }
 
   async init(): Promise<void> {}
 
@@ -37,8 +44,9 @@ export class MemoryDurableStore implements DurableStore {
   async update(project: string, name: string, inc: string, set: Partial<DurableMeta>): Promise<DurableMeta | undefined> {
     const m = this.#live(project, name, inc);
     if (!m) return undefined;
-    Object.assign(m, structuredClone(set));
-    return structuredClone(m);
+    const next = { ...m, ...structuredClone(set) };
+    this.#streams.set(key(project, name), next);
+    return structuredClone(next);
   }
 
   async addRef(project: string, name: string, inc: string, delta: number): Promise<DurableMeta | undefined> {
@@ -52,7 +60,7 @@ export class MemoryDurableStore implements DurableStore {
     const m = this.#live(project, name, inc);
     if (!m) return false;
     if (m.streamSeq !== undefined && !(Buffer.compare(Buffer.from(m.streamSeq), Buffer.from(seq)) < 0)) return false;
-    m.streamSeq = seq;
+    this.#streams.set(key(project, name), { ...m, streamSeq: seq });
     return true;
   }
 

@@ -1,6 +1,7 @@
 import { eventCost, setCost } from "../../core/json.js";
-import { CapacityError, DuplicateEventError, parseStreamName, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
+import { DuplicateEventError, parseStreamName, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { ListStreamsQuery, Store, StreamInfo, StreamListing } from "../../core/store.js";
+import { MemoryBudget, MeteredMap } from "./budget.js";
 
 interface MemStream {
   id: StreamId;
@@ -28,6 +29,8 @@ export interface MemoryStoreOptions {
    * is refused with CapacityError and nothing of it is stored. Unset: no bound.
    */
   maxBytes?: number;
+  /** The bound shared with the other in-memory ports (default: a new one of maxBytes). */
+  budget?: MemoryBudget;
 }
 
 /**
@@ -40,12 +43,13 @@ export class MemoryStore implements Store {
   readonly kind = "memory";
   readonly durable = false;
   readonly #streams = new Map<string, MemStream>();
-  readonly #executions = new Map<string, string>();
+  readonly #executions: MeteredMap<string, string>;
   readonly #byId = new Map<string, StoredEvent>();
   /** `stream` + "\n" + idempotency key → event. */
   readonly #byKey = new Map<string, StoredEvent>();
   readonly #retain: number;
-  readonly #maxBytes: number;
+  /** MEMORY_MAX_BYTES: counts the events here and every other in-memory port's records (budget.ts). */
+  readonly budget: MemoryBudget;
   /** Estimated heap bytes of the stored (non-void) events. */
   #bytes = 0;
   readonly #sweepMs: number;
@@ -53,7 +57,8 @@ export class MemoryStore implements Store {
 
   constructor(opts: MemoryStoreOptions = {}) {
     this.#retain = opts.retainEvents ?? 0;
-    this.#maxBytes = opts.maxBytes ?? Infinity;
+    this.budget = opts.budget ?? new MemoryBudget(opts.maxBytes ?? Infinity);
+    this.#executions = new MeteredMap(this.budget, "an execution binding");
     this.#sweepMs = opts.sweepIntervalMs ?? 60_000;
   }
 
@@ -89,15 +94,20 @@ export class MemoryStore implements Store {
     return this.#bytes;
   }
 
+  #count(delta: number): void {
+    this.#bytes += delta;
+    this.budget.add(delta);
+  }
+
   #put(s: MemStream, e: StoredEvent): void {
     const old = this.#at(s, e.seq);
     if (old && !old.void) {
       s.count--;
-      this.#bytes -= eventCost(old).weight;
+      this.#count(-eventCost(old).weight);
     }
     if (!e.void) {
       s.count++;
-      this.#bytes += eventCost(e).weight;
+      this.#count(eventCost(e).weight);
     }
     s.events[e.seq - s.base - 1] = e;
   }
@@ -117,7 +127,7 @@ export class MemoryStore implements Store {
       this.#unindex(e);
       if (!e.void) {
         s.count--;
-        this.#bytes -= eventCost(e).weight;
+        this.#count(-eventCost(e).weight);
       }
     }
     s.events.splice(0, n);
@@ -164,7 +174,7 @@ export class MemoryStore implements Store {
       this.#unindex(e);
       if (!e.void) {
         s.count--;
-        this.#bytes -= eventCost(e).weight;
+        this.#count(-eventCost(e).weight);
       }
       s.events[i] = undefined;
     }
@@ -222,10 +232,10 @@ export class MemoryStore implements Store {
       if (this.#byId.has(e.id)) throw new DuplicateEventError(`event id ${e.id} is taken`);
       if (e.idempotencyKey !== undefined && this.#byKey.has(`${e.stream}\n${e.idempotencyKey}`)) throw new DuplicateEventError(`idempotency key ${e.idempotencyKey} is taken`);
     }
-    const adding = events.reduce((n, e) => n + (e.void ? 0 : eventCost(e).weight), 0);
-    if (this.#bytes + adding > this.#maxBytes) {
-      throw new CapacityError(`the in-memory store holds its limit of ${this.#maxBytes} bytes (MEMORY_MAX_BYTES); purge streams, let events expire, or use MongoDB`);
-    }
+    this.budget.ensure(
+      events.reduce((n, e) => n + (e.void ? 0 : eventCost(e).weight), 0),
+      events.length === 1 ? "an event" : `${events.length} events`,
+    );
     for (const e of events) {
       // Kept as given, not copied: stored events are immutable (the log never changes one after
       // appending it; voidRange replaces the store's objects), so readers share them.

@@ -1,7 +1,13 @@
 import type { ApiKeyRecord, KeyStore } from "../keys.js";
+import { MemoryBudget, MeteredMap } from "./budget.js";
 
+/** API keys in this process's memory, counted against MEMORY_MAX_BYTES (budget.ts). */
 export class MemoryKeyStore implements KeyStore {
-  readonly #keys = new Map<string, ApiKeyRecord>();
+  readonly #keys: MeteredMap<string, ApiKeyRecord>;
+
+  constructor(budget = new MemoryBudget()) {
+    this.#keys = new MeteredMap(budget, "an API key");
+  }
 
   async init(): Promise<void> {}
 
@@ -22,7 +28,7 @@ export class MemoryKeyStore implements KeyStore {
   async revoke(id: string, at: Date): Promise<boolean> {
     const k = this.#keys.get(id);
     if (!k || k.revokedAt) return false;
-    k.revokedAt = at;
+    this.#keys.set(id, { ...k, revokedAt: at });
     return true;
   }
 

@@ -1,23 +1,37 @@
 import type { Delivery, PushHealth, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
 import { subscriptionKey } from "../sailhouse.js";
-import { measure } from "../../core/json.js";
-import { CapacityError } from "../../core/types.js";
+import { MemoryBudget, MeteredMap } from "./budget.js";
 
 const SETTINGS = ["type", "endpoint", "filter", "rateLimit", "deduplication"] as const;
 
-/** Sailhouse state in this process's memory (the embedded default). */
-export class MemorySailhouseStore implements SailhouseStore {
-  readonly #subs = new Map<string, Subscription>();
-  readonly #deliveries = new Map<string, Map<string, Delivery>>();
-  readonly #scheduled = new Map<string, { item: ScheduledEvent; leasedUntil: number; weight: number }>();
-  /** Estimated heap bytes of the scheduled sends held, and their bound (MEMORY_MAX_BYTES). */
-  #scheduledBytes = 0;
-  readonly #maxScheduledBytes: number;
+/** Heap bytes of one more id in a wait group's list. */
+const listEntryBytes = (id: string): number => Buffer.byteLength(id) + 24;
 
-  constructor(opts: { maxScheduledBytes?: number } = {}) {
-    this.#maxScheduledBytes = opts.maxScheduledBytes ?? Infinity;
+/** A subscription's deliveries, dropped (and given back to the budget) with the subscription. */
+class DeliveryMaps extends Map<string, MeteredMap<string, Delivery>> {
+  override delete(key: string): boolean {
+    this.get(key)?.clear();
+    return super.delete(key);
   }
-  readonly #groups = new Map<string, WaitGroup>();
+}
+
+/**
+ * Sailhouse state in this process's memory (the embedded default): subscriptions, deliveries,
+ * scheduled sends and wait groups all count against MEMORY_MAX_BYTES (budget.ts).
+ */
+export class MemorySailhouseStore implements SailhouseStore {
+  readonly #budget: MemoryBudget;
+  readonly #subs: MeteredMap<string, Subscription>;
+  readonly #deliveries = new DeliveryMaps();
+  readonly #scheduled: MeteredMap<string, { item: ScheduledEvent; leasedUntil: number }>;
+  readonly #groups: MeteredMap<string, WaitGroup>;
+
+  constructor(opts: { budget?: MemoryBudget } = {}) {
+    this.#budget = opts.budget ?? new MemoryBudget();
+    this.#subs = new MeteredMap(this.#budget, "a Sailhouse subscription");
+    this.#scheduled = new MeteredMap(this.#budget, "a scheduled Sailhouse send");
+    this.#groups = new MeteredMap(this.#budget, "a Sailhouse wait group");
+  }
 
   async init(): Promise<void> {}
 
@@ -75,7 +89,7 @@ export class MemorySailhouseStore implements SailhouseStore {
     const key = subscriptionKey(sub.project, sub.topic, sub.name);
     let m = this.#deliveries.get(key);
     if (!m) {
-      m = new Map();
+      m = new MeteredMap(this.#budget, "a Sailhouse delivery");
       this.#deliveries.set(key, m);
     }
     return m;
@@ -116,19 +130,10 @@ export class MemorySailhouseStore implements SailhouseStore {
   }
 
   async schedule(item: ScheduledEvent): Promise<void> {
-    const { weight } = measure([item.data, item.metadata]);
-    if (this.#scheduledBytes + weight > this.#maxScheduledBytes) {
-      throw new CapacityError(`scheduled sends held in memory reach ${this.#maxScheduledBytes} bytes (MEMORY_MAX_BYTES); retry later or use MongoDB`);
-    }
-    this.#finish(item.id);
-    this.#scheduled.set(item.id, { item: structuredClone(item), leasedUntil: 0, weight });
-    this.#scheduledBytes += weight;
+    this.#scheduled.set(item.id, { item: structuredClone(item), leasedUntil: 0 });
   }
 
   #finish(id: string): void {
-    const held = this.#scheduled.get(id);
-    if (!held) return;
-    this.#scheduledBytes -= held.weight;
     this.#scheduled.delete(id);
   }
 
@@ -163,18 +168,25 @@ export class MemorySailhouseStore implements SailhouseStore {
 
   async addWaitGroupMember(id: string, eventId: string): Promise<void> {
     const g = this.#groups.get(id);
-    if (g && !g.members.includes(eventId)) g.members.push(eventId);
+    if (!g || g.members.includes(eventId)) return;
+    this.#groups.grow(id, listEntryBytes(eventId));
+    g.members.push(eventId);
   }
 
   async removeWaitGroupMember(id: string, eventId: string): Promise<void> {
     const g = this.#groups.get(id);
-    if (g) g.members = g.members.filter((m) => m !== eventId);
+    if (!g || !g.members.includes(eventId)) return;
+    g.members = g.members.filter((m) => m !== eventId);
+    this.#groups.grow(id, -listEntryBytes(eventId));
   }
 
   async ackWaitGroupMember(id: string, eventId: string): Promise<WaitGroup | undefined> {
     const g = this.#groups.get(id);
     if (!g) return undefined;
-    if (!g.acked.includes(eventId)) g.acked.push(eventId);
+    if (!g.acked.includes(eventId)) {
+      this.#groups.grow(id, listEntryBytes(eventId));
+      g.acked.push(eventId);
+    }
     return structuredClone(g);
   }
 

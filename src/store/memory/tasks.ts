@@ -1,7 +1,13 @@
+import { MemoryBudget, MeteredMap } from "./budget.js";
 import { matchesTaskFilter, taskOrder, type TaskFilter, type TaskPage, type TaskRecord, type TaskStore, type TaskUpdate } from "../tasks.js";
 
+/** Tasks in this process's memory, counted against MEMORY_MAX_BYTES (budget.ts). */
 export class MemoryTaskStore implements TaskStore {
-  readonly #tasks = new Map<string, TaskRecord>();
+  readonly #tasks: MeteredMap<string, TaskRecord>;
+
+  constructor(budget = new MemoryBudget()) {
+    this.#tasks = new MeteredMap(budget, "a task");
+  }
 
   async init(): Promise<void> {}
 
@@ -35,10 +41,12 @@ export class MemoryTaskStore implements TaskStore {
   async updateTask(project: string, id: string, u: TaskUpdate): Promise<TaskRecord | undefined> {
     const t = this.#tasks.get(id);
     if (!t || t.project !== project || (u.fromStatuses && !u.fromStatuses.includes(t.status))) return undefined;
-    if (u.status !== undefined) t.status = u.status;
-    if (u.statusReason !== undefined) t.statusReason = u.statusReason;
-    if (u.taskMetadata !== undefined) t.taskMetadata = structuredClone(u.taskMetadata);
-    t.updatedAt = u.updatedAt;
-    return structuredClone(t);
+    const next = structuredClone(t);
+    if (u.status !== undefined) next.status = u.status;
+    if (u.statusReason !== undefined) next.statusReason = u.statusReason;
+    if (u.taskMetadata !== undefined) next.taskMetadata = structuredClone(u.taskMetadata);
+    next.updatedAt = u.updatedAt;
+    this.#tasks.set(id, next); // CapacityError when the new metadata does not fit: the task stays as it was
+    return structuredClone(next);
   }
 }
