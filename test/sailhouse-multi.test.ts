@@ -4,6 +4,8 @@ import { SailhouseClient } from "@sailhouse/client";
 import type { App } from "../src/server/app.js";
 import { startTestServer } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
+import { eventually } from "./support/raw.js";
+import type { MongoStore } from "../src/store/mongo/index.js";
 
 const mongo = storeFactories.find((f) => f.name === "mongo")!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -26,21 +28,24 @@ describe("Sailhouse on one MongoDB shared by several instances", () => {
     const sendAt = new Date(Date.now() + 800);
     const ids: string[] = [];
     for (let i = 0; i < 40; i++) ids.push((await (i % 2 ? c1 : c2).publish(topic, { i }, { send_at: sendAt })).id);
+    // Pull until all 40 came (however slowly a busy machine schedules them: the test's timeout
+    // bounds this), then until no scheduled send is left: each is deleted only after its append,
+    // so from then on nothing can be appended again, and a duplicate would be pulled now.
     const got: string[] = [];
-    const deadline = Date.now() + 15_000;
-    while (got.length < ids.length && Date.now() < deadline) {
+    while (got.length < ids.length) {
       const e = await (got.length % 2 ? c1 : c2).pull(topic, "s");
       if (e) {
         got.push(e.id);
         await e.ack();
       } else await sleep(25);
     }
-    await sleep(500); // anything appended twice would show up now
+    const scheduled = (one.store as MongoStore).db.collection("sh_scheduled");
+    await eventually(async () => (await scheduled.countDocuments({ topic })) === 0, 60_000, "every scheduled send finished");
     expect(await c1.pull(topic, "s")).toBeNull();
     expect([...got].sort()).toEqual([...ids].sort());
     const listed = await c2.getEvents(topic, "s", {});
     expect(listed.events.map((e) => e.id).sort()).toEqual([...ids].sort());
-  }, 60_000);
+  }, 120_000);
 
   it("keeps subscription positions and acks across a restart", async () => {
     const dbName = `sh_restart_${Date.now()}`;
