@@ -4,6 +4,7 @@ import { AdminService } from "../../gen/admin/v1/admin_pb.js";
 import { adminApi, type AdminApi } from "../api/admin.js";
 import { MongoStore } from "../store/mongo/index.js";
 import { MongoKeyStore } from "../store/mongo/keys.js";
+import { usage } from "./exit.js";
 
 export type KeyAdmin = Pick<AdminApi, "createApiKey" | "revokeApiKey" | "listApiKeys">;
 
@@ -22,7 +23,7 @@ export async function openKeyAdmin(url: string): Promise<{ api: KeyAdmin; close(
     return { api: adminApi(keys, undefined, () => new Date()), close: () => store.close() };
   }
   const token = process.env["ADMIN_TOKEN"];
-  if (!token) throw new Error("set MONGODB_URI (direct) or ADMIN_TOKEN (to use a running service's admin RPC)");
+  if (!token) throw usage("set MONGODB_URI (direct) or ADMIN_TOKEN (to use a running service's admin RPC)");
   const client = createClient(AdminService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
   const headers = { authorization: `Bearer ${token}` };
   return {

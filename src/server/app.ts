@@ -52,6 +52,7 @@ import { MongoDurableStore } from "../store/mongo/durable.js";
 import type { Req, Res } from "./sse.js";
 import { boundaryInterceptor, errorSink, guardProcess } from "./boundary.js";
 import { listen } from "./listener.js";
+import { VERSION } from "../version.js";
 import { rpcAdapter } from "./rpc-adapter.js";
 import { UNAUTHENTICATED_PATHS, UnauthenticatedStreams } from "./unauthenticated.js";
 import { tracing } from "../core/trace.js";
@@ -113,19 +114,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   };
   return destination ? pino(options, destination) : pino(options);
 }
-
-/** This package's version (package.json sits two levels up from src/server, three from dist/src/server). */
-const VERSION = ((): string => {
-  for (const rel of ["../../package.json", "../../../package.json"]) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { name?: string; version?: string };
-      if (pkg.name === "agent-events" && pkg.version) return pkg.version;
-    } catch {
-      // not there: try the next place
-    }
-  }
-  return "unknown";
-})();
 
 export function createStore(cfg: Config, logger: Logger): Store {
   if (!cfg.mongodbUri) return new MemoryStore({ retainEvents: cfg.memoryRetainEvents, maxBytes: cfg.memoryMaxBytes, sweepIntervalMs: cfg.expirySweepMs });
