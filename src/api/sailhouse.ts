@@ -262,7 +262,8 @@ export function sailhouseApi(deps: SailhouseDeps) {
     const extra: JsonObject = {};
     if (waitGroup !== undefined) extra["wait_group_instance_id"] = waitGroup;
     // The id doubles as idempotency key: a scheduled send retried after a crash is appended once.
-    await deps.log.publish(topic(p, slug), [{ id, eventType: "", data, metadata, extra, idempotencyKey: `sailhouse:${id}` }], { source: "sailhouse" });
+    // The key is new (a fresh id), so it is not looked up before the insert (keysAreNew).
+    await deps.log.publish(topic(p, slug), [{ id, eventType: "", data, metadata, extra, idempotencyKey: `sailhouse:${id}` }], { source: "sailhouse", keysAreNew: true });
   }
 
   /** Completes a wait group once (the caller that wins the status change publishes the event). */

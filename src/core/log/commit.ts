@@ -124,7 +124,8 @@ export class Committer {
    * Idempotency: a publish whose events all carry keys already stored in the stream is answered
    * with the stored events and takes no sequence; one that repeats a key of an earlier publish of
    * the same round follows that publish's outcome. A publish that mixes stored and new keys is
-   * refused (DuplicateEventError). Returns the publishes that still need writing.
+   * refused (DuplicateEventError). Publishes with `keysAreNew` are not looked up (insert first)
+   * unless they come back after a duplicate-key failure. Returns the publishes that still need writing.
    */
   async #dedupe(stream: StreamId, batch: Pending[]): Promise<{ fresh: Pending[]; followers: Map<Pending, Pending[]> }> {
     const fresh: Pending[] = [];
@@ -141,8 +142,9 @@ export class Committer {
         followers.set(leader, [...(followers.get(leader) ?? []), p]);
         continue;
       }
-      const stored = await Promise.all(keys.map((k) => (k === undefined ? undefined : this.ctx.store.findByIdempotencyKey(stream, k))));
-      if (stored.every((e) => e !== undefined)) {
+      const insertFirst = p.opts?.keysAreNew === true && !p.requeued;
+      const stored = insertFirst ? [] : await Promise.all(keys.map((k) => (k === undefined ? undefined : this.ctx.store.findByIdempotencyKey(stream, k))));
+      if (stored.length > 0 && stored.every((e) => e !== undefined)) {
         p.resolve(stored as StoredEvent[]);
       } else if (stored.some((e) => e !== undefined)) {
         p.reject(new DuplicateEventError("some idempotency keys of this publish are already used by other events"));

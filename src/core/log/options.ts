@@ -70,6 +70,15 @@ export interface PublishOptions {
   /** Which API published (a metrics label): "polos", "kubiya", "sailhouse", "terminaluse", "streams". */
   source?: string;
   /**
+   * The idempotency keys are new: made by the server for this publish (Sailhouse keys a send by its
+   * fresh id), so a repeat only comes from a retry after a crash. They are stored without looking
+   * them up first (insert first: 2 commands for a single event, not 3); on the rare duplicate the
+   * insert fails, the round's range becomes void placeholders, and the publish goes through the
+   * queue once more, where the lookup answers it with the stored events. Client-chosen keys are
+   * looked up first instead: their repeats are common, and a lookup costs less than a failed round.
+   */
+  keysAreNew?: boolean;
+  /**
    * Close the stream with this publish (a Durable Streams final append): its sequences are the
    * stream's last; publishes queued behind it fail with StreamClosedError.
    */
