@@ -136,9 +136,12 @@ export function durableAppends(ctx: DurableContext) {
         const rejected = producerRejection(verdict);
         if (rejected) throw rejected;
       }
+      // A plain append (no producer, not a close, to a stream its record shows open) reads nothing
+      // more than the record target() read: the log refuses an append to a closed stream in the
+      // same step that takes its sequences (StreamClosedError, in publishOnce), so the tail and the
+      // closed flag need no look first. The other paths need the tail's position and closed state.
+      if (!producer && r.body.length > 0 && !m.closed) return (await publishOnce(r, m, close, undefined, undefined))!;
       const tail = await tailOf(m);
-      const fresh = await durable.get(m.project, m.name);
-      const closedBy = fresh?.inc === m.inc ? fresh.closedBy : undefined;
       if (verdict?.kind === "duplicate") {
         // A retry of something already accepted: acknowledged again, nothing appended twice. The
         // request may have died between claiming its sequence and appending (a crashed instance):
@@ -166,37 +169,49 @@ export function durableAppends(ctx: DurableContext) {
         return { status: 204, headers };
       }
       if (tail.closed) {
+        const fresh = producer ? await durable.get(m.project, m.name) : undefined;
+        const closedBy = fresh?.inc === m.inc ? fresh.closedBy : undefined;
         if (producer && closedBy && closedBy.producerId === producer.id && closedBy.epoch === producer.epoch && closedBy.seq === producer.seq) {
           return { status: 204, headers: { [H.closed]: "true", [H.offset]: offsetOf(m, tail.position), [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) } };
         }
         throw closedConflict(m, tail.position);
       }
-      const ct = r.header("content-type");
-      if (ct === undefined || ct.trim() === "") throw new DsError(400, "Content-Type is required");
-      if (mediaType(ct) !== mediaType(m.contentType)) throw new DsError(409, `Content-Type ${mediaType(ct)} does not match the stream's ${mediaType(m.contentType)}`);
-      const drafts = toDrafts(m, r.body, false);
-      const streamSeq = r.header(H.seq);
-      if (streamSeq !== undefined && !(await durable.claimStreamSeq(m.project, m.name, m.inc, streamSeq))) throw new DsError(409, "Stream-Seq is not greater than the last one");
-      if (verdict?.kind === "accept" && !(await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.expected, verdict.next))) continue;
-      let stored: StoredEvent[];
-      try {
-        // Bounded by DURABLE_MAX_APPEND_BYTES only: an array of any count commits whole (clients batch what queues up).
-        stored = await log.publish(id, producer ? keyed(producer, drafts) : drafts, { source: "durable", close, byteBounded: true, internalKeys: producer !== undefined });
-      } catch (err) {
-        // Nothing was appended: give the producer its sequence back, so a retry is not taken for a duplicate.
-        if (verdict?.kind === "accept") await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.next, verdict.expected ?? { epoch: producer!.epoch, lastSeq: -1 }).catch(() => undefined);
-        if (err instanceof StreamClosedError) {
-          await durable.update(m.project, m.name, m.inc, { closed: true });
-          throw closedConflict(m, (await tailOf(m)).position);
-        }
-        throw err;
-      }
-      if (close) await durable.update(m.project, m.name, m.inc, { closed: true, ...(producer ? { closedBy: { producerId: producer.id, epoch: producer.epoch, seq: producer.seq } } : {}) });
-      const headers: Record<string, string> = { [H.offset]: offsetOf(m, stored[stored.length - 1]!.seq - m.base) };
-      if (close) headers[H.closed] = "true";
-      if (producer) Object.assign(headers, { [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) });
-      return { status: producer ? 200 : 204, headers };
+      const reply = await publishOnce(r, m, close, producer, verdict);
+      if (reply) return reply;
     }
+  }
+
+  /**
+   * Appends the request's body (checked against the stream) and answers it; undefined when the
+   * producer's state moved meanwhile (the caller looks again).
+   */
+  async function publishOnce(r: DsRequest, m: DurableMeta, close: boolean, producer: Producer | undefined, verdict: Verdict | undefined): Promise<DsReply | undefined> {
+    const id = logOf(m);
+    const ct = r.header("content-type");
+    if (ct === undefined || ct.trim() === "") throw new DsError(400, "Content-Type is required");
+    if (mediaType(ct) !== mediaType(m.contentType)) throw new DsError(409, `Content-Type ${mediaType(ct)} does not match the stream's ${mediaType(m.contentType)}`);
+    const drafts = toDrafts(m, r.body, false);
+    const streamSeq = r.header(H.seq);
+    if (streamSeq !== undefined && !(await durable.claimStreamSeq(m.project, m.name, m.inc, streamSeq))) throw new DsError(409, "Stream-Seq is not greater than the last one");
+    if (verdict?.kind === "accept" && !(await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.expected, verdict.next))) return undefined;
+    let stored: StoredEvent[];
+    try {
+      // Bounded by DURABLE_MAX_APPEND_BYTES only: an array of any count commits whole (clients batch what queues up).
+      stored = await log.publish(id, producer ? keyed(producer, drafts) : drafts, { source: "durable", close, byteBounded: true, internalKeys: producer !== undefined });
+    } catch (err) {
+      // Nothing was appended: give the producer its sequence back, so a retry is not taken for a duplicate.
+      if (verdict?.kind === "accept") await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.next, verdict.expected ?? { epoch: producer!.epoch, lastSeq: -1 }).catch(() => undefined);
+      if (err instanceof StreamClosedError) {
+        await durable.update(m.project, m.name, m.inc, { closed: true });
+        throw closedConflict(m, (await tailOf(m)).position);
+      }
+      throw err;
+    }
+    if (close) await durable.update(m.project, m.name, m.inc, { closed: true, ...(producer ? { closedBy: { producerId: producer.id, epoch: producer.epoch, seq: producer.seq } } : {}) });
+    const headers: Record<string, string> = { [H.offset]: offsetOf(m, stored[stored.length - 1]!.seq - m.base) };
+    if (close) headers[H.closed] = "true";
+    if (producer) Object.assign(headers, { [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) });
+    return { status: producer ? 200 : 204, headers };
   }
 
   function producerRejection(v: Verdict): DsError | undefined {
