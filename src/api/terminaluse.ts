@@ -148,6 +148,32 @@ export function terminalUseApi(deps: TerminalUseDeps) {
     }
   }
 
+  /**
+   * A page of the task's messages after sequence `after`: at most `limit`, and at most
+   * responseBytes of content (a larger message comes alone). `next` (the last message's sequence)
+   * continues it; undefined when none follow.
+   */
+  async function messagePage(t: TaskRef, after: number, limit: number): Promise<{ messages: MessageRecord[]; next?: number }> {
+    const messages: MessageRecord[] = [];
+    const stream = taskStream(t.project, t.id);
+    let bytes = 0;
+    let last = after;
+    for (let cursor = after; ; ) {
+      const page = await deps.log.list(stream, cursor, 1000);
+      for (const e of page.events) {
+        const m = messageOf(e, t.id);
+        if (!m) continue;
+        const b = Buffer.byteLength(JSON.stringify(m.content));
+        if (messages.length === limit || (messages.length > 0 && bytes + b > responseBytes)) return { messages, next: last };
+        messages.push(m);
+        bytes += b;
+        last = e.seq;
+      }
+      if (!page.hasMore || page.next <= cursor) return { messages };
+      cursor = page.next;
+    }
+  }
+
   /** A task named by id or by name (the newest of that name, of that agent when given). */
   async function taskOf(ctx: CallContext, id: string | undefined, name: string | undefined, agentId: string | undefined): Promise<TaskRecord> {
     if (id !== undefined) return task(ctx, id);
@@ -288,8 +314,16 @@ export function terminalUseApi(deps: TerminalUseDeps) {
 
     async listMessages(req: ListMessagesRequest, ctx: CallContext): Promise<ListMessagesResponse> {
       checkRequired(ListMessagesRequestSchema, req, ["path"]);
-      const messages = await messagesOf(await taskRef(ctx, req.taskId));
+      const limit = req.limit === undefined ? 1000 : pageLimit(req.limit, ["query", "limit"]);
+      let after = 0;
+      if (req.cursor !== undefined && req.cursor !== "") {
+        if (!/^\d{1,15}$/.test(req.cursor)) throw invalidField(["query", "cursor"], "Invalid cursor (pass next_cursor of the previous page)", "value_error", req.cursor);
+        after = Number(req.cursor);
+      }
+      const { messages, next } = await messagePage(await taskRef(ctx, req.taskId), after, limit);
       return create(ListMessagesResponseSchema, {
+        hasMore: next !== undefined,
+        ...(next !== undefined ? { nextCursor: String(next) } : {}),
         messages: messages.map((m) =>
           create(TaskMessageSchema, {
             id: m.id,

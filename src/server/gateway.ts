@@ -50,7 +50,7 @@ export interface RouteRequest {
 }
 
 /** A JSON reply (no body when `json` is undefined, e.g. 204), or an SSE stream. */
-export type RouteResult = { status: number; json?: unknown } | { sse: AsyncIterable<SseMessage[]>; hello?: SseMessage; keepalive: string };
+export type RouteResult = { status: number; json?: unknown; headers?: Record<string, string> } | { sse: AsyncIterable<SseMessage[]>; hello?: SseMessage; keepalive: string };
 
 export interface Route {
   method: "GET" | "POST" | "PUT" | "DELETE";
@@ -290,7 +290,7 @@ async function serve(route: CompiledRoute, params: Record<string, string>, url: 
         reader?.release();
       }
     } else {
-      sendJson(res, result.status, result.json);
+      sendJson(res, result.status, result.json, result.headers);
     }
   } catch (err) {
     abort.abort();

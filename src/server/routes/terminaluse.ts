@@ -196,8 +196,11 @@ export function terminalUseRoutes(tu: TerminalUseApi): Route[] {
       dialect: "fastapi",
       doc: { summary: "List a task's messages (TerminalUse)", responses: [{ status: 200, description: "Messages, oldest first", schema: TaskMessageSchema, array: true }] },
       async handle(r) {
-        const res = await tu.listMessages(parseRequest(ListMessagesRequestSchema, r.params, ["path"]), r.ctx);
-        return { status: 200, json: res.messages.map((m) => messageToJson(TaskMessageSchema, m)) };
+        const res = await tu.listMessages(fromQuery(ListMessagesRequestSchema, r, r.params), r.ctx);
+        // TerminalUse answers a bare array (no paging fields): a page cut at `limit` or
+        // RESPONSE_BATCH_BYTES names the next one in a Link header (RFC 8288).
+        const next = res.nextCursor === undefined ? undefined : `</tasks/${encodeURIComponent(r.params["task_id"] ?? "")}/messages?cursor=${res.nextCursor}${r.query.has("limit") ? `&limit=${encodeURIComponent(r.query.get("limit")!)}` : ""}>; rel="next"`;
+        return { status: 200, json: res.messages.map((m) => messageToJson(TaskMessageSchema, m)), ...(next ? { headers: { link: next } } : {}) };
       },
     },
   ];
