@@ -16,7 +16,7 @@
  *   holding the key's operations in the order the service stored them:
  *   `{"op":"set","value","expiresAt"}` and `{"op":"incr","id"}`. The key's value is the fold of
  *   that log, which every instance computes the same way, so `incr` is atomic across instances
- *   without a compare-and-set: an instance appends its `incr` (with a fresh id), reads the log
+ *   without a compare-and-set (an `incr` keeps the key's expiry, as in Redis): an instance appends its `incr` (with a fresh id), reads the log
  *   from the start up to its own entry and returns the value there. As in Redis, `incr` of a
  *   missing (or expired) key gives 1, and `incr` of a value that is not an integer fails with
  *   "ERR value is not an integer or out of range" (the library reads a finished stream's "DONE"
@@ -66,6 +66,8 @@ interface SetEntry {
 interface IncrEntry {
   op: "incr";
   id: string;
+  /** Epoch milliseconds when it was written: a value that had expired by then counts as missing. */
+  at: number;
 }
 type KeyEntry = SetEntry | IncrEntry;
 
@@ -145,7 +147,7 @@ function fold(entries: KeyEntry[], now: number, upTo?: string): { value: string 
   let value: string | null = null;
   let expiresAt: number | null = null;
   for (const e of entries) {
-    if (expiresAt !== null && expiresAt <= now) value = expiresAt = null;
+    if (e.op === "incr" && expiresAt !== null && expiresAt <= e.at) value = expiresAt = null;
     let error: string | undefined;
     if (e.op === "set") {
       value = e.value;
@@ -191,7 +193,7 @@ export function createPublisher(opts: DurableStreamsBackendOptions): ResumableSt
     async incr(key) {
       const url = await keyStream(key, http.ttlSeconds);
       const id = randomUUID();
-      if ((await http.append(url, { op: "incr", id } satisfies IncrEntry)) === undefined) throw new Error(`Durable Streams key stream ${url} vanished`);
+      if ((await http.append(url, { op: "incr", id, at: Date.now() } satisfies IncrEntry)) === undefined) throw new Error(`Durable Streams key stream ${url} vanished`);
       const { value, error } = fold(await http.readAll<KeyEntry>(url), Date.now(), id);
       if (error) throw new Error(error);
       return Number(value);

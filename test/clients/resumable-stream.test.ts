@@ -147,5 +147,11 @@ describe.each(targets)("resumable-stream 2.2.13 on the Durable Streams backend, 
     await new Promise((r) => setTimeout(r, 1100));
     expect(await two.get(shortLived)).toBeNull();
     expect(await one.incr(shortLived)).toBe(1);
+    // An incr keeps the key's expiry (Redis INCR does not touch the TTL).
+    const kept = uniqueName("kept");
+    await one.set(kept, "5", { EX: 1 });
+    expect(await two.incr(kept)).toBe(6);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await one.get(kept)).toBeNull();
   });
 });
