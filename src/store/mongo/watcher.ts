@@ -119,6 +119,7 @@ export class AppendWatcher {
         continue;
       }
       const key = names.join("\n");
+      const followed = new Set(names);
       const match: Document = { operationType: { $in: ["insert", "invalidate"] } };
       if (names.length <= MAX_FILTERED_STREAMS) match["$or"] = [{ operationType: "invalidate" }, { "fullDocument.stream": { $in: names } }];
       const project = this.opts.decode ? { operationType: 1, fullDocument: 1 } : { operationType: 1, "fullDocument.stream": 1, "fullDocument.seq": 1 };
@@ -147,7 +148,7 @@ export class AppendWatcher {
           const doc = change?.fullDocument;
           if (doc?.stream) {
             const seq = seqOf(doc.seq);
-            this.onAppend(doc.stream, seq === undefined ? undefined : { from: seq, to: seq }, this.#carried(doc));
+            this.onAppend(doc.stream, seq === undefined ? undefined : { from: seq, to: seq }, followed.has(doc.stream) ? this.#carried(doc) : undefined);
           }
           // The followed set changed: reopen from the token with the new filter (looked at when
           // idle, and at least every INTEREST_CHECK_MS while changes keep coming).
