@@ -36,6 +36,8 @@ export interface Config {
   stallTimeoutMs: number;
   /** A response holding more unsent bytes than this in the server is cut off at once. */
   backlogBytes: number;
+  /** Unsent response bytes the whole instance may hold for its clients; past it the slowest readers are cut. */
+  maxUnsentBytes: number;
   /** In-memory store only: newest events kept per stream (0: all). */
   memoryRetainEvents: number;
   /** A connection with no open request or stream for this long is closed. */
@@ -145,6 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 30_000, 100),
     stallTimeoutMs: int(env, "SUBSCRIBER_STALL_TIMEOUT_MS", 30_000, 0),
     backlogBytes: int(env, "RESPONSE_BACKLOG_BYTES", 16 * 1024 * 1024, 65536),
+    maxUnsentBytes: int(env, "MAX_UNSENT_BYTES", 128 * 1024 * 1024, 1024 * 1024),
     memoryRetainEvents: int(env, "MEMORY_RETAIN_EVENTS", 0, 0),
     idleTimeoutMs: int(env, "IDLE_TIMEOUT_MS", 60_000, 100),
     maxConnections: int(env, "MAX_CONNECTIONS", 4096, 1),

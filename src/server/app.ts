@@ -319,11 +319,14 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const stalls = new StallWatch({
     stallTimeoutMs: cfg.stallTimeoutMs,
     backlogBytes: cfg.backlogBytes,
+    maxUnsentBytes: cfg.maxUnsentBytes,
     onCut(reason, req, unsent) {
       metrics.cut.inc({ reason });
-      logger.warn({ reason, path: req.url, unsentBytes: unsent }, reason === "stalled" ? "client stopped reading; response cut off" : "too much unsent for a client; response cut off");
+      const why = { stalled: "client stopped reading", backlog: "too much unsent for a client", budget: "the instance's unsent-bytes budget (MAX_UNSENT_BYTES) is full and this reader is the slowest" }[reason];
+      logger.warn({ reason, path: req.url, unsentBytes: unsent }, `${why}; response cut off`);
     },
   });
+  metrics.watchUnsent(() => stalls.unsentBytes);
 
   // Requests being served, so shutdown can wait for them; once shutting down, new requests are
   // refused with 503 and HTTP/1.1 connections close after their response.

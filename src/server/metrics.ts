@@ -39,6 +39,7 @@ export class Metrics implements LogObserver {
   readonly limited: Counter<"limit">;
   #log: EventLog | undefined;
   #liveReaders: () => number = () => 0;
+  #unsent: () => number = () => 0;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -60,7 +61,7 @@ export class Metrics implements LogObserver {
     this.#delivered = new Counter({ name: "events_delivered_total", help: "Events delivered to subscribers", registers: [this.registry] });
     const requests = new Counter({ name: "http_requests_total", help: "Requests on the documented JSON paths, by route and status", labelNames: ["route", "status"], registers: [this.registry] });
     this.requests = { inc: (labels) => requests.inc(requestLabels(labels.route, labels.status)) };
-    this.cut = new Counter({ name: "responses_cut_total", help: "Responses (mostly subscriptions) cut off because the client stopped reading: stalled too long, or too much unsent", labelNames: ["reason"], registers: [this.registry] });
+    this.cut = new Counter({ name: "responses_cut_total", help: "Responses (mostly subscriptions) cut off because the client stopped reading: stalled too long, too much unsent, or the slowest when the instance's unsent-bytes budget is full", labelNames: ["reason"], registers: [this.registry] });
     this.errorsCaught = new Counter({ name: "errors_caught_total", help: "Errors caught by an error boundary (request, rpc, stream, background, socket, process); each is also logged once", labelNames: ["where"], registers: [this.registry] });
     this.limited = new Counter({ name: "limited_total", help: "Requests, streams or connections refused or cut by a limit, by limit", labelNames: ["limit"], registers: [this.registry] });
     const self = this;
@@ -78,6 +79,14 @@ export class Metrics implements LogObserver {
       registers: [this.registry],
       collect() {
         this.set(self.#liveReaders());
+      },
+    });
+    new Gauge({
+      name: "unsent_bytes",
+      help: "Response bytes queued in this instance for clients that have not taken them yet (all responses; bounded by MAX_UNSENT_BYTES)",
+      registers: [this.registry],
+      collect() {
+        this.set(self.#unsent());
       },
     });
     new Counter({
@@ -108,6 +117,11 @@ export class Metrics implements LogObserver {
   /** Where the live_readers gauge reads its count. */
   watchLiveReaders(count: () => number): void {
     this.#liveReaders = count;
+  }
+
+  /** Where the unsent_bytes gauge reads the instance's total. */
+  watchUnsent(bytes: () => number): void {
+    this.#unsent = bytes;
   }
 
   published(api: string, events: number, seconds: number): void {
