@@ -105,6 +105,11 @@ export function isIndexConflict(err: unknown): boolean {
   return err instanceof MongoServerError && (err.code === 85 || err.code === 86 || err.codeName === "IndexOptionsConflict" || err.codeName === "IndexKeySpecsConflict");
 }
 
+/** dropIndex of an index that is not there (another instance dropped it first). */
+export function isIndexNotFound(err: unknown): boolean {
+  return err instanceof MongoServerError && (err.code === 27 || err.codeName === "IndexNotFound");
+}
+
 /** The server cannot build this kind of index (FerretDB and some MongoDB-compatible services answer 238 NotImplemented for TTL indexes). */
 export function isNotSupported(err: unknown): boolean {
   return err instanceof MongoServerError && (err.code === 238 || err.code === 115 || err.codeName === "NotImplemented" || err.codeName === "CommandNotSupported");

@@ -2,8 +2,9 @@ import { Binary, Long, type Collection, type Db, type Filter, type IndexSpecific
 import { DuplicateEventError, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { AppendRange, ListStreamsQuery, Store, StreamInfo, StreamListing } from "../../core/store.js";
 import { MongoConnection, type MongoConnectionOptions } from "./client.js";
-import { isDuplicateKey, isIndexConflict, isNotSupported, isSequenceTaken } from "./errors.js";
+import { isDuplicateKey, isIndexConflict, isIndexNotFound, isNotSupported, isSequenceTaken } from "./errors.js";
 import { AppendWatcher } from "./watcher.js";
+import { readBody, storedBody, type EventBody } from "./payload.js";
 
 export { isDuplicateKey, isUnavailable } from "./errors.js";
 
@@ -39,8 +40,10 @@ interface EventDoc {
   stream: string;
   seq: Long | number;
   event_type: string;
-  /** JSON text of {data, metadata, extra}: payloads are kept byte-for-byte as JSON, free of BSON's key and depth rules. */
-  payload: string;
+  /** {data, metadata, extra} as a BSON document, when BSON keeps it exactly (payload.ts); else `payload`. */
+  body?: EventBody;
+  /** JSON text of {data, metadata, extra}: JSON that BSON would not keep exactly, and every event stored before `body`. */
+  payload?: string;
   created_at: Date;
   expire_at?: Date;
   idempotency_key?: string;
@@ -48,7 +51,7 @@ interface EventDoc {
   idempotency_scope?: string;
   batch_end?: Long | number;
   void?: true;
-  /** An opaque payload, byte-exact (then `payload` holds data: null). */
+  /** An opaque payload, byte-exact (then the body's data is null). */
   bytes?: Binary;
   /** The publisher's W3C traceparent (only while tracing is on). */
   tp?: string;
@@ -76,7 +79,7 @@ function toDoc(e: StoredEvent): EventDoc {
     stream: e.stream,
     seq: Long.fromNumber(e.seq),
     event_type: e.eventType,
-    payload: JSON.stringify({ data: e.data, metadata: e.metadata, extra: e.extra }),
+    ...storedBody({ data: e.data, metadata: e.metadata, ...(e.extra ? { extra: e.extra } : {}) }),
     created_at: e.createdAt,
   };
   if (e.expireAt) doc.expire_at = e.expireAt;
@@ -92,7 +95,7 @@ function toDoc(e: StoredEvent): EventDoc {
 }
 
 function fromDoc(d: EventDoc, view?: View): StoredEvent {
-  const body = JSON.parse(d.payload) as { data: JsonValue; metadata?: JsonObject; extra?: JsonObject };
+  const body = readBody(d);
   const e: StoredEvent = {
     id: d._id,
     stream: d.stream,
@@ -122,6 +125,13 @@ interface IndexPlan {
   essential: boolean;
   /** A TTL index: on a server without them, expired events are deleted by the sweeper instead. */
   ttl?: true;
+  /**
+   * An index of earlier versions this one replaces (same keys, other options MongoDB cannot change
+   * in place: collMod does not change `sparse`). Dropped first when present; the new one has its
+   * own name, so an instance that drops late can only drop the old one (several instances may
+   * start at once), and creating the new one is idempotent.
+   */
+  replaces?: string;
 }
 
 /**
@@ -194,7 +204,8 @@ export class MongoStore implements Store {
       // event has a key: the same guarantee as a partial index on {stream, idempotency_key}, and it
       // also holds on wire-compatible servers that ignore partialFilterExpression.
       { coll: events, keys: { idempotency_scope: 1 }, options: { unique: true, sparse: true, name: "idempotency_scope" }, essential: true },
-      { coll: events, keys: { expire_at: 1 }, options: { expireAfterSeconds: 0, name: "expire_at_ttl" }, essential: false, ttl: true },
+      // Sparse: only events with an expiry of their own have an entry (most expire with their stream, or never).
+      { coll: events, keys: { expire_at: 1 }, options: { expireAfterSeconds: 0, sparse: true, name: "expire_at_sparse_ttl" }, essential: false, ttl: true, replaces: "expire_at_ttl" },
       { coll: events, keys: { stream: 1, created_at: 1, seq: 1 }, options: { name: "stream_created_seq" }, essential: false },
       { coll: counters, keys: { project: 1, kind: 1, key: 1 }, options: { name: "project_kind_key" }, essential: false },
       { coll: counters, keys: { expire_at: 1 }, options: { sparse: true, name: "stream_expire_at" }, essential: false },
@@ -237,6 +248,12 @@ export class MongoStore implements Store {
       progress.unref();
     }
     try {
+      if (plan.replaces && (await this.#indexExists(plan.coll, plan.replaces))) {
+        this.#opts.log?.(`replacing index ${plan.coll.collectionName}.${plan.replaces} with ${id}`);
+        await plan.coll.dropIndex(plan.replaces).catch((err: unknown) => {
+          if (!isIndexNotFound(err)) throw err; // another instance dropped it first
+        });
+      }
       await plan.coll.createIndex(plan.keys, plan.options);
       this.indexState.set(id, "ready");
       if (!exists) this.#opts.log?.(`index ${id} ready`, { seconds: Math.round((Date.now() - started) / 1000) });
@@ -255,6 +272,14 @@ export class MongoStore implements Store {
       this.#warn(msg);
     } finally {
       clearInterval(progress);
+    }
+  }
+
+  async #indexExists(coll: Collection<never>, name: string): Promise<boolean> {
+    try {
+      return (await coll.listIndexes().toArray()).some((ix) => ix["name"] === name);
+    } catch {
+      return false; // no collection yet
     }
   }
 
