@@ -6,6 +6,9 @@
 // servers are installed (../shared/bench/peers/setup.sh). Everything runs on 127.0.0.1 and stops
 // by itself, in under 3 minutes (one repetition). Extra arguments go to the harness (e.g.
 // --reps 3, --scale 0.3, --only A64,D).
+// Then the documented JSON publish paths of every dialect under wrk, next to a bare node:http
+// server answering 201 (bench/wrk.mjs; wrk is Debian's package: apt-get install -y wrk; skipped
+// with a note when it is missing or with --no-wrk).
 // Writes bench/results.md and bench/results.json.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,13 +17,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const HARNESS = path.resolve(ROOT, '../shared/bench/peers');
-if (!fs.existsSync(path.join(HARNESS, 'run.mjs'))) {
-  console.error(`peer harness not found at ${HARNESS} (the shared/ folder beside the project)`);
+// Beside the project (/work/main -> /work/shared), also from a worktree one level deeper
+// (/work/wt/<name>), or where BENCH_PEERS_DIR says.
+const SHARED = [process.env.BENCH_PEERS_DIR, path.resolve(ROOT, '../shared/bench/peers'), path.resolve(ROOT, '../../shared/bench/peers')].find((d) => d && fs.existsSync(path.join(d, 'run.mjs'))) ?? path.resolve(ROOT, '../shared/bench/peers');
+if (!fs.existsSync(path.join(SHARED, 'run.mjs'))) {
+  console.error(`peer harness not found at ${SHARED} (the shared/ folder beside the project)`);
   process.exit(2);
 }
 if (!fs.existsSync(path.join(ROOT, 'dist/src/main.js'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
-if (!fs.existsSync(path.join(HARNESS, 'node_modules'))) execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: HARNESS, stdio: 'inherit' });
+const HARNESS = harnessWithClients();
 
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
 const systems = [];
@@ -32,14 +37,53 @@ systems.push(path.join(ROOT, 'bench/peers-adapter.mjs'));
 for (const v of ['grpc-unary', 'connect-unary', 'json']) systems.push(path.join(ROOT, `bench/variants/${v}.mjs`));
 
 // One repetition unless asked for more (`-- --reps 3` gives medians of 3 in about 8 minutes).
-const extra = process.argv.slice(2);
+const noWrk = process.argv.includes('--no-wrk');
+const extra = process.argv.slice(2).filter((a) => a !== '--no-wrk');
 const reps = extra.includes('--reps') ? [] : ['--reps', '1'];
 const args = ['run.mjs', '--systems', systems.join(','), '--out', path.join(ROOT, 'bench/results.md'), ...reps, ...extra];
 const rssFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-rss-')), 'rss.jsonl');
 const r = spawnSync(process.execPath, args, { cwd: HARNESS, stdio: 'inherit', timeout: 15 * 60 * 1000, env: { ...process.env, BENCH_RSS_OUT: rssFile } });
 appendRss(rssFile);
 fs.rmSync(path.dirname(rssFile), { recursive: true, force: true });
+if (r.status === 0 && !noWrk) await appendWrk();
 process.exit(r.status ?? 1);
+
+/**
+ * The shared harness is read-only and ships without its clients (NATS, ioredis): it runs from a
+ * copy in node_modules/.cache/bench-peers with `npm ci` done there, redone when the shared copy
+ * changes (its package-lock.json or run.mjs differ).
+ */
+function harnessWithClients() {
+  if (fs.existsSync(path.join(SHARED, 'node_modules'))) return SHARED;
+  const copy = path.join(ROOT, 'node_modules/.cache/bench-peers');
+  const same = (f) => fs.existsSync(path.join(copy, f)) && fs.readFileSync(path.join(copy, f)).equals(fs.readFileSync(path.join(SHARED, f)));
+  if (!(same('package-lock.json') && same('run.mjs') && fs.existsSync(path.join(copy, 'node_modules')))) {
+    fs.rmSync(copy, { recursive: true, force: true });
+    fs.cpSync(SHARED, copy, { recursive: true, filter: (src) => !/\/(node_modules|results\.(md|json))$/.test(src) });
+    execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: copy, stdio: 'inherit' });
+  }
+  return copy;
+}
+
+/** The JSON publish paths under wrk (bench/wrk.mjs), with the same --reps/--scale, after the harness. */
+async function appendWrk() {
+  const { hasWrk, WRK_MISSING, runWrk, wrkMarkdown } = await import('./wrk.mjs');
+  const out = path.join(ROOT, 'bench/results.md');
+  if (!hasWrk()) {
+    console.error(WRK_MISSING);
+    fs.appendFileSync(out, `\n## JSON publish paths under wrk\n\n${WRK_MISSING}.\n`);
+    return;
+  }
+  const num = (k, d) => (extra.includes(k) ? Number(extra[extra.indexOf(k) + 1]) : d);
+  const res = await runWrk({ reps: num('--reps', 1), scale: num('--scale', 1) });
+  const json = path.join(ROOT, 'bench/results.json');
+  const all = JSON.parse(fs.readFileSync(json, 'utf8'));
+  const nats = all.results.filter((x) => x.wl === 'A64' && x.system === 'nats-jetstream' && x.r).map((x) => x.r.eventsPerSec).sort((a, b) => a - b);
+  const md = wrkMarkdown(res, nats.length ? nats[Math.floor((nats.length - 1) / 2)] : NaN);
+  fs.appendFileSync(out, md);
+  fs.writeFileSync(json, JSON.stringify({ ...all, wrk: res }, null, 2));
+  console.log(md);
+}
 
 /** Adds the service's memory (RSS after each workload, median over repetitions; peak) to the report. */
 function appendRss(file) {
