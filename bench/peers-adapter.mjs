@@ -18,6 +18,7 @@ import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { StreamService, StreamKind, EventView } = await import(path.join(ROOT, 'dist/gen/events/v1/events_pb.js'));
+const FRAME = { live: 1, events: 2, ended: 3, closed: 4 }; // bench/subscriber-process.mjs
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -41,6 +42,71 @@ export default function createSystem(opts) {
 /** mode: "stream" (PublishStream), "grpc-unary", "connect-unary" (binary Connect over HTTP/1.1), "json" (POST /api/v1/events/publish). */
 export function createVariant(mode) {
   return (opts) => createMode(mode, opts);
+}
+
+/**
+ * The subscriber process (bench/subscriber-process.mjs): subscribe() there, events forwarded back
+ * in order and handed to onEvent here, where the harness takes the receive time.
+ */
+function startSubscriberProcess(log) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench/subscriber-process.mjs')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const subs = new Map(); // id -> { onEvent, live(), closed() }
+  let nextId = 1;
+  let buf = Buffer.alloc(0);
+  child.stdout.on('data', (chunk) => {
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    let o = 0;
+    for (;;) {
+      if (buf.length - o < 9) break;
+      const type = buf.readUInt8(o);
+      const id = buf.readUInt32LE(o + 1);
+      const n = buf.readUInt32LE(o + 5);
+      // A frame is handled only once it is all here.
+      let end = o + 9;
+      let complete = true;
+      for (let i = 0; i < n; i++) {
+        if (buf.length - end < 4) { complete = false; break; }
+        end += 4 + buf.readUInt32LE(end);
+        if (end > buf.length) { complete = false; break; }
+      }
+      if (!complete) break;
+      const s = subs.get(id);
+      if (type === FRAME.events && s) {
+        for (let i = 0, p = o + 9; i < n; i++) {
+          const len = buf.readUInt32LE(p);
+          s.onEvent(buf.subarray(p + 4, p + 4 + len));
+          p += 4 + len;
+        }
+      } else if (type === FRAME.live) s?.live();
+      else if (type === FRAME.ended || type === FRAME.closed) {
+        if (type === FRAME.ended) log(`subscriber ${id} ended`);
+        s?.closed();
+        subs.delete(id);
+      }
+      o = end;
+    }
+    buf = buf.subarray(o);
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  const command = (m) => child.stdin.write(`${JSON.stringify(m)}\n`);
+  return {
+    subscribe(url, stream, onEvent) {
+      const id = nextId++;
+      return new Promise((resolve) => {
+        let closed;
+        const done = new Promise((r) => (closed = r));
+        const handle = { async close() { command({ op: 'close', id }); await done; } };
+        subs.set(id, { onEvent, live: () => resolve(handle), closed: () => { closed(); resolve(handle); } });
+        command({ op: 'sub', id, url, stream });
+      });
+    },
+    async stop() {
+      child.stdin.end();
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
 }
 
 function createMode(mode, { env = process.env, log = () => {} }) {
@@ -111,6 +177,14 @@ function createMode(mode, { env = process.env, log = () => {} }) {
   }
 
   const toInput = (buf) => ({ data: { kind: { case: 'stringValue', value: buf.toString() } } });
+
+  // BENCH_SUBSCRIBER_PROCESS: the workloads whose subscribers run in a process of their own
+  // (bench/subscriber-process.mjs; comma-separated, default "D", "none" for none). The harness
+  // names each run's stream b_<workload>_<rep>_<time>.
+  const ownProcess = new Set((env.BENCH_SUBSCRIBER_PROCESS ?? 'D').split(','));
+  const subscriberProcessFor = (stream) => ownProcess.has(/^b_([^_]+)_/.exec(stream)?.[1]);
+  let subscribers;
+  const subscriberProcess = () => (subscribers ??= startSubscriberProcess(log));
 
   let unaryClient;
   return {
@@ -185,6 +259,7 @@ function createMode(mode, { env = process.env, log = () => {} }) {
     },
 
     async subscribe(stream, onEvent) {
+      if (subscriberProcessFor(stream)) return subscriberProcess().subscribe(baseUrl, stream, onEvent);
       const own = createClient(StreamService, transport(baseUrl)); // its own HTTP/2 connection
       const abort = new AbortController();
       let ready;
@@ -216,6 +291,8 @@ function createMode(mode, { env = process.env, log = () => {} }) {
     async stop() {
       for (const p of publishers.values()) await p.close().catch(() => {});
       publishers.clear();
+      await subscribers?.stop();
+      subscribers = undefined;
       if (child && child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
