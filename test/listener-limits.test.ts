@@ -68,6 +68,35 @@ for (const factory of storeFactories) {
       }
     });
 
+    it("counts every live reader on every surface: Durable Streams SSE and long-polls on /v1/stream and /v1/log take slots too", async () => {
+      const A = { authorization: "Bearer key-a" };
+      expect((await fetch(`${app.url}/v1/stream/caps-ds`, { method: "PUT", headers: { ...A, "content-type": "application/json" } })).status).toBe(201);
+      const abort = new AbortController();
+      try {
+        // Three live readers of project a, one per kind of Durable Streams read (its cap is 3).
+        const sse = await fetch(`${app.url}/v1/stream/caps-ds?offset=-1&live=sse`, { headers: A, signal: abort.signal });
+        expect(sse.status).toBe(200);
+        const polls = [`/v1/stream/caps-ds?offset=now&live=long-poll`, `/v1/log/topic/caps-log?offset=now&live=long-poll`].map((p) => fetch(app.url + p, { headers: A, signal: abort.signal }).catch(() => undefined));
+        await eventually(async () => /^live_readers 3$/m.test(await (await fetch(`${app.url}/metrics`)).text()), 5000, "three live readers");
+        // The fourth of project a is refused, on every surface, each in its own form.
+        const ds = await fetch(`${app.url}/v1/log/topic/caps-log?offset=now&live=long-poll`, { headers: A });
+        expect(ds.status).toBe(429);
+        expect(await ds.text()).toMatch(/project "a" has 3 subscriptions open/);
+        const polos = await fetch(`${app.url}/api/v1/events/stream?topic=caps`, { headers: A });
+        expect(polos.status).toBe(429);
+        expect(((await polos.json()) as { error: string }).error).toMatch(/project "a" has 3 subscriptions open/);
+        const rpc = await subscribeAs(app, "key-a", abort.signal);
+        expect(rpc).toMatchObject({ ok: false, code: Code.ResourceExhausted });
+        // A catch-up read (not live) takes no slot.
+        expect((await fetch(`${app.url}/v1/stream/caps-ds?offset=-1`, { headers: A })).status).toBe(200);
+        abort.abort();
+        await Promise.all(polls);
+      } finally {
+        abort.abort();
+      }
+      await eventually(async () => /^live_readers 0$/m.test(await (await fetch(`${app.url}/metrics`)).text()), 5000, "slots given back");
+    });
+
     it("answers 1,500 unauthenticated health watches (128 held, 1,372 refused with resource_exhausted), checks without a store ping per caller, and keeps serving when one client cancels them all", async () => {
       const before = pings;
       const t0 = Date.now();

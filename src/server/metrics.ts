@@ -12,7 +12,8 @@ export const METHOD_LABELS: ReadonlySet<string> = new Set(["GET", "HEAD", "POST"
  * tokens once added 1,456 series).
  */
 export function requestLabels(route: string, status: string): { route: string; status: string } {
-  const space = route.indexOf(" ");
+  // Templates hold no space; whatever comes before the last one is the method.
+  const space = route.lastIndexOf(" ");
   const method = space < 0 ? "" : route.slice(0, space);
   const template = space < 0 ? route : route.slice(space + 1);
   return { route: `${METHOD_LABELS.has(method) ? method : "other"} ${template}`, status: /^[1-5]\d\d$/.test(status) ? status : "other" };

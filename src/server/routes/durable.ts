@@ -118,6 +118,8 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): (req: Re
         const r = d.liveReaders?.open(project, credential);
         if (r && "refused" in r) throw new DsError(429, r.refused);
         reader = r;
+        // The slot is the client's: it is given back when the connection goes, not when the read notices.
+        res.once("close", () => r?.release());
         // A long-poll waiting for data is woken to answer 401; an SSE stream ends with an error event (send).
         void r?.revoked.then((err) => {
           revokedBy = err;
