@@ -99,6 +99,8 @@ export class SailhouseWorker {
   #dueHint = Infinity;
   #sleepingUntil = 0;
   readonly #loops = new Map<string, PushLoop>();
+  /** Loops of deleted subscriptions whose deliveries in flight are still ending (stop() waits for them). */
+  readonly #retiring = new Set<Promise<void>>();
   readonly #abort = new AbortController();
   #running: Promise<unknown>[] = [];
   #unlisten: (() => void) | undefined;
@@ -125,7 +127,7 @@ export class SailhouseWorker {
     this.#subsAlarm.stop();
     this.#abort.abort();
     for (const loop of this.#loops.values()) loop.stop();
-    await Promise.all([...this.#running, ...[...this.#loops.values()].map((l) => l.done)]);
+    await Promise.all([...this.#running, ...[...this.#loops.values()].map((l) => l.done), ...this.#retiring]);
   }
 
   #caught(err: unknown, fields: Record<string, unknown>): void {
@@ -171,6 +173,8 @@ export class SailhouseWorker {
           if (keys.has(key)) continue;
           loop.stop();
           this.#loops.delete(key);
+          this.#retiring.add(loop.done);
+          void loop.done.finally(() => this.#retiring.delete(loop.done));
         }
         this.#reportFailing();
       } catch (err) {
@@ -296,16 +300,20 @@ class PushLoop {
   #rateWait(now: number): number {
     const interval = rateInterval(this.sub.rateLimit);
     const byRate = interval > 0 ? this.#lastPush + interval - now : 0;
-    const rate = this.opts.maxPerSecond;
-    const tokens = Math.min(rate, this.#bucket.tokens + (Math.max(0, now - this.#bucket.at) / 1000) * rate);
-    const byBucket = tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / rate) * 1000);
+    const tokens = this.#tokensAt(now);
+    const byBucket = tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / this.opts.maxPerSecond) * 1000);
     return Math.max(byRate, byBucket, 0);
+  }
+
+  /** The bucket refilled at maxPerSecond up to maxPerSecond tokens. */
+  #tokensAt(now: number): number {
+    const rate = this.opts.maxPerSecond;
+    return Math.min(rate, this.#bucket.tokens + (Math.max(0, now - this.#bucket.at) / 1000) * rate);
   }
 
   #takeToken(): void {
     const now = this.opts.now();
-    const rate = this.opts.maxPerSecond;
-    this.#bucket = { tokens: Math.min(rate, this.#bucket.tokens + (Math.max(0, now - this.#bucket.at) / 1000) * rate) - 1, at: now };
+    this.#bucket = { tokens: this.#tokensAt(now) - 1, at: now };
     this.#lastPush = now;
   }
 
