@@ -31,7 +31,7 @@ export class CommandCounter {
   #count(cmd: WireCommand): void {
     if (!APPLICATION_COMMANDS.has(cmd.name)) return;
     this.#total++;
-    const key = cmd.name === "getMore" ? "getMore" : `${cmd.name} ${cmd.collection ?? ""}`;
+    const key = cmd.name === "getMore" ? "getMore" : `${cmd.name} ${cmd.collection ?? ""}${cmd.singleBatch ? " (one batch)" : ""}`;
     this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
   }
 

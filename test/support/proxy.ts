@@ -1,10 +1,13 @@
 import net from "node:net";
+import { BSON } from "mongodb";
 
 /** A MongoDB command as the proxy sees it on the wire (OP_MSG): its name and its first argument. */
 export interface WireCommand {
   name: string;
   /** The command's value when it is a string: the collection for insert/update/find. */
   collection?: string;
+  /** A find that asks for one batch only (the poll-mode watcher's query). */
+  singleBatch?: boolean;
 }
 
 /**
@@ -26,7 +29,10 @@ function parseCommand(msg: Buffer): WireCommand | undefined {
   const name = msg.toString("utf8", at, end);
   if (type !== 0x02) return { name };
   const len = msg.readInt32LE(end + 1);
-  return { name, collection: msg.toString("utf8", end + 5, end + 4 + len) };
+  const collection = msg.toString("utf8", end + 5, end + 4 + len);
+  if (name !== "find") return { name, collection };
+  const doc = BSON.deserialize(msg.subarray(21, 21 + msg.readInt32LE(21)));
+  return doc["singleBatch"] === true ? { name, collection, singleBatch: true } : { name, collection };
 }
 
 /** Splits a byte stream into wire messages (each starts with its int32 length). */

@@ -20,8 +20,10 @@ export interface WatcherOptions {
   decode?: (doc: Document) => StoredEvent;
 }
 
-/** Most streams named in the change stream's filter; above it, every insert is watched. */
+/** Most streams named in the change stream's filter (above it, every insert is watched) or in one poll query (above it, the poll reads counters only). */
 const MAX_FILTERED_STREAMS = 1000;
+/** Most events one poll returns (one batch, never a getMore). */
+const POLL_MAX_EVENTS = 256;
 /** How often the followed set is compared with the one the change stream filters on while changes keep coming. */
 const INTEREST_CHECK_MS = 200;
 /**
@@ -55,8 +57,9 @@ const TOKEN_LOST = new Set([260, 280, 286]);
  * can tell its own appends, which it has delivered already, from other instances'. The change
  * stream also carries the inserted event, so the log can serve it without a read.
  *
- * Poll mode: reads the counters of the followed streams every `pollIntervalMs` and wakes those
- * whose head moved; after POLL_QUIET_MS without a move, every IDLE_POLL_MS until one moves again.
+ * Poll mode: every `pollIntervalMs`, one query for the events appended to the followed streams
+ * since the last poll (see #pollOnce), carried to the log like the change stream's inserts; after
+ * POLL_QUIET_MS without a move, every IDLE_POLL_MS until one moves again.
  */
 export class AppendWatcher {
   #stopped = false;
@@ -192,26 +195,91 @@ export class AppendWatcher {
     let moved = Date.now();
     const tick = async (): Promise<void> => {
       const names = this.#names();
-      if (names.length > 0) {
-        try {
-          const docs = await this.counters.find({ _id: { $in: names } }, { projection: { seq: 1 } }).toArray();
-          for (const d of docs) {
-            const seq = seqOf(d.seq) ?? 0;
-            const before = this.#seen.get(d._id);
-            if (before !== seq) {
-              this.#seen.set(d._id, seq);
-              moved = Date.now();
-              this.onAppend(d._id, before !== undefined && seq > before ? { from: before + 1, to: seq } : undefined);
-            }
-          }
-        } catch (err) {
-          this.opts.log?.("append poll failed", { err: String(err) });
-        }
+      try {
+        if (names.length > 0 && (await this.#pollOnce(names))) moved = Date.now();
+      } catch (err) {
+        this.opts.log?.("append poll failed", { err: String(err) });
       }
       if (!this.#stopped) this.#timer = setTimeout(() => void tick(), next());
     };
     const next = (): number => (Date.now() - moved >= POLL_QUIET_MS ? Math.max(IDLE_POLL_MS, this.opts.pollIntervalMs) : this.opts.pollIntervalMs);
     this.#timer = setTimeout(() => void tick(), this.opts.pollIntervalMs);
+  }
+
+  /**
+   * One poll; returns whether any followed stream moved. Streams followed since the last poll get
+   * their head from the counters (one command, only when the followed set grew); after that one
+   * `find` on events is the whole poll: it returns the events appended after what was last seen,
+   * which go to the log as the change stream's inserts do, so a subscriber on this instance reads
+   * nothing more. A poll is one batch (`singleBatch`: at most POLL_MAX_EVENTS events and 16 MiB,
+   * never a getMore); what did not fit comes with the next poll.
+   */
+  async #pollOnce(names: string[]): Promise<boolean> {
+    let moved = false;
+    for (const n of [...this.#seen.keys()]) if (!names.includes(n)) this.#seen.delete(n);
+    const fresh = names.filter((n) => !this.#seen.has(n));
+    if (fresh.length > 0) {
+      const docs = await this.counters.find({ _id: { $in: fresh } }, { projection: { seq: 1 } }).toArray();
+      const heads = new Map(docs.map((d) => [d._id, seqOf(d.seq) ?? 0]));
+      for (const n of fresh) {
+        this.#seen.set(n, heads.get(n) ?? 0);
+        // Newly followed: its subscribers read from their own position.
+        this.onAppend(n);
+      }
+    }
+    const known = names.filter((n) => !fresh.includes(n));
+    if (known.length === 0) return moved;
+    if (!this.opts.decode || known.length > MAX_FILTERED_STREAMS) return this.#pollCounters(known);
+    const docs = await this.events
+      .find({ $or: known.map((n) => ({ stream: n, seq: { $gt: Long.fromNumber(this.#seen.get(n)!) } })) }, { sort: { stream: 1, seq: 1 }, limit: POLL_MAX_EVENTS, singleBatch: true, batchSize: POLL_MAX_EVENTS })
+      .toArray();
+    const byStream = new Map<string, Document[]>();
+    for (const d of docs as Document[]) {
+      const list = byStream.get(d["stream"] as string);
+      if (list) list.push(d);
+      else byStream.set(d["stream"] as string, [d]);
+    }
+    // A full batch may have left other streams out (the sort takes one stream's events first):
+    // wake those, their subscribers read by themselves, so one busy stream never starves another.
+    if (docs.length >= POLL_MAX_EVENTS) for (const n of known) if (!byStream.has(n)) this.onAppend(n);
+    for (const [n, list] of byStream) {
+      moved = true;
+      const seen = this.#seen.get(n)!;
+      const first = seqOf(list[0]!["seq"]) ?? 0;
+      const last = seqOf(list[list.length - 1]!["seq"]) ?? 0;
+      this.#seen.set(n, Math.max(seen, last));
+      // Carried only when they continue what was seen without a gap; past a gap (a publisher
+      // still writing an earlier sequence) the subscribers read and wait at the hole themselves,
+      // as they do when a change stream reports an insert out of order.
+      const contiguous = first === seen + 1 && last - first + 1 === list.length;
+      this.onAppend(n, { from: first, to: last }, contiguous ? this.#decodeAll(list) : undefined);
+    }
+    return moved;
+  }
+
+  /** The poll for followed sets too large for one query: counters only; subscribers read what moved. */
+  async #pollCounters(names: string[]): Promise<boolean> {
+    let moved = false;
+    const docs = await this.counters.find({ _id: { $in: names } }, { projection: { seq: 1 } }).toArray();
+    for (const d of docs) {
+      const seq = seqOf(d.seq) ?? 0;
+      const before = this.#seen.get(d._id) ?? 0;
+      if (seq > before) {
+        this.#seen.set(d._id, seq);
+        moved = true;
+        this.onAppend(d._id, { from: before + 1, to: seq });
+      }
+    }
+    return moved;
+  }
+
+  #decodeAll(docs: Document[]): StoredEvent[] | undefined {
+    if (!this.opts.decode) return undefined;
+    try {
+      return docs.map((d) => this.opts.decode!(d));
+    } catch {
+      return undefined;
+    }
   }
 
   async stop(): Promise<void> {
