@@ -97,6 +97,7 @@ it("publishes through each dialect, lists streams as a table and as JSON, reads 
   ]);
   expect((await cli(["read", "orders", "--raw", "--type", "created"])).stdout).toBe('{"id":1}\n');
   expect((await cli(["read", "topic/orders", "--from", "1", "--raw"])).stdout).toBe('{"id":2}\n');
+  expect((await cli(["tail", "topic/orders", "--no-follow", "--raw"])).stdout).toBe('{"id":1}\n{"id":2}\n');
   expect((await cli(["read", "task/" + task.json.id, "--raw"])).stdout).toBe('{"type":"text","text":"hello"}\n');
 
   // tail follows until Ctrl-C (exit 0); --count stops by itself; never a progress line in a pipe.

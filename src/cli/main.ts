@@ -228,7 +228,8 @@ async function readStream(spec: string, opts: ReadOptions): Promise<void> {
   if (head === undefined && !opts.follow && stream.kind !== StreamKind.DURABLE) throw notFound(name);
   const types = opts.type ?? [];
   let left = opts.count ?? Infinity;
-  let after = opts.from ?? head ?? 0n;
+  // Following starts at the head (only new events); reading to the end starts at the beginning.
+  let after = opts.from ?? (opts.follow ? (head ?? 0n) : 0n);
   const wanted = (e: Event) => types.length === 0 || types.includes(e.eventType);
 
   if (!opts.follow) {
@@ -291,11 +292,11 @@ const readOptions = (cmd: Command, fromHelp: string) =>
     .option("--raw", "the events' data only (JSON, or a durable stream's bytes), one per line");
 
 readOptions(program.command("tail").description("follow a stream: one JSON line per event until Ctrl-C (or --count)"), "start after this sequence (0 = from the beginning; default: only new events)")
-  .option("--no-follow", "stop at the stream's end instead of waiting for more")
+  .option("--no-follow", "read from the beginning (or --from) to the stream's end, then exit: same as read")
   .action((spec: string, opts: ReadOptions) => readStream(spec, opts));
 
-readOptions(program.command("read").description("print a stream's events up to its current end, then exit (tail --from 0 --no-follow)"), "start after this sequence (default 0: from the beginning)").action((spec: string, opts: Omit<ReadOptions, "follow">) =>
-  readStream(spec, { from: 0n, ...opts, follow: false }),
+readOptions(program.command("read").description("print a stream's events up to its current end, then exit (tail --no-follow)"), "start after this sequence (default: from the beginning)").action((spec: string, opts: Omit<ReadOptions, "follow">) =>
+  readStream(spec, { ...opts, follow: false }),
 );
 
 program
