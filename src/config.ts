@@ -147,7 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 30_000, 100),
     stallTimeoutMs: int(env, "SUBSCRIBER_STALL_TIMEOUT_MS", 30_000, 0),
     backlogBytes: int(env, "RESPONSE_BACKLOG_BYTES", 16 * 1024 * 1024, 65536),
-    maxUnsentBytes: int(env, "MAX_UNSENT_BYTES", 128 * 1024 * 1024, 1024 * 1024),
+    maxUnsentBytes: int(env, "MAX_UNSENT_BYTES", 64 * 1024 * 1024, 1024 * 1024),
     memoryRetainEvents: int(env, "MEMORY_RETAIN_EVENTS", 0, 0),
     idleTimeoutMs: int(env, "IDLE_TIMEOUT_MS", 60_000, 100),
     maxConnections: int(env, "MAX_CONNECTIONS", 4096, 1),
