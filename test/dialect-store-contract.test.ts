@@ -72,6 +72,31 @@ for (const factory of storeFactories) {
       expect((await sh.listSubscriptions("p", "lt")).map((s) => s.name)).toEqual(["a", "b"]);
     });
 
+    it("pages a project's subscriptions in (topic, name) order, one topic's or all, and counts each one's unacked deliveries", async () => {
+      const names = [["b", "x"], ["a", "z"], ["a", "y"], ["é", "a"], ["a/b", "c"]] as const;
+      for (const [topic, name] of names) await sh.putSubscription({ project: "pg", topic, name, type: "pull" }, 0, "s");
+      await sh.putSubscription({ project: "other", topic: "a", name: "q", type: "pull" }, 0, "s");
+      const utf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+      const order = [...names].sort((p, q) => utf8(p[0], q[0]) || utf8(p[1], q[1])).map(([t, n]) => `${t}:${n}`);
+      const key = (s: Subscription) => `${s.topic}:${s.name}`;
+      const first = await sh.subscriptionsPage("pg", { limit: 2 });
+      expect(first.map(key)).toEqual(order.slice(0, 2));
+      const rest = await sh.subscriptionsPage("pg", { after: { topic: first[1]!.topic, name: first[1]!.name }, limit: 100 });
+      expect(rest.map(key)).toEqual(order.slice(2));
+      expect((await sh.subscriptionsPage("pg", { topic: "a", limit: 100 })).map(key)).toEqual(["a:y", "a:z"]);
+      expect((await sh.subscriptionsPage("pg", { topic: "a", after: { topic: "a", name: "y" }, limit: 100 })).map(key)).toEqual(["a:z"]);
+      expect(await sh.subscriptionsPage("pg", { topic: "a", after: { topic: "b", name: "" }, limit: 100 })).toEqual([]);
+
+      const sub = (await sh.getSubscription("pg", "a", "y"))!;
+      expect(await sh.unacked(sub)).toEqual({ count: 0 });
+      const d = (eventId: string, seq: number) => ({ eventId, seq, acked: false, lockedUntil: new Date(1_000), attempts: 0 });
+      await sh.advance(sub, 0, 9, [d("e7", 7), d("e4", 4), d("e9", 9)]);
+      expect(await sh.unacked(sub)).toEqual({ count: 3, oldestSeq: 4 });
+      await sh.ack(sub, "e4");
+      expect(await sh.unacked(sub)).toEqual({ count: 2, oldestSeq: 7 });
+      expect(await sh.unacked((await sh.getSubscription("pg", "a", "z"))!)).toEqual({ count: 0 });
+    });
+
     it("tells when background work is next due: a free scheduled send, a lease that lapses, a wait group that expires", async () => {
       const base = (await sh.nextDue())?.getTime();
       const far = new Date(Date.now() + 3_600_000);

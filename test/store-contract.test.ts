@@ -232,6 +232,22 @@ for (const factory of storeFactories) {
       expect(await store.read(c, 0, 10)).toEqual([]);
     });
 
+    it("lists each stream's last append time: set by reserve() (not by touch()), moved forward by the next one", async () => {
+      const s: StreamId = { project: "la", kind: "topic", key: "t" };
+      const quiet: StreamId = { project: "la", kind: "topic", key: "u" };
+      const before = Date.now();
+      await store.reserve(s, 2);
+      await store.touch(quiet, new Date(Date.now() + 60_000));
+      const [first, untouched] = await store.listStreams("la", { limit: 10 });
+      expect(first!.lastAppendAt!.getTime()).toBeGreaterThanOrEqual(before - 1000);
+      expect(untouched).toEqual({ stream: quiet, head: 0, events: 0 });
+      await new Promise((r) => setTimeout(r, 5));
+      await store.reserve(s, 1);
+      const [second] = await store.listStreams("la", { limit: 1 });
+      expect(second!.head).toBe(3);
+      expect(second!.lastAppendAt!.getTime()).toBeGreaterThan(first!.lastAppendAt!.getTime());
+    });
+
     it("lists a project's streams in (kind, key) order, filtered by kind in the query, paged after a stream", async () => {
       // Many streams of another kind must not hide the few asked for (they did when the store
       // fetched a fixed number and the caller filtered afterwards).
@@ -245,7 +261,7 @@ for (const factory of storeFactories) {
       const sorted = [...keys].sort(utf8);
       const topics = await store.listStreams("lp", { kind: "topic", limit: 5 });
       expect(topics.map((s) => s.stream.key)).toEqual(sorted.slice(0, 5));
-      expect(topics[0]).toEqual({ stream: { project: "lp", kind: "topic", key: sorted[0] }, head: 2, events: 0 });
+      expect(topics[0]).toEqual({ stream: { project: "lp", kind: "topic", key: sorted[0] }, head: 2, events: 0, lastAppendAt: expect.any(Date) });
       const rest = await store.listStreams("lp", { kind: "topic", after: { kind: "topic", key: topics[4]!.stream.key }, limit: 100 });
       expect(rest.map((s) => s.stream.key)).toEqual(sorted.slice(5));
       // Without a kind: executions before topics; a page starting inside the executions runs on into the topics.

@@ -7,7 +7,6 @@ import {
   DeleteSubscriptionResponseSchema,
   ListSubscriptionsRequestSchema,
   ListSubscriptionsResponseSchema,
-  PushStatusSchema,
   SubscriptionInfoSchema,
   type DeleteSubscriptionResponse,
   type ListSubscriptionsRequest,
@@ -41,6 +40,7 @@ import {
 import type { JsonObject, JsonValue, StoredEvent, StreamId } from "../core/types.js";
 import type { Delivery, PushHealth, SailhouseStore, Subscription } from "../store/sailhouse.js";
 import { asObject } from "./mapping.js";
+import { pushStatus, subscriptionBacklogs } from "./sailhouse-status.js";
 import { checkRequired, DEFAULT_PROJECT, invalidField, jsonToValue, pageLimit, rfc3339, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** How long a pulled event stays locked before it is due again (Sailhouse: 30 s). */
@@ -190,7 +190,6 @@ export function sailhouseApi(deps: SailhouseDeps) {
   }
 
   function toInfo(s: Subscription): SubscriptionInfo {
-    const h = s.health;
     return create(SubscriptionInfoSchema, {
       id: `${s.topic}/${s.name}`,
       topicId: s.topic,
@@ -201,16 +200,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
       ...(s.rateLimit !== undefined ? { rateLimit: s.rateLimit } : {}),
       ...(s.deduplication !== undefined ? { deduplication: s.deduplication } : {}),
       createdAt: rfc3339(s.createdAt),
-      ...(s.type === "push"
-        ? {
-            pushStatus: create(
-              PushStatusSchema,
-              h
-                ? { status: "failing", consecutiveFailures: h.failures, lastError: h.lastError, failingSince: rfc3339(h.failingSince), nextAttemptAt: rfc3339(h.retryAt) }
-                : { status: "healthy", consecutiveFailures: 0 },
-            ),
-          }
-        : {}),
+      ...(s.type === "push" ? { pushStatus: pushStatus(s) } : {}),
     });
   }
 
@@ -298,6 +288,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
   }
 
   const api = {
+    ...subscriptionBacklogs(deps),
     async sendEvent(req: SendEventRequest, ctx: CallContext): Promise<SendEventResponse> {
       checkRequired(SendEventRequestSchema, req);
       const p = project(ctx);

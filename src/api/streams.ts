@@ -53,8 +53,8 @@ export interface StreamsDeps extends ApiDeps {
 }
 
 /** The shared streams service: any stream of the caller's project, by (kind, key). */
-/** Encoded bytes of one ListStreams entry besides its key (kind, two int64s, framing). */
-const STREAM_ENTRY_OVERHEAD = 32;
+/** Encoded bytes of one ListStreams entry besides its key (kind, two int64s, subscribers, last event time, framing). */
+const STREAM_ENTRY_OVERHEAD = 56;
 
 /** ListStreams' page token: where the previous page ended, (kind, key). Opaque to callers. */
 function encodeStreamsToken(s: { kind: StreamKind; key: string }): string {
@@ -248,7 +248,13 @@ export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number; resp
       }
       const last = page[page.length - 1];
       return create(ListStreamsResponseSchema, {
-        streams: page.map((s) => ({ stream: { kind: pbKind(s.stream.kind), key: s.stream.key }, lastSequence: BigInt(s.head), eventCount: BigInt(s.events) })),
+        streams: page.map((s) => ({
+          stream: { kind: pbKind(s.stream.kind), key: s.stream.key },
+          lastSequence: BigInt(s.head),
+          eventCount: BigInt(s.events),
+          subscribers: deps.log.followers(s.stream),
+          ...(s.lastAppendAt ? { lastEventAt: timestampFromDate(s.lastAppendAt) } : {}),
+        })),
         nextPageToken: found.length > page.length && last ? encodeStreamsToken(last.stream) : "",
       });
     },

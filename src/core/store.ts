@@ -29,6 +29,8 @@ export interface StreamListing {
   stream: StreamId;
   head: number;
   events: number;
+  /** When sequences were last taken (the reserve() of the stream's latest publish); absent before any. */
+  lastAppendAt?: Date;
 }
 
 export interface Store {
@@ -48,7 +50,8 @@ export interface Store {
    * and returns the last one: the range is [last - count + 1, last]. One round trip per call.
    * `expireAt` slides the stream's expiry (never earlier) in the same round trip. Rejects with
    * StreamClosedError when the stream is closed; with `close`, the same atomic step closes it, so
-   * these are its last sequences (a final append).
+   * these are its last sequences (a final append). The same step records the time as the
+   * stream's last append (StreamListing.lastAppendAt).
    */
   reserve(stream: StreamId, count: number, opts?: { expireAt?: Date; close?: boolean }): Promise<number>;
   /**

@@ -102,6 +102,7 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
     listSubscriptions: (req, ctx) => unary(() => d.sailhouse.listSubscriptions(req, callContext(ctx))),
     getSubscription: (req, ctx) => unary(() => d.sailhouse.getSubscription(req, callContext(ctx))),
     deleteSubscription: (req, ctx) => unary(() => d.sailhouse.deleteSubscription(req, callContext(ctx))),
+    listSubscriptionBacklogs: (req, ctx) => unary(() => d.sailhouse.listSubscriptionBacklogs(req, callContext(ctx))),
   });
   router.service(TaskEventsService, {
     createTask: (req, ctx) => unary(() => d.terminaluse.createTask(req, callContext(ctx))),

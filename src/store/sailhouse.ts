@@ -77,6 +77,13 @@ export interface SailhouseStore {
   pushSubscriptions(): Promise<Subscription[]>;
   /** The topic's subscriptions, by name. */
   listSubscriptions(project: string, topic: string): Promise<Subscription[]>;
+  /**
+   * The project's subscriptions (one topic's when `topic` is set) in (topic, name) order, strings by
+   * their UTF-8 bytes, starting after `after`: at most `limit`.
+   */
+  subscriptionsPage(project: string, q: { topic?: string; after?: { topic: string; name: string }; limit: number }): Promise<Subscription[]>;
+  /** The subscription's deliveries not yet acked: how many, and the lowest sequence among them. */
+  unacked(sub: Subscription): Promise<{ count: number; oldestSeq?: number }>;
   /** Deletes the subscription and its deliveries; false when there was none. */
   deleteSubscription(project: string, topic: string, name: string): Promise<boolean>;
   /** Records a push endpoint as failing (or, undefined, as healthy again). */

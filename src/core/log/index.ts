@@ -213,6 +213,11 @@ export class EventLog {
     return tracing.on ? traceDeliveries(batches) : batches;
   }
 
+  /** Live readers of the stream on this instance (subscriptions and waiting long-polls). */
+  followers(stream: StreamId): number {
+    return this.#followed.get(streamName(stream))?.count ?? 0;
+  }
+
   #follow(name: string, id: StreamId, delta: 1 | -1): void {
     this.stats.subscribers += delta;
     const f = this.#followed.get(name);

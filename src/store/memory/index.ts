@@ -17,6 +17,8 @@ interface MemStream {
   closed?: boolean;
   /** The stream's sliding expiry: once passed, its events are gone (sequences stay taken). */
   expireAt?: Date;
+  /** When reserve() last took sequences. */
+  lastAppendAt?: Date;
 }
 
 export interface MemoryStoreOptions {
@@ -189,6 +191,7 @@ export class MemoryStore implements Store {
     if (opts?.close) s.closed = true;
     if (opts?.expireAt) this.#slide(s, opts.expireAt);
     s.head += count;
+    if (count > 0) s.lastAppendAt = new Date();
     return s.head;
   }
 
@@ -316,7 +319,7 @@ export class MemoryStore implements Store {
       .filter((s) => s.id.project === project && (q.kind === undefined || s.id.kind === q.kind) && (!after || compareListed(s.id, after) > 0))
       .sort((a, b) => compareListed(a.id, b.id))
       .slice(0, q.limit)
-      .map((s) => ({ stream: s.id, head: s.head, events: s.count }));
+      .map((s) => ({ stream: s.id, head: s.head, events: s.count, ...(s.lastAppendAt ? { lastAppendAt: new Date(s.lastAppendAt) } : {}) }));
   }
 
   async bindExecution(executionId: string, project: string): Promise<string> {

@@ -79,6 +79,26 @@ export class MemorySailhouseStore implements SailhouseStore {
     else delete s.health;
   }
 
+  async subscriptionsPage(project: string, q: { topic?: string; after?: { topic: string; name: string }; limit: number }): Promise<Subscription[]> {
+    const after = q.after;
+    return [...this.#subs.values()]
+      .filter((s) => s.project === project && (q.topic === undefined || s.topic === q.topic) && (!after || compareSubs(s, after) > 0))
+      .sort(compareSubs)
+      .slice(0, q.limit)
+      .map((s) => structuredClone(s));
+  }
+
+  async unacked(sub: Subscription): Promise<{ count: number; oldestSeq?: number }> {
+    let count = 0;
+    let oldestSeq: number | undefined;
+    for (const d of this.#deliveriesOf(sub).values()) {
+      if (d.acked) continue;
+      count++;
+      if (oldestSeq === undefined || d.seq < oldestSeq) oldestSeq = d.seq;
+    }
+    return oldestSeq === undefined ? { count } : { count, oldestSeq };
+  }
+
   async nextRetry(sub: Subscription): Promise<Date | undefined> {
     let at: Date | undefined;
     for (const d of this.#deliveriesOf(sub).values()) if (!d.acked && (!at || d.lockedUntil < at)) at = d.lockedUntil;
@@ -200,4 +220,9 @@ export class MemorySailhouseStore implements SailhouseStore {
   async expiredWaitGroups(now: Date): Promise<WaitGroup[]> {
     return [...this.#groups.values()].filter((g) => g.status !== "completed" && g.expiresAt && g.expiresAt <= now).map((g) => structuredClone(g));
   }
+}
+
+/** subscriptionsPage's order: (topic, name), strings by their UTF-8 bytes (as MongoDB compares them). */
+function compareSubs(a: { topic: string; name: string }, b: { topic: string; name: string }): number {
+  return Buffer.compare(Buffer.from(a.topic), Buffer.from(b.topic)) || Buffer.compare(Buffer.from(a.name), Buffer.from(b.name));
 }

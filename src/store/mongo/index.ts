@@ -33,6 +33,8 @@ interface CounterDoc {
   floor?: Long | number;
   /** Set by the sweeper once it deleted the events of the expired stream; unset when the expiry slides. */
   swept?: true;
+  /** When sequences were last taken: set by the same update that takes them (no command of its own). */
+  last_append_at?: Date;
 }
 
 interface EventDoc {
@@ -312,10 +314,14 @@ export class MongoStore implements Store {
       $inc: { seq: Long.fromNumber(count) },
       $setOnInsert: { project: stream.project, kind: stream.kind, key: stream.key },
     };
+    const max: Record<string, Date> = {};
     if (opts.expireAt) {
-      update["$max"] = { expire_at: opts.expireAt };
+      max["expire_at"] = opts.expireAt;
       update["$unset"] = { swept: "" };
     }
+    // $max: instances with skewed clocks never move the last append back.
+    if (count > 0) max["last_append_at"] = new Date();
+    if (Object.keys(max).length > 0) update["$max"] = max;
     if (opts.close) update["$set"] = { closed: true };
     const filter = opts.refuseClosed ? { _id: name, closed: { $ne: true } } : { _id: name };
     for (let attempt = 0; ; attempt++) {
@@ -490,6 +496,7 @@ export class MongoStore implements Store {
         stream: { project: c.project, kind: c.kind as StreamId["kind"], key: c.key },
         head: num(c.seq),
         events: c.expire_at && c.expire_at.getTime() <= now ? 0 : (counts.get(c._id) ?? 0),
+        ...(c.last_append_at ? { lastAppendAt: c.last_append_at } : {}),
       }));
     });
   }

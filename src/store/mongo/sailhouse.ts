@@ -1,4 +1,4 @@
-import { Long, type Collection } from "mongodb";
+import { Long, type Collection, type Filter } from "mongodb";
 import type { JsonObject, JsonValue } from "../../core/types.js";
 import type { Delivery, PushHealth, SailhouseStore, ScheduledEvent, Subscription, SubscriptionFields, WaitGroup, WaitGroupStatus } from "../sailhouse.js";
 import { subscriptionKey } from "../sailhouse.js";
@@ -166,6 +166,28 @@ export class MongoSailhouseStore implements SailhouseStore {
           : { $unset: { push_health: "" } },
       ),
     );
+  }
+
+  async subscriptionsPage(project: string, q: { topic?: string; after?: { topic: string; name: string }; limit: number }): Promise<Subscription[]> {
+    // Served by the {project, topic, name} index.
+    const filter: Filter<SubDoc> = { project };
+    if (q.topic !== undefined) filter.topic = q.topic;
+    if (q.after) {
+      if (q.topic === undefined) filter.$or = [{ topic: { $gt: q.after.topic } }, { topic: q.after.topic, name: { $gt: q.after.name } }];
+      else if (q.topic === q.after.topic) filter.name = { $gt: q.after.name };
+      else if (q.topic < q.after.topic) return [];
+    }
+    return (await this.#m.read(() => this.#subs.find(filter, this.#m.readOptions).sort({ topic: 1, name: 1 }).limit(q.limit).toArray())).map(toSubscription);
+  }
+
+  async unacked(sub: Subscription): Promise<{ count: number; oldestSeq?: number }> {
+    // One aggregation over the {sub, acked, seq} index.
+    const [g] = await this.#m.read(() =>
+      this.#deliveries
+        .aggregate<{ n: number; oldest: Long | number }>([{ $match: { sub: subscriptionKey(sub.project, sub.topic, sub.name), acked: false } }, { $group: { _id: null, n: { $sum: 1 }, oldest: { $min: "$seq" } } }], this.#m.readOptions)
+        .toArray(),
+    );
+    return g ? { count: g.n, oldestSeq: num(g.oldest) } : { count: 0 };
   }
 
   async nextRetry(sub: Subscription): Promise<Date | undefined> {
