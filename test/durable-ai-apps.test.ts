@@ -27,7 +27,10 @@ describe.each(storeFactories)("Durable Streams for AI apps ($name store)", (fact
   let n = 0;
   beforeAll(async () => {
     // Small read pages, so a catch-up of a few hundred KB is many pages streamed as one answer.
-    app = await startTestServer({ store: await factory.make(), env: { DURABLE_READ_MAX_BYTES: "4096" } });
+    // mongo-java-server stores about one document per millisecond on a busy CI machine, so a
+    // 5,000-message append can pass the default 5 s store deadline there; a real MongoDB stores it
+    // in one insertMany well within it.
+    app = await startTestServer({ store: await factory.make({ operationTimeoutMs: 30_000 }), env: { DURABLE_READ_MAX_BYTES: "4096" } });
   });
   afterAll(async () => {
     await app.close();
@@ -129,6 +132,26 @@ describe.each(storeFactories)("Durable Streams for AI apps ($name store)", (fact
     const append = await post(name, "application/json", JSON.stringify({ answer: 42 }), { "producer-id": "p1", "producer-epoch": "0", "producer-seq": "0" });
     expect(append.status).toBe(200);
     expect(await readAll(name)).toEqual([{ answer: 42 }]);
+  });
+
+  it("Stream-Close-Reason: only with a close, printable ASCII, set by the first close and shown wherever the close is", async () => {
+    const name = `reason-${++n}`;
+    await put(name, "application/json");
+    const bad = [
+      await post(name, "application/json", "{}", { "stream-close-reason": "no close" }),
+      await fetch(url(name), { method: "POST", headers: { ...P, "stream-closed": "true", "stream-close-reason": "x".repeat(257) } }),
+    ];
+    expect(bad.map((r) => r.status)).toEqual([400, 400]);
+    const stop = await fetch(url(name), { method: "POST", headers: { ...P, "stream-closed": "true", "stream-close-reason": "stopped by user" } });
+    expect([stop.status, stop.headers.get("stream-close-reason")]).toEqual([204, "stopped by user"]);
+    const again = await fetch(url(name), { method: "POST", headers: { ...P, "stream-closed": "true", "stream-close-reason": "something else" } });
+    expect([again.status, again.headers.get("stream-close-reason")]).toEqual([204, "stopped by user"]);
+    const refused = await post(name, "application/json", "{}");
+    expect([refused.status, refused.headers.get("stream-closed"), refused.headers.get("stream-close-reason")]).toEqual([409, "true", "stopped by user"]);
+    const read = await get(name, "?offset=-1");
+    expect([read.headers.get("stream-closed"), read.headers.get("stream-close-reason")]).toEqual(["true", "stopped by user"]);
+    const poll = await get(name, `?offset=${read.headers.get("stream-next-offset")}&live=long-poll`);
+    expect([poll.status, poll.headers.get("stream-closed"), poll.headers.get("stream-close-reason")]).toEqual([204, "true", "stopped by user"]);
   });
 
   it("y-durable-streams' resume at snapshot offset + 1 reads every update after the snapshot, none skipped", async () => {

@@ -9,7 +9,7 @@ import { StreamKind, StreamService, type PublishStreamRequest } from "../gen/eve
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { PublishStreamRequestSchema } from "../gen/events/v1/events_pb.js";
 import type { App } from "../src/server/app.js";
-import { client, startTestServer } from "./support/server.js";
+import { client, SseReader, startTestServer } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
 
 const headers = { "x-project-id": "producers" };
@@ -135,5 +135,65 @@ describe("idempotent producers across two instances on one MongoDB", () => {
     expect(refused.status).toBe(409);
     expect(refused.headers.get("stream-closed")).toBe("true");
     expect(await (await fetch(`${two.url}/v1/stream/${name}`, { headers })).text()).toBe("a");
+  });
+
+  it("stop a generation from anywhere: a reader closes the stream through one instance, the writer's next append through the other is refused with the reason, every reader on both ends with everything acked", async () => {
+    const [one, two] = apps as [App, App];
+    const name = `generation-${Date.now()}`;
+    const json = { ...headers, "content-type": "application/json" };
+    expect((await fetch(`${two.url}/v1/stream/${name}`, { method: "PUT", headers: json })).status).toBe(201);
+    const sse = [one, two].map((app) => new SseReader(`${app.url}/v1/stream/${name}?offset=-1&live=sse`, headers));
+    // A long-poll reader on the first instance, looping as clients do.
+    const polled: unknown[] = [];
+    let pollClosedAt = 0;
+    const longPoll = (async () => {
+      for (let offset = "-1"; ; ) {
+        const r = await fetch(`${one.url}/v1/stream/${name}?offset=${offset}&live=long-poll`, { headers });
+        if (r.status === 200) polled.push(...((await r.json()) as unknown[]));
+        offset = r.headers.get("stream-next-offset") ?? offset;
+        if (r.headers.get("stream-closed") === "true") return void (pollClosedAt = Date.now());
+      }
+    })();
+    // The writer streams tokens through the second instance as an idempotent producer until refused.
+    const acked: unknown[] = [];
+    let refusal: Response | undefined;
+    const writer = (async () => {
+      for (let seq = 0; seq < 10_000; seq++) {
+        const token = { token: seq };
+        const r = await fetch(`${two.url}/v1/stream/${name}`, {
+          method: "POST",
+          headers: { ...json, "producer-id": "model", "producer-epoch": "0", "producer-seq": String(seq) },
+          body: JSON.stringify(token),
+        });
+        if (r.status !== 200) return void (refusal = r);
+        acked.push(token);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    const dataOf = (r: SseReader) => r.messages.filter((m) => m.event === "data").flatMap((m) => JSON.parse(m.data) as unknown[]);
+    await sse[0]!.until((r) => dataOf(r).length >= 5, 30_000);
+    // A reader on the first instance stops the generation.
+    const stop = await fetch(`${one.url}/v1/stream/${name}`, { method: "POST", headers: { ...headers, "stream-closed": "true", "stream-close-reason": "stopped by user" } });
+    const stoppedAt = Date.now();
+    expect(stop.status).toBe(204);
+    expect(stop.headers.get("stream-close-reason")).toBe("stopped by user");
+    await writer;
+    expect(refusal?.status).toBe(409);
+    expect(refusal?.headers.get("stream-closed")).toBe("true");
+    expect(refusal?.headers.get("stream-close-reason")).toBe("stopped by user");
+    const closedControl = (r: SseReader) => r.messages.find((m) => m.event === "control" && (JSON.parse(m.data) as { streamClosed?: boolean }).streamClosed === true);
+    const seenAt: number[] = [];
+    for (const r of sse) {
+      await r.until((x) => closedControl(x) !== undefined, 30_000);
+      seenAt.push(Date.now() - stoppedAt);
+      expect(JSON.parse(closedControl(r)!.data)).toMatchObject({ streamClosed: true, streamCloseReason: "stopped by user" });
+      expect(dataOf(r)).toEqual(acked);
+      await r.finished();
+    }
+    await longPoll;
+    expect(polled).toEqual(acked);
+    const head = await fetch(`${one.url}/v1/stream/${name}`, { method: "HEAD", headers });
+    expect([head.headers.get("stream-closed"), head.headers.get("stream-close-reason")]).toEqual(["true", "stopped by user"]);
+    console.log(`stop seen by SSE readers on both instances after ${seenAt.join(" and ")} ms, by the long-poll after ${pollClosedAt - stoppedAt} ms; the writer was refused after ${acked.length} tokens`);
   });
 });

@@ -36,6 +36,8 @@ export interface DurableMeta {
   lastAccessAt: Date;
   /** Mirrors the log's closed counter (which is what refuses appends, atomically). */
   closed: boolean;
+  /** What the close-only request that closed the stream gave as its reason (Stream-Close-Reason). */
+  closeReason?: string;
   /** The producer request that closed the stream: a retry of it is a duplicate, not a conflict. */
   closedBy?: { producerId: string; epoch: number; seq: number };
   forkedFrom?: string;
@@ -70,7 +72,7 @@ export interface DurableStore {
   /** Deletes the incarnation's record (nothing when `inc` no longer holds the name). */
   remove(project: string, name: string, inc: string): Promise<boolean>;
   /** Sets fields of the incarnation; undefined when it no longer holds the name. */
-  update(project: string, name: string, inc: string, set: Partial<Pick<DurableMeta, "closed" | "closedBy" | "softDeleted" | "lastAccessAt">>): Promise<DurableMeta | undefined>;
+  update(project: string, name: string, inc: string, set: Partial<Pick<DurableMeta, "closed" | "closedBy" | "closeReason" | "softDeleted" | "lastAccessAt">>): Promise<DurableMeta | undefined>;
   /** Adds `delta` to the incarnation's fork reference count; returns the updated record. */
   addRef(project: string, name: string, inc: string, delta: number): Promise<DurableMeta | undefined>;
   /** Stream-Seq check-and-set in one step: true (and stored) when `seq` is greater than the last one. */

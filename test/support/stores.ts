@@ -6,7 +6,7 @@ import type { Store } from "../../src/core/store.js";
 export interface StoreFactory {
   name: string;
   /** A fresh, initialised store (its own database when Mongo). */
-  make(opts?: { watch?: "auto" | "poll" | "changestream"; dbName?: string }): Promise<Store>;
+  make(opts?: { watch?: "auto" | "poll" | "changestream"; dbName?: string; operationTimeoutMs?: number }): Promise<Store>;
   /** Stops whatever the factory started. */
   teardown(): Promise<void>;
 }
@@ -34,6 +34,7 @@ export const storeFactories: StoreFactory[] = [
         watch: opts.watch ?? "auto",
         pollIntervalMs: 20,
         serverSelectionTimeoutMs: 3000,
+        ...(opts.operationTimeoutMs !== undefined ? { operationTimeoutMs: opts.operationTimeoutMs } : {}),
       });
       await s.init();
       return s;

@@ -70,7 +70,7 @@ function keyed(p: Producer, drafts: readonly EventDraft[]): EventDraft[] {
 }
 
 export function durableAppends(ctx: DurableContext) {
-  const { log, durable, idOf, logOf, ensureView, target, live, touch, tailOf, offsetOf } = ctx;
+  const { log, durable, idOf, logOf, ensureView, target, live, touch, tailOf, offsetOf, closeReasonOf } = ctx;
   /** Requests of one producer on one stream run one at a time in this process (the protocol's serialization rule). */
   const producerLocks = new Map<string, Promise<unknown>>();
 
@@ -101,13 +101,28 @@ export function durableAppends(ctx: DurableContext) {
     return result;
   }
 
-  function closedConflict(m: DurableMeta, position: number): DsError {
-    return new DsError(409, "the stream is closed", { [H.closed]: "true", [H.offset]: offsetOf(m, position) });
+  function closedConflict(m: DurableMeta, position: number, reason: string | undefined): DsError {
+    const headers: Record<string, string> = { [H.closed]: "true", [H.offset]: offsetOf(m, position) };
+    if (reason !== undefined) headers[H.closeReason] = reason;
+    return new DsError(409, reason === undefined ? "the stream is closed" : `the stream is closed: ${reason}`, headers);
+  }
+
+  /**
+   * Stream-Close-Reason on a close (what stops a generation from anywhere, docs/durable-streams.md):
+   * echoed as a header wherever the close is reported, so it must be a plain header value.
+   */
+  function parseCloseReason(r: DsRequest, close: boolean): string | undefined {
+    const reason = r.header(H.closeReason);
+    if (reason === undefined) return undefined;
+    if (!close) throw new DsError(400, "Stream-Close-Reason goes with Stream-Closed: true");
+    if (!/^[\x20-\x7e]{1,256}$/.test(reason)) throw new DsError(400, "Stream-Close-Reason must be 1-256 printable ASCII characters");
+    return reason;
   }
 
   async function append(r: DsRequest): Promise<DsReply> {
     const producer = parseProducer(r);
     const close = r.header(H.closed)?.toLowerCase() === "true";
+    parseCloseReason(r, close);
     if (r.body.length === 0 && !close) throw new DsError(400, "empty body (only a close, Stream-Closed: true, may have none)");
     if (!producer) {
       const m = await target(r);
@@ -163,18 +178,25 @@ export function durableAppends(ctx: DurableContext) {
         // Close only (idempotent): an already closed stream answers the same.
         if (!tail.closed && verdict?.kind === "accept" && !(await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.expected, verdict.next))) continue;
         const final = tail.closed ? m.base + tail.position : await log.closeStream(id);
-        await durable.update(m.project, m.name, m.inc, { closed: true, ...(producer && !tail.closed ? { closedBy: { producerId: producer.id, epoch: producer.epoch, seq: producer.seq } } : {}) });
+        // The first close names its reason; a later close of a closed stream changes nothing.
+        const reason = tail.closed ? await closeReasonOf(m) : parseCloseReason(r, true);
+        await durable.update(m.project, m.name, m.inc, {
+          closed: true,
+          ...(producer && !tail.closed ? { closedBy: { producerId: producer.id, epoch: producer.epoch, seq: producer.seq } } : {}),
+          ...(!tail.closed && reason !== undefined ? { closeReason: reason } : {}),
+        });
         const headers: Record<string, string> = { [H.offset]: offsetOf(m, final - m.base), [H.closed]: "true" };
+        if (reason !== undefined) headers[H.closeReason] = reason;
         if (producer) Object.assign(headers, { [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) });
         return { status: 204, headers };
       }
       if (tail.closed) {
-        const fresh = producer ? await durable.get(m.project, m.name) : undefined;
+        const fresh = await durable.get(m.project, m.name);
         const closedBy = fresh?.inc === m.inc ? fresh.closedBy : undefined;
         if (producer && closedBy && closedBy.producerId === producer.id && closedBy.epoch === producer.epoch && closedBy.seq === producer.seq) {
           return { status: 204, headers: { [H.closed]: "true", [H.offset]: offsetOf(m, tail.position), [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) } };
         }
-        throw closedConflict(m, tail.position);
+        throw closedConflict(m, tail.position, fresh?.inc === m.inc ? fresh.closeReason : undefined);
       }
       const reply = await publishOnce(r, m, close, producer, verdict);
       if (reply) return reply;
@@ -203,11 +225,14 @@ export function durableAppends(ctx: DurableContext) {
       if (verdict?.kind === "accept") await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.next, verdict.expected ?? { epoch: producer!.epoch, lastSeq: -1 }).catch(() => undefined);
       if (err instanceof StreamClosedError) {
         await durable.update(m.project, m.name, m.inc, { closed: true });
-        throw closedConflict(m, (await tailOf(m)).position);
+        throw closedConflict(m, (await tailOf(m)).position, await closeReasonOf(m));
       }
       throw err;
     }
-    if (close) await durable.update(m.project, m.name, m.inc, { closed: true, ...(producer ? { closedBy: { producerId: producer.id, epoch: producer.epoch, seq: producer.seq } } : {}) });
+    if (close) {
+      const reason = parseCloseReason(r, true);
+      await durable.update(m.project, m.name, m.inc, { closed: true, ...(producer ? { closedBy: { producerId: producer.id, epoch: producer.epoch, seq: producer.seq } } : {}), ...(reason !== undefined ? { closeReason: reason } : {}) });
+    }
     const headers: Record<string, string> = { [H.offset]: offsetOf(m, stored[stored.length - 1]!.seq - m.base) };
     if (close) headers[H.closed] = "true";
     if (producer) Object.assign(headers, { [H.producerEpoch]: String(producer.epoch), [H.producerSeq]: String(producer.seq) });

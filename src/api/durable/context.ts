@@ -13,6 +13,8 @@ const VIEW_INC = "0000000000000000";
 const viewName = (kind: string, key: string): string => `\u0001log/${kind}/${key}`;
 /** Events read from the log per round of a read. */
 export const READ_EVENTS = 1000;
+/** How long one look at a stream's tail serves its live readers on this instance (sharedTail). */
+const SHARED_TAIL_MS = 500;
 /** See expired(). */
 const TTL_GRACE_MS = 1000;
 
@@ -107,6 +109,29 @@ export function durableContext(deps: DurableDeps) {
     return { position: Math.max(0, head - m.base), closed };
   }
 
+  /**
+   * tailOf() shared by the live readers of one stream on this instance: at most one look at the
+   * store per stream per SHARED_TAIL_MS, however many readers wait on it.
+   */
+  const sharedTails = new Map<string, Promise<{ position: number; closed: boolean }>>();
+  function sharedTail(m: DurableMeta): Promise<{ position: number; closed: boolean }> {
+    const key = `${m.project}\n${m.name}\n${m.inc}`;
+    let p = sharedTails.get(key);
+    if (!p) {
+      p = tailOf(m);
+      sharedTails.set(key, p);
+      const forget = (): void => void setTimeout(() => sharedTails.get(key) === p && sharedTails.delete(key), SHARED_TAIL_MS).unref();
+      p.then(forget, () => sharedTails.delete(key));
+    }
+    return p;
+  }
+
+  /** Why the stream was closed, when its closer said (read fresh: a record loaded before the close does not know). */
+  async function closeReasonOf(m: DurableMeta): Promise<string | undefined> {
+    const fresh = await durable.get(m.project, m.name);
+    return fresh?.inc === m.inc ? fresh.closeReason : undefined;
+  }
+
   /** Messages after `position`, at most about readMaxBytes: the events, the next position, and whether that is all there is now. */
   async function readAfter(m: DurableMeta, position: number): Promise<{ events: StoredEvent[]; next: number; upToDate: boolean }> {
     const page = await log.list(logOf(m), m.base + position, READ_EVENTS);
@@ -127,7 +152,7 @@ export function durableContext(deps: DurableDeps) {
     return formatOffset(m.inc, position, m.offsetUnits ?? 1);
   }
 
-  return { deps, log, durable, config, idOf, logOf, nowMs, load, ensureView, target, live, touch, retire, tailOf, readAfter, offsetOf };
+  return { deps, log, durable, config, idOf, logOf, nowMs, load, ensureView, target, live, touch, retire, tailOf, sharedTail, closeReasonOf, readAfter, offsetOf };
 }
 
 export type DurableContext = ReturnType<typeof durableContext>;

@@ -251,6 +251,7 @@ export function durableLifecycle(ctx: DurableContext) {
       etag: `"${m.inc}:-1:${offsetOf(m, tail.position)}${tail.closed ? ":c" : ""}"`,
     };
     if (tail.closed) headers[H.closed] = "true";
+    if (tail.closed && m.closeReason !== undefined) headers[H.closeReason] = m.closeReason;
     if (m.ttlSeconds !== undefined) headers[H.ttl] = String(m.ttlSeconds);
     if (m.expiresAt !== undefined) headers[H.expiresAt] = m.expiresAt;
     return { status: 200, headers };

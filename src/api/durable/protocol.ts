@@ -66,6 +66,8 @@ export const H = {
   cursor: "stream-cursor",
   upToDate: "stream-up-to-date",
   closed: "stream-closed",
+  /** Why a stream was closed (stop a generation from anywhere): sent with a close, echoed wherever the close is reported. */
+  closeReason: "stream-close-reason",
   ttl: "stream-ttl",
   expiresAt: "stream-expires-at",
   seq: "stream-seq",

@@ -8,8 +8,11 @@ import { body, bodyWriter } from "./messages.js";
 import { DsError, H, type DsReply, type DsRequest } from "./protocol.js";
 import { isJson, isTextual, OFFSET, parseOffset, responseCursor, sseData } from "./wire.js";
 
+/** How long a live reader waits before it looks whether another instance closed the stream. */
+const CLOSE_CHECK_MS = 1000;
+
 export function durableReads(ctx: DurableContext) {
-  const { log, config, logOf, nowMs, target, touch, tailOf, readAfter, offsetOf } = ctx;
+  const { log, config, logOf, nowMs, target, touch, tailOf, sharedTail, readAfter, offsetOf, closeReasonOf } = ctx;
 
   // ---------------------------------------------------------------- reads: catch-up, long-poll, SSE
 
@@ -56,8 +59,11 @@ export function durableReads(ctx: DurableContext) {
       if (!waited) {
         const now = await tailOf(m);
         const headers: Record<string, string> = { [H.offset]: offsetOf(m, start), [H.upToDate]: "true" };
-        if (now.closed) headers[H.closed] = "true";
-        else headers[H.cursor] = responseCursor(r.query.get("cursor"), nowMs());
+        if (now.closed && start >= now.position) {
+          headers[H.closed] = "true";
+          const reason = await closeReasonOf(m);
+          if (reason !== undefined) headers[H.closeReason] = reason;
+        } else headers[H.cursor] = responseCursor(r.query.get("cursor"), nowMs());
         return { status: 204, headers };
       }
       page = waited;
@@ -68,6 +74,8 @@ export function durableReads(ctx: DurableContext) {
     const headers: Record<string, string> = { "content-type": m.contentType, [H.offset]: offsetOf(m, page.next) };
     if (page.upToDate) headers[H.upToDate] = "true";
     if (closed) headers[H.closed] = "true";
+    const reason = closed ? await closeReasonOf(m) : undefined;
+    if (reason !== undefined) headers[H.closeReason] = reason;
     if (!closed) headers[H.cursor] = responseCursor(r.query.get("cursor"), nowMs());
     // Data before the tail never changes: cacheable. A read that reached the tail is not.
     headers["cache-control"] = page.upToDate ? "no-cache" : "private, max-age=60, stale-while-revalidate=300";
@@ -92,6 +100,7 @@ export function durableReads(ctx: DurableContext) {
     const first = await pageUpTo(r, m, start, end);
     const headers: Record<string, string> = { "content-type": m.contentType, [H.offset]: offsetOf(m, end), [H.upToDate]: "true", "cache-control": "no-cache" };
     if (tail.closed) headers[H.closed] = "true";
+    if (tail.closed && m.closeReason !== undefined) headers[H.closeReason] = m.closeReason;
     const etag = `"${m.inc}:${offset ?? "-1"}:${offsetOf(m, end)}${tail.closed ? ":c" : ""}"`;
     headers["etag"] = etag;
     if (r.header("if-none-match") === etag) return { status: 304, headers: { etag } };
@@ -134,7 +143,7 @@ export function durableReads(ctx: DurableContext) {
     }
   }
 
-  /** Waits for data after `start`; undefined on timeout or when the stream is (or becomes) closed there. */
+  /** Waits for data after `start`; undefined on timeout or when the stream is (or becomes) closed right there. */
   async function longPoll(r: DsRequest, m: DurableMeta, start: number): Promise<{ events: StoredEvent[]; next: number; upToDate: boolean } | undefined> {
     const id = logOf(m);
     const deadline = nowMs() + config.longPollTimeoutMs;
@@ -147,7 +156,9 @@ export function durableReads(ctx: DurableContext) {
       }
       const tail = await tailOf(m);
       const left = deadline - nowMs();
-      if (tail.closed || left <= 0) {
+      // Closed *here* only when nothing is left before the close: an append made just before it
+      // (perhaps on another instance, not readable a moment ago) is still to be read.
+      if ((tail.closed && start >= tail.position) || left <= 0) {
         w.cancel();
         return undefined;
       }
@@ -157,11 +168,12 @@ export function durableReads(ctx: DurableContext) {
     return undefined;
   }
 
-  function control(m: DurableMeta, position: number, cursorIn: string | null, upToDate: boolean, closed: boolean): string {
+  function control(m: DurableMeta, position: number, cursorIn: string | null, upToDate: boolean, closed: boolean, closeReason?: string): string {
     const c: Record<string, unknown> = { streamNextOffset: offsetOf(m, position) };
     if (closed) {
       c["streamClosed"] = true;
       c["upToDate"] = true;
+      if (closeReason !== undefined) c["streamCloseReason"] = closeReason;
     } else {
       c["streamCursor"] = responseCursor(cursorIn, nowMs());
       if (upToDate) c["upToDate"] = true;
@@ -180,35 +192,49 @@ export function durableReads(ctx: DurableContext) {
       const end = config.sseMaxMs > 0 ? nowMs() + config.sseMaxMs : Number.POSITIVE_INFINITY;
       let position = start;
       let first = true;
+      let lastFrame = nowMs();
+      let read = true;
       while (!r.signal.aborted) {
         const w = log.watch(id);
         let waited = false;
         try {
-          const page = await readAfter(m, position);
-          const tail = await tailOf(m);
-          const atTail = page.upToDate && page.next >= tail.position;
-          const closed = tail.closed && atTail;
-          if (page.events.length > 0) {
-            const b = body(m, page.events);
-            const payload = base64 ? b.toString("base64") : b.toString("utf8");
-            yield `event: data\n${sseData(payload)}\n\n` + control(m, page.next, cursorIn, page.upToDate, closed);
-          } else if (first || closed) {
-            yield control(m, page.next, cursorIn, page.upToDate, closed);
+          if (read) {
+            const page = await readAfter(m, position);
+            const tail = await tailOf(m);
+            const atTail = page.upToDate && page.next >= tail.position;
+            const closed = tail.closed && atTail;
+            const reason = closed ? await closeReasonOf(m) : undefined;
+            if (page.events.length > 0) {
+              const b = body(m, page.events);
+              const payload = base64 ? b.toString("base64") : b.toString("utf8");
+              yield `event: data\n${sseData(payload)}\n\n` + control(m, page.next, cursorIn, page.upToDate, closed, reason);
+              lastFrame = nowMs();
+            } else if (first || closed) {
+              yield control(m, page.next, cursorIn, page.upToDate, closed, reason);
+              lastFrame = nowMs();
+            }
+            first = false;
+            const advanced = page.next > position;
+            position = page.next;
+            if (closed) return;
+            // More to read now; a page that could not advance stands at an append in flight: wait for it.
+            if (!page.upToDate && advanced) continue;
           }
-          first = false;
-          position = page.next;
-          if (closed) return;
-          if (!page.upToDate) continue;
           const left = end - nowMs();
           if (left <= 0) return;
           waited = true;
-          const woken = await w.wait(Math.min(left, config.longPollTimeoutMs));
-          if (!woken && !r.signal.aborted) {
+          read = true;
+          if ((await w.wait(Math.min(left, CLOSE_CHECK_MS))) || r.signal.aborted) continue;
+          // Not woken for a second. Appends anywhere wake this wait, but a close made on another
+          // instance does not: look at the tail (one look per stream and second on this instance,
+          // shared by its readers), so every reader sees a stop from anywhere within about a second.
+          const t = await sharedTail(m);
+          if (t.closed || t.position > position) continue;
+          read = false;
+          if (nowMs() - lastFrame >= config.longPollTimeoutMs) {
             // Idle: a control event keeps the connection (and proxies) alive and repeats the position.
-            const t = await tailOf(m);
-            const closedNow = t.closed && position >= t.position;
-            yield control(m, position, cursorIn, true, closedNow);
-            if (closedNow) return;
+            yield control(m, position, cursorIn, true, false);
+            lastFrame = nowMs();
           }
         } finally {
           if (!waited) w.cancel();
@@ -217,5 +243,6 @@ export function durableReads(ctx: DurableContext) {
     }
     return { status: 200, headers, sse: frames() };
   }
+
   return { read };
 }

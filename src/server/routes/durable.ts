@@ -38,9 +38,9 @@ const COMMON_HEADERS: Record<string, string> = {
   "access-control-allow-origin": "*",
   "access-control-allow-methods": "GET, POST, PUT, DELETE, HEAD, OPTIONS",
   "access-control-allow-headers":
-    "content-type, authorization, x-project-id, if-none-match, stream-seq, stream-ttl, stream-expires-at, stream-closed, producer-id, producer-epoch, producer-seq, stream-forked-from, stream-fork-offset, stream-fork-sub-offset",
+    "content-type, authorization, x-project-id, if-none-match, stream-seq, stream-ttl, stream-expires-at, stream-closed, stream-close-reason, producer-id, producer-epoch, producer-seq, stream-forked-from, stream-fork-offset, stream-fork-sub-offset",
   "access-control-expose-headers":
-    "stream-next-offset, stream-cursor, stream-up-to-date, stream-closed, stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, producer-seq, producer-expected-seq, producer-received-seq, etag, location, content-type",
+    "stream-next-offset, stream-cursor, stream-up-to-date, stream-closed, stream-close-reason, stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, producer-seq, producer-expected-seq, producer-received-seq, etag, location, content-type",
   "access-control-max-age": "86400",
   "x-content-type-options": "nosniff",
   "cross-origin-resource-policy": "cross-origin",
