@@ -35,6 +35,7 @@ for (const file of files) {
   const fnSelf = new Map();
   const areaSelf = new Map();
   const underTotal = new Map(under.map((u) => [u, 0]));
+  const incl = new Map(); // function key -> µs with it anywhere on the stack (counted once per sample)
   for (const [id, us] of self) {
     const n = byId.get(id);
     const cf = n.callFrame;
@@ -44,6 +45,12 @@ for (const file of files) {
     fnSelf.set(key, (fnSelf.get(key) ?? 0) + us);
     const a = ['(garbage collector)', '(program)'].includes(cf.functionName) ? cf.functionName : area(cf.url);
     areaSelf.set(a, (areaSelf.get(a) ?? 0) + us);
+    const onStack = new Set();
+    for (let x = id; x !== undefined; x = parent.get(x)) {
+      const c = byId.get(x).callFrame;
+      onStack.add(`${c.functionName || '(anonymous)'} ${area(c.url)}:${c.lineNumber + 1}`);
+    }
+    for (const k of onStack) incl.set(k, (incl.get(k) ?? 0) + us);
     if (under.length) {
       const seen = new Set();
       for (let x = id; x !== undefined; x = parent.get(x)) {
@@ -59,6 +66,8 @@ for (const file of files) {
   for (const [k, v] of [...areaSelf].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${pct(v)}  ${k}`);
   console.log(`\ntop ${top} functions (self):`);
   for (const [k, v] of [...fnSelf].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(v)}  ${k}`);
+  console.log(`\ntop ${top} functions (inclusive: with them on the stack):`);
+  for (const [k, v] of [...incl].filter(([k]) => !k.startsWith('(root)')).sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(v)}  ${k}`);
   if (under.length) {
     console.log('\ntotal under (inclusive):');
     for (const [k, v] of underTotal) console.log(`  ${pct(v)}  ${k}`);

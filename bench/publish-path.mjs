@@ -3,7 +3,7 @@
 //   npm run build && node bench/publish-path.mjs
 import { create, toBinary, fromBinary } from '@bufbuild/protobuf';
 const { PublishRequestSchema, PublishResponseSchema, StreamKind } = await import('../dist/gen/events/v1/events_pb.js');
-const { EventLog } = await import('../dist/src/core/log.js');
+const { EventLog } = await import('../dist/src/core/log/index.js');
 const { MemoryStore } = await import('../dist/src/store/memory/index.js');
 const { streamsApi } = await import('../dist/src/api/streams.js');
 const payload = (i) => JSON.stringify({ seq: i, ts: 12345.678, id: 'abcdefgh', type: 'bench', source: 'peers', data: { pad: 'x'.repeat(90) } });
