@@ -13,7 +13,7 @@ import type { App } from "../src/server/app.js";
 import type { Store } from "../src/core/store.js";
 import { client, startTestServer } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
-import { eventually, rawHttp, stillServing } from "./support/raw.js";
+import { eventually, metricValue, rawHttp, stillServing } from "./support/raw.js";
 
 const code = (e: unknown): Code => ConnectError.from(e).code;
 
@@ -77,7 +77,7 @@ for (const factory of storeFactories) {
         const sse = await fetch(`${app.url}/v1/stream/caps-ds?offset=-1&live=sse`, { headers: A, signal: abort.signal });
         expect(sse.status).toBe(200);
         const polls = [`/v1/stream/caps-ds?offset=now&live=long-poll`, `/v1/log/topic/caps-log?offset=now&live=long-poll`].map((p) => fetch(app.url + p, { headers: A, signal: abort.signal }).catch(() => undefined));
-        await eventually(async () => /^live_readers 3$/m.test(await (await fetch(`${app.url}/metrics`)).text()), 5000, "three live readers");
+        await eventually(async () => (await metricValue(app, "live_readers")) === 3, 5000, "three live readers");
         // The fourth of project a is refused, on every surface, each in its own form.
         const ds = await fetch(`${app.url}/v1/log/topic/caps-log?offset=now&live=long-poll`, { headers: A });
         expect(ds.status).toBe(429);
@@ -94,7 +94,7 @@ for (const factory of storeFactories) {
       } finally {
         abort.abort();
       }
-      await eventually(async () => /^live_readers 0$/m.test(await (await fetch(`${app.url}/metrics`)).text()), 5000, "slots given back");
+      await eventually(async () => (await metricValue(app, "live_readers")) === 0, 5000, "slots given back");
     });
 
     it("answers 1,500 unauthenticated health watches (128 held, 1,372 refused with resource_exhausted), checks without a store ping per caller, and keeps serving when one client cancels them all", async () => {

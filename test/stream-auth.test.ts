@@ -14,17 +14,11 @@ import { MemoryKeyStore } from "../src/store/memory/keys.js";
 import { MongoKeyStore } from "../src/store/mongo/keys.js";
 import { client, postJson, SseReader, startTestServer } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
-import { eventually } from "./support/raw.js";
+import { eventually, metricValue } from "./support/raw.js";
 
 const AUTH_CACHE_MS = 400;
 const ADMIN = { authorization: "Bearer admin-secret" };
 const KEEP = { authorization: "Bearer key-keep" };
-
-async function gauge(app: App, name: string): Promise<number> {
-  const text = await (await fetch(`${app.url}/metrics`)).text();
-  const m = new RegExp(`^${name} (\\d+)$`, "m").exec(text);
-  return m ? Number(m[1]) : NaN;
-}
 
 /** An RPC server stream read in the background: what it delivered and how it ended. */
 function drain(stream: AsyncIterable<unknown>): { got: number; ended: Promise<ConnectError | "ok"> } {
@@ -68,7 +62,7 @@ for (const factory of storeFactories) {
       expect(ds.status).toBe(201);
 
       const checks = [MemoryKeyStore.prototype, MongoKeyStore.prototype].map((p) => vi.spyOn(p, "liveHashes"));
-      const before = await gauge(app, "live_readers");
+      const before = await metricValue(app, "live_readers");
       const sse = {
         polos: new SseReader(`${app.url}/api/v1/events/stream?topic=t`, K),
         kubiya: new SseReader(`${app.url}/api/v1/executions/e1/stream`, K),
@@ -88,7 +82,7 @@ for (const factory of storeFactories) {
       const keptRpc = drain(client(StreamService, app, "grpc").subscribe({ stream: { kind: StreamKind.TOPIC, key: "t" } }, { headers: KEEP }));
       // Open once the greeting (an event or a comment) is in.
       for (const r of [...Object.values(sse), keptSse]) await r.until((x) => x.status === 200 && x.messages.length + x.comments.length > 0);
-      await eventually(async () => (await gauge(app, "live_readers")) === before + 10, 10_000, "all ten live readers open");
+      await eventually(async () => (await metricValue(app, "live_readers")) === before + 10, 10_000, "all ten live readers open");
       const checksBefore = checks.reduce((n, c) => n + c.mock.calls.length, 0);
       const t0 = Date.now();
 
@@ -122,7 +116,7 @@ for (const factory of storeFactories) {
       }
       const elapsed = Date.now() - t0;
       // Every slot the revoked key held is given back; the other key's two remain.
-      await eventually(async () => (await gauge(app, "live_readers")) === before + 2, 10_000, "the revoked key's slots given back");
+      await eventually(async () => (await metricValue(app, "live_readers")) === before + 2, 10_000, "the revoked key's slots given back");
 
       // One key-store query per period for all the keys in use (two keys, ten streams).
       const calls = checks.flatMap((c) => c.mock.calls);

@@ -13,7 +13,7 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import type { App } from "../src/server/app.js";
 import { client, startTestServer, type Protocol } from "./support/server.js";
-import { eventually, stillServing } from "./support/raw.js";
+import { eventually, metricValue, stillServing } from "./support/raw.js";
 
 const KEY = { authorization: "Bearer key-a" };
 const PROTOCOLS: Protocol[] = ["grpc", "connect", "grpc-web"];
@@ -52,11 +52,6 @@ async function nextSequences(it: AsyncIterator<{ events: { sequence: bigint }[] 
   }
 }
 
-async function counter(app: App, limit: string): Promise<number> {
-  const text = await (await fetch(`${app.url}/metrics`)).text();
-  return Number(new RegExp(`^limited_total\\{limit="${limit}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
-}
-
 describe("deadlines and the cap of unauthenticated streams", () => {
   let app: App;
   beforeAll(async () => {
@@ -82,7 +77,7 @@ describe("deadlines and the cap of unauthenticated streams", () => {
   });
 
   it("holds at most MAX_UNAUTHENTICATED_STREAMS, refusing the rest with resource_exhausted in each protocol, without touching keyed streams", async () => {
-    const before = await counter(app, "unauthenticated_streams");
+    const before = await metricValue(app, 'limited_total{limit="unauthenticated_streams"}');
     const abort = new AbortController();
     const held = [0, 1, 2].map(() => client(Health, app, "grpc").watch({}, { signal: abort.signal })[Symbol.asyncIterator]());
     for (const it of held) expect((await it.next()).value?.status).toBe(Status.SERVING);
@@ -99,7 +94,7 @@ describe("deadlines and the cap of unauthenticated streams", () => {
     }
     const refusedReflection = openReflection(client(ServerReflection, app, "grpc"));
     expect(((await refusedReflection.ended) as ConnectError).code).toBe(Code.ResourceExhausted);
-    expect(await counter(app, "unauthenticated_streams")).toBe(before + 4);
+    expect(await metricValue(app, 'limited_total{limit="unauthenticated_streams"}')).toBe(before + 4);
     // Keyed subscriptions are not counted against it; health Check (unary) is not capped.
     const sub = client(StreamService, app, "grpc").subscribe({ stream: { kind: StreamKind.TOPIC, key: "t" } }, { headers: KEY, signal: abort.signal })[Symbol.asyncIterator]();
     await client(StreamService, app, "grpc").publish({ stream: { kind: StreamKind.TOPIC, key: "t" }, events: [{ eventType: "x" }] }, { headers: KEY });
@@ -136,7 +131,7 @@ describe("connections that hold only unauthenticated streams", () => {
     // The oldest reflection connection was closed for it; its stream ended (the client may reconnect).
     const ends = await Promise.race([Promise.any(hogs.map((h) => h.ended)), new Promise((r) => setTimeout(() => r("none"), 10_000))]);
     expect(ends).not.toBe("none");
-    expect(await counter(app, "unauthenticated_evicted")).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(app, 'limited_total{limit="unauthenticated_evicted"}')).toBeGreaterThanOrEqual(1);
     // A connection with a keyed stream is never closed for another: the keyed subscription goes on.
     await createClient(StreamService, keyed).publish({ stream: { kind: StreamKind.TOPIC, key: "evict" }, events: [{ eventType: "y" }] }, { headers: KEY });
     expect(await nextSequences(sub)).toEqual([2n]);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/server/app.js";
 import { startTestServer } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
-import { eventually, stillServing } from "./support/raw.js";
+import { eventually, metricValue, stillServing } from "./support/raw.js";
 
 /**
  * The probe's sizes (a 3.9 MB catch-up) on the memory store; a tenth of them on the MongoDB test
@@ -21,12 +21,8 @@ const SIZES: Record<string, { part: number; budget: number }> = {
   mongo: { part: 97_500, budget: 2 * 1024 * 1024 },
 };
 
-async function metric(app: App, line: RegExp): Promise<number> {
-  const text = await (await fetch(`${app.url}/metrics`)).text();
-  return Number(line.exec(text)?.[1] ?? 0);
-}
-const unsent = (app: App) => metric(app, /^unsent_bytes (\d+)$/m);
-const cutForBudget = (app: App) => metric(app, /^responses_cut_total\{reason="budget"\} (\d+)$/m);
+const unsent = (app: App) => metricValue(app, "unsent_bytes");
+const cutForBudget = (app: App) => metricValue(app, 'responses_cut_total{reason="budget"}');
 
 for (const factory of storeFactories) {
   describe(`the unsent-bytes budget on the ${factory.name} store`, () => {

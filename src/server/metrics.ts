@@ -66,30 +66,9 @@ export class Metrics implements LogObserver {
     this.errorsCaught = new Counter({ name: "errors_caught_total", help: "Errors caught by an error boundary (request, rpc, stream, background, socket, process); each is also logged once", labelNames: ["where"], registers: [this.registry] });
     this.limited = new Counter({ name: "limited_total", help: "Requests, streams or connections refused or cut by a limit, by limit", labelNames: ["limit"], registers: [this.registry] });
     const self = this;
-    new Gauge({
-      name: "subscribers",
-      help: "Live subscribers (RPC streams and SSE) on this instance",
-      registers: [this.registry],
-      collect() {
-        this.set(self.#log?.stats.subscribers ?? 0);
-      },
-    });
-    new Gauge({
-      name: "live_readers",
-      help: "Live readers holding a subscription slot, on every surface (RPC streams, SSE, Durable Streams long-polls)",
-      registers: [this.registry],
-      collect() {
-        this.set(self.#liveReaders());
-      },
-    });
-    new Gauge({
-      name: "unsent_bytes",
-      help: "Response bytes queued in this instance for clients that have not taken them yet (all responses; bounded by MAX_UNSENT_BYTES)",
-      registers: [this.registry],
-      collect() {
-        this.set(self.#unsent());
-      },
-    });
+    this.#gauge("subscribers", "Live subscribers (RPC streams and SSE) on this instance", () => self.#log?.stats.subscribers ?? 0);
+    this.#gauge("live_readers", "Live readers holding a subscription slot, on every surface (RPC streams, SSE, Durable Streams long-polls)", () => self.#liveReaders());
+    this.#gauge("unsent_bytes", "Response bytes queued in this instance for clients that have not taken them yet (all responses; bounded by MAX_UNSENT_BYTES)", () => self.#unsent());
     new Counter({
       name: "holes_skipped_total",
       help: "Sequences taken by a publisher that never stored them, skipped by readers after the hole timeout",
@@ -113,6 +92,18 @@ export class Metrics implements LogObserver {
   /** The log whose counters the gauges read. */
   watch(log: EventLog): void {
     this.#log = log;
+  }
+
+  /** A gauge whose value is read at each scrape. */
+  #gauge(name: string, help: string, read: () => number): void {
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
   }
 
   /** Where the live_readers gauge reads its count. */

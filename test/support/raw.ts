@@ -98,3 +98,10 @@ export async function stillServing(app: App, ms = 1000): Promise<number> {
   await res.text();
   return Date.now() - t0;
 }
+
+/** One sample of the service's /metrics, by its exact series (`name` or `name{label="v"}`); 0 when absent. */
+export async function metricValue(app: App, series: string): Promise<number> {
+  const text = await (await fetch(`${app.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
