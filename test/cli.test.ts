@@ -5,12 +5,11 @@
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/server/app.js";
 import { EXIT } from "../src/cli/exit.js";
 import { postJson, startTestServer } from "./support/server.js";
-import { built, run, type Exited } from "./support/process.js";
+import { built, freePort, run, type Exited } from "./support/process.js";
 import { eventually } from "./support/raw.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string; bin: Record<string, string> };
@@ -174,10 +173,7 @@ describe("exit codes", () => {
   let closedPort: number;
   beforeAll(async () => {
     secured = await startTestServer({ env: { AUTH: "required", API_KEYS: "acme:right-key" } });
-    const s = net.createServer();
-    await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-    closedPort = (s.address() as net.AddressInfo).port;
-    await new Promise((r) => s.close(r));
+    closedPort = await freePort();
   });
   afterAll(async () => secured?.close());
 

@@ -9,19 +9,16 @@
  * from it as a non-root user under tini, the HEALTHCHECK command run against it, SIGTERM.
  * What still needs an engine is listed in docs/deploy.md.
  */
-import { spawn } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import readline from "node:readline";
 import { parser } from "@prometheus-io/lezer-promql";
 import { validate } from "dockerfile-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { startTestServer } from "./support/server.js";
 import { startTestMongo, type TestMongo } from "./support/mongo.js";
-import { built, run } from "./support/process.js";
+import { built, freePort, run, startService } from "./support/process.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
@@ -257,60 +254,39 @@ describe("the image's steps, outside a container", () => {
     for (const dep of Object.keys(pkg.dependencies)) expect(existsSync(join(stage, "node_modules", dep)), dep).toBe(true);
     for (const dev of ["vitest", "typescript", "tsx", "dclint"]) expect(existsSync(join(stage, "node_modules", dev)), dev).toBe(false);
     // The runtime stage's other COPYs: the build output and the health check.
+    built("src/main.js"); // fails when dist/ is missing or older than src/
     cpSync(join(ROOT, "dist"), join(stage, "dist"), { recursive: true });
-    built("src/main.js");
     cpSync(join(ROOT, "deploy/healthcheck.mjs"), join(stage, "deploy/healthcheck.mjs"));
 
     const port = await freePort();
-    const env = { PATH: process.env["PATH"]!, NODE_ENV: "production", HOST: "0.0.0.0", PORT: String(port), MONGODB_URI: mongo.uri, MONGODB_DB: `image_${Date.now()}`, LOG_LEVEL: "info" };
+    const env = { NODE_ENV: "production", HOST: "0.0.0.0", PORT: String(port), MONGODB_URI: mongo.uri, MONGODB_DB: `image_${Date.now()}`, LOG_LEVEL: "info" };
     const cmd = [...(existsSync(tini) ? exec(runtime, "ENTRYPOINT") : []), ...exec(runtime, "CMD")];
-    const child = spawn(cmd[0]!, cmd.slice(1), { cwd: stage, env, ...asUser, stdio: ["ignore", "pipe", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-    const logs: { msg?: string; pid?: number }[] = [];
-    const lines = readline.createInterface({ input: child.stdout });
-    const listening = new Promise<void>((resolve, reject) => {
-      lines.on("line", (l) => {
-        logs.push(JSON.parse(l));
-        if (logs.at(-1)!.msg?.startsWith("listening")) resolve();
-      });
-      void exited.then((code) => reject(new Error(`exited ${code} before listening: ${stderr}`)));
-    });
+    const svc = await startService(env, cmd, { cwd: stage, cleanEnv: true, ...asUser });
     try {
-      await listening;
       // Not root: the service's own process runs as the image's user.
-      const pid = logs.at(-1)!.pid!;
-      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const status = readFileSync(`/proc/${svc.pid}/status`, "utf8");
       expect(Number(/^Uid:\s+(\d+)/m.exec(status)![1])).not.toBe(0);
-      if (existsSync(tini)) expect(pid).not.toBe(child.pid); // node is tini's child
-      expect(logs.map((l) => l.msg)).toContainEqual(expect.stringMatching(/^authentication: API keys required; create one with MONGODB_URI=/));
+      if (existsSync(tini)) expect(svc.pid).not.toBe(svc.child.pid); // node is tini's child
+      expect(svc.logs.map((l) => l.msg)).toContainEqual(expect.stringMatching(/^authentication: API keys required; create one with MONGODB_URI=/));
 
       // The HEALTHCHECK command as the image runs it (paths under /app are the stage here).
       const hc = exec(runtime, "HEALTHCHECK").map((a) => a.replace(/^\/app\//, `${stage}/`));
-      const healthy = await run(hc[0]!, hc.slice(1), { cwd: stage, env, ...asUser });
+      const runEnv = { PATH: process.env["PATH"]!, ...env };
+      const healthy = await run(hc[0]!, hc.slice(1), { cwd: stage, env: runEnv, ...asUser });
       expect(healthy.code, healthy.stderr).toBe(0);
       // The CLI the image links onto PATH.
-      const version = await run(join(stage, "dist/src/cli/main.js"), ["--version"], { cwd: stage, env, ...asUser });
+      const version = await run(join(stage, "dist/src/cli/main.js"), ["--version"], { cwd: stage, env: runEnv, ...asUser });
       expect(version.stdout.trim()).toBe(pkg.version);
 
-      child.kill("SIGTERM");
-      expect(await exited).toBe(0);
-      expect(logs.at(-1)?.msg).toBe("stopped");
-      const unhealthy = await run(hc[0]!, hc.slice(1), { cwd: stage, env, ...asUser });
+      svc.child.kill("SIGTERM");
+      expect((await svc.exited).code).toBe(0);
+      expect(svc.logs.at(-1)?.msg).toBe("stopped");
+      const unhealthy = await run(hc[0]!, hc.slice(1), { cwd: stage, env: runEnv, ...asUser });
       expect(unhealthy.code).toBe(1);
       expect(unhealthy.stderr).toMatch(/ECONNREFUSED/);
     } finally {
-      child.kill("SIGKILL");
+      svc.child.kill("SIGKILL");
     }
   }, 300_000);
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}

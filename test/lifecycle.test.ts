@@ -13,7 +13,7 @@ import { client, getJson, postJson, SseReader, startTestServer } from "./support
 import { startTestMongo, type TestMongo } from "./support/mongo.js";
 import { storeFactories } from "./support/stores.js";
 import { eventually } from "./support/raw.js";
-import { alive, built, run, startService } from "./support/process.js";
+import { alive, built, freePort, run, startService } from "./support/process.js";
 import { createLogger } from "../src/server/app.js";
 
 describe("graceful shutdown", () => {
@@ -118,10 +118,7 @@ describe("start-up failures: one actionable line on stderr, exit 1", () => {
   });
 
   it("an unreachable MongoDB is one line (no stack), naming the address without its password", async () => {
-    const closed = net.createServer();
-    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
-    const port = (closed.address() as net.AddressInfo).port;
-    await new Promise((r) => closed.close(r));
+    const port = await freePort();
     await failsWith({ MONGODB_URI: `mongodb://ops:s3cret@127.0.0.1:${port}/x`, MONGODB_TIMEOUT_MS: "300" }, new RegExp(`cannot reach MongoDB at mongodb://ops:\\*\\*\\*@127\\.0\\.0\\.1:${port}/x within MONGODB_TIMEOUT_MS=300 .*ECONNREFUSED`));
   });
 

@@ -106,36 +106,35 @@ const globals = (): Globals => {
   return g;
 };
 
-/** Publishes one event in a dialect; returns the line to print. */
+/** Publishes one event (its data as given on the command line or stdin); returns the answer to print. */
 type Publisher = (data: string) => Promise<unknown>;
 
 function publisher(dialect: Dialect, stream: string, g: Globals, opts: { type: string; create?: boolean; contentType: string }): Publisher {
   const t = transport(g);
   const h = { headers: headers(g) };
-  const json = (text: string) => parseJson(text);
   switch (dialect) {
     case "polos": {
       const c = createClient(EventsService, t);
       return async (text) => {
-        const r = await c.publishEvents({ topic: stream, events: [{ eventType: opts.type, data: fromJson(ValueSchema, json(text)) }] }, h);
+        const r = await c.publishEvents({ topic: stream, events: [{ eventType: opts.type, data: fromJson(ValueSchema, parseJson(text)) }] }, h);
         return { sequence_ids: r.sequenceIds.map(Number), created_at: r.createdAt };
       };
     }
     case "kubiya": {
       const c = createClient(ExecutionEventsService, t);
       return async (text) => {
-        const r = await c.publishExecutionEvent({ executionId: stream, eventType: opts.type, data: asObject(json(text), "kubiya data") }, h);
+        const r = await c.publishExecutionEvent({ executionId: stream, eventType: opts.type, data: asObject(parseJson(text), "kubiya data") }, h);
         return { success: r.success, execution_id: r.executionId, event_type: r.eventType };
       };
     }
     case "sailhouse": {
       const c = createClient(SailhouseService, t);
-      return async (text) => ({ id: (await c.sendEvent({ topicSlug: stream, data: asObject(json(text), "sailhouse data") }, h)).id });
+      return async (text) => ({ id: (await c.sendEvent({ topicSlug: stream, data: asObject(parseJson(text), "sailhouse data") }, h)).id });
     }
     case "terminaluse": {
       const c = createClient(TaskEventsService, t);
       return async (text) => {
-        const data = json(text);
+        const data = parseJson(text);
         const content = typeof data === "string" ? { part: { case: "text" as const, value: { text: data } } } : { part: { case: "data" as const, value: { data: asObject(data, "terminaluse data") } } };
         const r = await c.sendTaskEvent({ taskId: stream, content }, h);
         return { id: r.id, sequence_id: Number(r.sequenceId), task_id: r.taskId };

@@ -1,6 +1,7 @@
 /** The built service and CLI as separate processes, the way an operator or a supervisor runs them. */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
+import net from "node:net";
 import { join, resolve } from "node:path";
 import readline from "node:readline";
 
@@ -68,8 +69,14 @@ export interface Service {
  * Starts the service (default: `node dist/src/main.js`) on an ephemeral loopback port and waits for
  * its "listening" line; no deadline of its own (the test's timeout bounds it on a busy machine).
  */
-export function startService(env: Record<string, string>, command: string[] = [process.execPath, built("src/main.js")]): Promise<Service> {
-  const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+export function startService(
+  env: Record<string, string>,
+  command: string[] = [process.execPath, built("src/main.js")],
+  opts: { cwd?: string; uid?: number; gid?: number; cleanEnv?: boolean } = {},
+): Promise<Service> {
+  const base = opts.cleanEnv ? { PATH: process.env["PATH"]! } : { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info" };
+  const { cleanEnv: _, ...spawnOpts } = opts;
+  const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, ...spawnOpts, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const logs: Service["logs"] = [];
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += d));
@@ -82,6 +89,16 @@ export function startService(env: Record<string, string>, command: string[] = [p
       if (rec.msg?.startsWith("listening") && typeof rec["url"] === "string") resolveStart({ child, url: rec["url"], pid: rec["pid"] as number, logs, stderr: () => stderr, exited });
     });
     void exited.then(({ code }) => reject(new Error(`the service exited (${code}) before listening: ${stderr}`)));
+  });
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (nothing listens on it now). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
   });
 }
 
