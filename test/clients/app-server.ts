@@ -13,6 +13,10 @@ export interface AppServer {
 
 export async function serveFetch(handler: (req: Request) => Promise<Response>): Promise<AppServer> {
   const server = http.createServer((req, res) => {
+    // The browser going away cancels the handler's work (a read proxy's upstream request), as a
+    // fetch-style framework does through Request.signal.
+    const gone = new AbortController();
+    res.once("close", () => gone.abort());
     void (async () => {
       try {
         const chunks: Buffer[] = [];
@@ -22,14 +26,16 @@ export async function serveFetch(handler: (req: Request) => Promise<Response>): 
           method: req.method,
           headers: Object.entries(req.headers).flatMap(([k, v]) => (v === undefined ? [] : (Array.isArray(v) ? v : [v]).map((x) => [k, x] as [string, string]))),
           body: req.method === "GET" || req.method === "HEAD" ? undefined : body,
+          signal: gone.signal,
         });
         const response = await handler(request);
         res.writeHead(response.status, Object.fromEntries(response.headers));
         if (response.body) for await (const c of response.body as unknown as AsyncIterable<Uint8Array>) res.write(c);
         res.end();
       } catch (err) {
-        res.writeHead(500, { "content-type": "text/plain" });
-        res.end(String(err));
+        // A body that fails half way (its upstream was cut) is passed on as a cut, not an end.
+        if (res.headersSent) res.destroy();
+        else res.writeHead(500, { "content-type": "text/plain" }).end(String(err));
       }
     })();
   });

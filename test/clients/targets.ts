@@ -51,6 +51,25 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
   };
 }
 
+/**
+ * Two instances of this service on one MongoDB database (as a deployment behind a load balancer
+ * runs it): what one instance writes, the other serves, live (its change stream) and on reads.
+ */
+export async function startTwoMongoInstances(opts: TargetOptions = {}): Promise<{ urls: [string, string]; stop(): Promise<void> }> {
+  const factory = storeFactories.find((f) => f.name === "mongo")!;
+  const dbName = uniqueName("two_instances").replaceAll("-", "_");
+  const env = { DURABLE_LONG_POLL_MS: String(opts.longPollMs ?? 2000), ...opts.env };
+  const apps: App[] = [];
+  for (let i = 0; i < 2; i++) apps.push(await startTestServer({ store: await factory.make({ dbName }), env }));
+  return {
+    urls: [apps[0]!.url, apps[1]!.url],
+    stop: async () => {
+      for (const app of apps) await app.close();
+      await factory.teardown();
+    },
+  };
+}
+
 /** Polls `cond` every 10 ms; fails after `ms` with `what()` (generous: the CI machine is busy). */
 export async function until(cond: () => boolean, what: () => string = () => "", ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
