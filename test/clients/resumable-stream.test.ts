@@ -3,8 +3,9 @@
  * from the `npm pack` tarball of this package (built dist/, `npm run build` first), installed with
  * `resumable-stream` 2.2.13 into a temp dir, used through the library's own API
  * (`createResumableStreamContext` from `resumable-stream/generic`) by two app instances (two
- * processes, test/clients/resumable-stream-app.mjs) on this service (both stores) and on the
- * reference server:
+ * processes, test/clients/resumable-stream-app.mjs): on this service's memory store and on the
+ * reference server both apps use the one server; on MongoDB each app uses its own instance of this
+ * service, both instances on one database (what one instance's app writes, the other's reads):
  * - create on one instance, the browser disconnects half way, resumes on the other instance from
  *   the characters it had: the two parts are the whole stream, once; afterwards the stream is
  *   done (422) on both;
@@ -18,7 +19,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTarget, targets, uniqueName, type ClientTarget } from "./targets.js";
+import { startTarget, startTwoMongoInstances, targets, uniqueName } from "./targets.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CHUNKS = 100;
@@ -72,22 +73,31 @@ async function readText(res: Response, stopWhen: (text: string) => boolean = () 
   return text;
 }
 
-describe.each(targets)("resumable-stream 2.2.13 on the Durable Streams backend, $name", ({ name }) => {
-  let target: ClientTarget;
+const rows = targets.map(({ name }) => ({ name, label: name === "mongo" ? "mongo (two service instances, one database)" : name }));
+
+describe.each(rows)("resumable-stream 2.2.13 on the Durable Streams backend, $label", ({ name }) => {
+  /** The service each app instance uses (the same one, except on MongoDB: two instances). */
+  let dsUrls: [string, string];
+  let stop: () => Promise<void>;
   let a: AppInstance;
   let b: AppInstance;
   let urlA: string;
   let urlB: string;
   beforeAll(async () => {
-    target = await startTarget(name);
-    a = new AppInstance(target.url);
-    b = new AppInstance(target.url);
+    if (name === "mongo") ({ urls: dsUrls, stop } = await startTwoMongoInstances());
+    else {
+      const target = await startTarget(name);
+      dsUrls = [target.url, target.url];
+      stop = () => target.stop();
+    }
+    a = new AppInstance(dsUrls[0]);
+    b = new AppInstance(dsUrls[1]);
     [urlA, urlB] = await Promise.all([a.url, b.url]);
   });
   afterAll(async () => {
     a?.stop();
     b?.stop();
-    await target?.stop();
+    await stop?.();
   });
 
   it("create on one instance, disconnect half way, resume on the other: the whole stream, once; then done", async () => {
@@ -131,8 +141,8 @@ describe.each(targets)("resumable-stream 2.2.13 on the Durable Streams backend, 
 
   it("key operations keep Redis semantics: incr atomic across instances, set with EX, get", async () => {
     const { createPublisher } = (await import(pathToFileURL(join(appDir, "node_modules/agent-events/dist/src/adapters/resumable-stream.js")).href)) as typeof import("../../src/adapters/resumable-stream.js");
-    const one = createPublisher({ url: target.url, prefix: "kv-test" });
-    const two = createPublisher({ url: target.url, prefix: "kv-test" });
+    const one = createPublisher({ url: dsUrls[0], prefix: "kv-test" });
+    const two = createPublisher({ url: dsUrls[1], prefix: "kv-test" });
     const key = uniqueName("counter");
     expect(await one.get(key)).toBeNull();
     const values = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? one : two).incr(key)));
