@@ -219,7 +219,16 @@ it("creates, lists and revokes API keys through the admin RPC", async () => {
     expect(jsonLines(listed.stdout).map((k) => k.id)).toEqual([key.id]);
     expect(listed.stdout).not.toContain(key.key);
     const table = (await keys(["keys", "list"])).stdout;
-    expect(table).toMatch(new RegExp(`^ID +PROJECT +NAME +CREATED_AT +REVOKED_AT\\n${key.id} +acme +ci +\\S+ *\\n$`));
+    expect(table).toMatch(new RegExp(`^ID +PROJECT +NAME +CREATED_AT +EXPIRES_AT +REVOKED_AT\\n${key.id} +acme +ci +\\S+ *\\n$`));
+    // --expires-in: the key carries its expiry (the service refuses it from then on: test/stream-auth.test.ts).
+    const expiring = await keys(["keys", "create", "--project", "acme", "--name", "short", "--expires-in", "2h"]);
+    expect(expiring.code, expiring.stderr).toBe(0);
+    const exp = JSON.parse(expiring.stdout) as { id: string; expires_at: string };
+    expect(Date.parse(exp.expires_at) - Date.now()).toBeGreaterThan(7000_000);
+    expect(jsonLines((await keys(["--project", "acme", "keys", "list", "--json"])).stdout).find((k) => k.id === exp.id)).toMatchObject({ name: "short", expires_at: exp.expires_at });
+    const badDuration = await keys(["keys", "create", "--project", "acme", "--expires-in", "soon"]);
+    expect(badDuration.code).toBe(EXIT.usage);
+    expect(badDuration.stderr).toMatch(/--expires-in/);
     expect(JSON.parse((await keys(["keys", "revoke", key.id])).stdout)).toEqual({ id: key.id, revoked: true });
     expect((await keys(["keys", "revoke", key.id])).code).toBe(EXIT.notFound);
     expect((await postJson(secured, "/api/v1/events/publish", { topic: "t", events: [{ data: 2 }] }, { authorization: `Bearer ${key.key}` })).status).toBe(401);

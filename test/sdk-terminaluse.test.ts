@@ -165,7 +165,7 @@ for (const mode of MODES) {
       expect(r.stream[3]).toMatchObject({ finish_reason: "stop", total_usage: { __class__: "StreamUsage", input_tokens: 3, output_tokens: 5 } });
       expect(r.canceled).toBe("CANCELED");
       if (mode.env["AUTH"] === "required") {
-        expect(r.wrong_key).toEqual({ status: 401, body: { detail: "invalid or revoked API key" } });
+        expect(r.wrong_key).toEqual({ status: 401, body: { detail: "invalid, revoked or expired API key" } });
         expect(r.no_key).toMatchObject({ status: 401 });
       } else {
         expect([r.wrong_key, r.no_key]).toEqual([null, null]); // auth off: keys are not looked at

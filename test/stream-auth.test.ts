@@ -1,5 +1,5 @@
 /**
- * Auth for the whole life of a stream: a key revoked while its streams are open ends every one of
+ * Auth for the whole life of a stream: a key revoked (or expiring) while its streams are open ends every one of
  * them, on every surface, in its dialect (SSE: a last `error` event; Durable Streams long-polls:
  * 401; RPC server streams: `unauthenticated`), while another key's streams go on; and the check
  * costs one key-store query per period for all the keys in use, not one per stream. Both stores.
@@ -135,6 +135,70 @@ for (const factory of storeFactories) {
       // New requests with the revoked key are refused as well.
       expect((await postJson(app, "/api/v1/events/publish", { topic: "t", events: [{ data: 3 }] }, K)).status).toBe(401);
       await keptSse.close();
+    });
+
+    it("ends every stream of a key when it expires, as if revoked, and refuses it from then on", async () => {
+      const admin = client(AdminService, app, "connect");
+      // Far enough ahead for the streams to open on a busy machine; the test waits for the expiry.
+      const expiresAt = new Date(Date.now() + 4000);
+      const created = await admin.createApiKey({ project: "acme", name: "short", expiresAt: expiresAt.toISOString() }, { headers: ADMIN });
+      expect(created.expiresAt).toBe(expiresAt.toISOString());
+      const listed = await admin.listApiKeys({ project: "acme" }, { headers: ADMIN });
+      expect(listed.keys.find((k) => k.id === created.id)).toMatchObject({ name: "short", expiresAt: expiresAt.toISOString() });
+      const K = { authorization: `Bearer ${created.key}` };
+      const sse = [new SseReader(`${app.url}/api/v1/events/stream?topic=x`, K), new SseReader(`${app.url}/api/v1/executions/x1/stream`, K)];
+      const rpc = [
+        drain(client(StreamService, app, "grpc").subscribe({ stream: { kind: StreamKind.TOPIC, key: "x" } }, { headers: K })),
+        drain(client(EventsService, app, "connect").streamEvents({ topic: "x" }, { headers: K })),
+      ];
+      const poll = fetch(`${app.url}/v1/log/topic/x?offset=now&live=long-poll`, { headers: K });
+      const kept = new SseReader(`${app.url}/api/v1/events/stream?topic=x`, KEEP);
+      for (const r of [...sse, kept]) await r.until((x) => x.status === 200 && x.messages.length + x.comments.length > 0);
+
+      // Nobody revokes it: the periodic check finds it expired.
+      for (const r of sse) await r.finished();
+      expect(sse.every((r) => r.endedByServer)).toBe(true);
+      expect(sse[0]!.messages.at(-1)).toMatchObject({ event: "error" });
+      expect(JSON.parse(sse[0]!.messages.at(-1)!.data)).toEqual({ error: expect.stringMatching(/revoked or has expired/) });
+      expect(JSON.parse(sse[1]!.messages.at(-1)!.data)).toEqual({ detail: expect.stringMatching(/revoked or has expired/) });
+      for (const r of rpc) expect(await r.ended).toMatchObject({ code: Code.Unauthenticated, rawMessage: expect.stringMatching(/revoked or has expired/) });
+      expect((await poll).status).toBe(401);
+      const late = Date.now() - expiresAt.getTime();
+      console.log(`[stream-auth ${factory.name}] 5 streams of the expired key ended ${late} ms after its expiry (AUTH_CACHE_MS ${AUTH_CACHE_MS})`);
+      expect(late).toBeGreaterThanOrEqual(0);
+
+      // New requests with it are refused on every surface; the other key goes on.
+      const pub = await postJson(app, "/api/v1/events/publish", { topic: "x", events: [{ data: 1 }] }, K);
+      expect(pub.status).toBe(401);
+      expect(pub.json.error).toMatch(/expired/);
+      const sub = drain(client(StreamService, app, "grpc").subscribe({ stream: { kind: StreamKind.TOPIC, key: "x" } }, { headers: K }));
+      expect(await sub.ended).toMatchObject({ code: Code.Unauthenticated });
+      expect((await postJson(app, "/api/v1/events/publish", { topic: "x", events: [{ data: 2 }] }, KEEP)).status).toBe(200);
+      await kept.until((r) => r.messages.some((m) => m.data.includes('"data":2')));
+      await kept.close();
+      // Operators still see it, with its expiry.
+      const after = await admin.listApiKeys({ project: "acme" }, { headers: ADMIN });
+      expect(after.keys.find((k) => k.id === created.id)).toMatchObject({ expiresAt: expiresAt.toISOString() });
+    });
+
+    it("refuses an expiry that is not a future RFC 3339 time or a positive TTL", async () => {
+      const admin = client(AdminService, app, "connect");
+      const bad = [
+        { expiresAt: new Date(Date.now() - 1000).toISOString() },
+        { expiresAt: "2030-01-31" },
+        { expiresAt: "tomorrow" },
+        { ttlSeconds: 0n },
+        { ttlSeconds: -5n },
+        { ttlSeconds: 60n, expiresAt: "2099-01-01T00:00:00Z" },
+      ];
+      for (const b of bad) {
+        const err = await admin.createApiKey({ project: "acme", ...b }, { headers: ADMIN }).catch((e: unknown) => ConnectError.from(e));
+        expect(err, JSON.stringify(b, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v))).toMatchObject({ code: Code.InvalidArgument, rawMessage: expect.stringMatching(/expires_at|ttl_seconds/) });
+      }
+      const ttl = await admin.createApiKey({ project: "acme", ttlSeconds: 3600n }, { headers: ADMIN });
+      expect(new Date(ttl.expiresAt!).getTime() - Date.now()).toBeGreaterThan(3500_000);
+      const ok = await postJson(app, "/api/v1/events/publish", { topic: "y", events: [{ data: 1 }] }, { authorization: `Bearer ${ttl.key}` });
+      expect(ok.status).toBe(200);
     });
   });
 }

@@ -15,11 +15,49 @@ import {
   type RevokeApiKeyRequest,
   type RevokeApiKeyResponse,
 } from "../../gen/admin/v1/admin_pb.js";
-import { newApiKey, type KeyStore } from "../store/keys.js";
-import { checkRequired, rfc3339 } from "./common.js";
+import { newApiKey, type ApiKeyRecord, type KeyStore } from "../store/keys.js";
+import { checkRequired, headWithin, invalidField, pageLimit, rfc3339 } from "./common.js";
+
+/** The longest TTL a key may be given: about 100 years (Date arithmetic stays exact far beyond). */
+const MAX_TTL_SECONDS = 100 * 366 * 24 * 3600;
+/** Bytes of one ListApiKeys entry besides its strings (field tags, timestamps). */
+const KEY_ENTRY_OVERHEAD = 120;
+
+/** When a new key expires: from expires_at (RFC 3339, in the future) or ttl_seconds (> 0); undefined: never. */
+function expiryOf(req: CreateApiKeyRequest, now: Date): Date | undefined {
+  if (req.expiresAt !== undefined && req.ttlSeconds !== undefined) throw invalidField(["ttl_seconds"], "give expires_at or ttl_seconds, not both", "value_error");
+  if (req.ttlSeconds !== undefined) {
+    const ttl = Number(req.ttlSeconds);
+    if (ttl < 1 || ttl > MAX_TTL_SECONDS) throw invalidField(["ttl_seconds"], `ttl_seconds must be between 1 and ${MAX_TTL_SECONDS}`, "value_error", String(req.ttlSeconds));
+    return new Date(now.getTime() + ttl * 1000);
+  }
+  if (req.expiresAt === undefined) return undefined;
+  const at = new Date(req.expiresAt);
+  // RFC 3339 with a zone: a bare date or local time would depend on the server's zone.
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(req.expiresAt) || Number.isNaN(at.getTime())) {
+    throw invalidField(["expires_at"], 'expires_at must be an RFC 3339 time with a zone, e.g. "2030-01-31T00:00:00Z"', "value_error", req.expiresAt);
+  }
+  if (at.getTime() <= now.getTime()) throw invalidField(["expires_at"], `expires_at must be in the future (it is now ${rfc3339(now)})`, "value_error", req.expiresAt);
+  return at;
+}
+
+function encodeKeysToken(k: ApiKeyRecord): string {
+  return Buffer.from(JSON.stringify([k.createdAt.getTime(), k.id])).toString("base64url");
+}
+
+function decodeKeysToken(token: string): { createdAt: Date; id: string } {
+  try {
+    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as unknown;
+    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === "string") return { createdAt: new Date(v[0] as number), id: v[1] };
+  } catch {
+    // not JSON: refused below
+  }
+  throw invalidField(["page_token"], "Invalid page token (pass next_page_token of the previous page as it is)", "value_error");
+}
 
 /** API-key administration (admin.v1.AdminService), for operators holding ADMIN_TOKEN. */
-export function adminApi(keys: KeyStore, adminToken: string | undefined, now: () => Date) {
+export function adminApi(keys: KeyStore, adminToken: string | undefined, now: () => Date, opts: { responseBytes?: number } = {}) {
+  const responseBytes = opts.responseBytes ?? 1024 * 1024;
   function authorize(authorization: string | null): void {
     if (!adminToken) throw new ConnectError("admin RPCs are disabled: set ADMIN_TOKEN on the server", Code.PermissionDenied);
     const given = Buffer.from(/^Bearer\s+(.+)$/i.exec(authorization ?? "")?.[1] ?? "");
@@ -30,20 +68,34 @@ export function adminApi(keys: KeyStore, adminToken: string | undefined, now: ()
     authorize,
     async createApiKey(req: CreateApiKeyRequest): Promise<CreateApiKeyResponse> {
       checkRequired(CreateApiKeyRequestSchema, req, []);
-      const { key, record } = newApiKey(req.project, req.name, now());
+      const at = now();
+      const { key, record } = newApiKey(req.project, req.name, at, expiryOf(req, at));
       await keys.insert(record);
-      return create(CreateApiKeyResponseSchema, { id: record.id, key, project: record.project });
+      return create(CreateApiKeyResponseSchema, { id: record.id, key, project: record.project, ...(record.expiresAt ? { expiresAt: rfc3339(record.expiresAt) } : {}) });
     },
     async revokeApiKey(req: RevokeApiKeyRequest): Promise<RevokeApiKeyResponse> {
       checkRequired(RevokeApiKeyRequestSchema, req, []);
       return create(RevokeApiKeyResponseSchema, { revoked: await keys.revoke(req.id, now()) });
     },
     async listApiKeys(req: ListApiKeysRequest): Promise<ListApiKeysResponse> {
-      const list = await keys.list(req.project || undefined);
+      const limit = pageLimit(req.limit, ["limit"]);
+      const after = req.pageToken ? decodeKeysToken(req.pageToken) : undefined;
+      // One more than asked tells whether another page follows; a page also ends at responseBytes.
+      const found = await keys.list({ ...(req.project ? { project: req.project } : {}), ...(after ? { after } : {}), limit: limit + 1 });
+      const page = headWithin(found.slice(0, limit), (k) => Buffer.byteLength(k.id + k.project + k.name) + KEY_ENTRY_OVERHEAD, responseBytes);
+      const last = page[page.length - 1];
       return create(ListApiKeysResponseSchema, {
-        keys: list.map((k) =>
-          create(ApiKeyInfoSchema, { id: k.id, project: k.project, name: k.name, createdAt: rfc3339(k.createdAt), ...(k.revokedAt ? { revokedAt: rfc3339(k.revokedAt) } : {}) }),
+        keys: page.map((k) =>
+          create(ApiKeyInfoSchema, {
+            id: k.id,
+            project: k.project,
+            name: k.name,
+            createdAt: rfc3339(k.createdAt),
+            ...(k.revokedAt ? { revokedAt: rfc3339(k.revokedAt) } : {}),
+            ...(k.expiresAt ? { expiresAt: rfc3339(k.expiresAt) } : {}),
+          }),
         ),
+        nextPageToken: found.length > page.length && last ? encodeKeysToken(last) : "",
       });
     },
   };

@@ -234,6 +234,22 @@ export function pageLimit(limit: number | undefined, loc: (string | number)[]): 
   return limit;
 }
 
+/**
+ * The longest head of `items` whose bytes (bytesOf each) stay within maxBytes; the first item
+ * always comes, however large, so a page is never empty while items are left.
+ */
+export function headWithin<T>(items: Iterable<T>, bytesOf: (item: T) => number, maxBytes: number): T[] {
+  const out: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const b = bytesOf(item);
+    if (out.length > 0 && bytes + b > maxBytes) break;
+    out.push(item);
+    bytes += b;
+  }
+  return out;
+}
+
 /** Follows a stream, applying an optional event_type filter. */
 export async function* follow(deps: ApiDeps, stream: StreamId, after: number, signal: AbortSignal, types?: readonly string[]): AsyncGenerator<StoredEvent[]> {
   const only = types && types.length > 0 ? new Set(types) : undefined;

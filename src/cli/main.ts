@@ -327,15 +327,25 @@ async function withKeyAdmin<T>(run: (api: KeyAdmin) => Promise<T>): Promise<T> {
   }
 }
 // `--project` is the program's option (EVENTS_PROJECT): here it names the key's project.
+/** Seconds per unit of a --expires-in duration. */
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+/** "90s", "30m", "12h", "7d", "2w" -> seconds. */
+function durationSeconds(v: string): bigint {
+  const m = /^(\d{1,9})([smhdw])$/.exec(v);
+  if (!m || Number(m[1]) === 0) throw new InvalidArgumentError('a positive whole number and a unit s, m, h, d or w, e.g. "90d"');
+  return BigInt(Number(m[1]) * DURATION_UNITS[m[2]!]!);
+}
 keys
   .command("create")
   .description("create a key for --project (printed once: store it)")
   .option("--name <label>", "a label", "")
-  .action(async (opts: { name: string }) => {
+  .option("--expires-in <duration>", "the key stops working after this long (90s, 30m, 12h, 7d, 2w); default: until revoked", durationSeconds)
+  .action(async (opts: { name: string; expiresIn?: bigint }) => {
     const project = program.opts<Globals>().project;
     if (!project) throw usage("keys create needs --project <project>");
-    const r = await withKeyAdmin((api) => api.createApiKey(create(CreateApiKeyRequestSchema, { project, name: opts.name })));
-    await emit(JSON.stringify({ id: r.id, project: r.project, key: r.key }) + "\n");
+    const req = create(CreateApiKeyRequestSchema, { project, name: opts.name, ...(opts.expiresIn !== undefined ? { ttlSeconds: opts.expiresIn } : {}) });
+    const r = await withKeyAdmin((api) => api.createApiKey(req));
+    await emit(JSON.stringify({ id: r.id, project: r.project, key: r.key, ...(r.expiresAt !== undefined ? { expires_at: r.expiresAt } : {}) }) + "\n");
   });
 keys
   .command("revoke")
@@ -351,10 +361,17 @@ keys
   .description("list keys (ids and labels, never the keys); with --project only that project's")
   .option("--json", "JSON lines instead of a table")
   .action(async (opts: { json?: boolean }) => {
-    const r = await withKeyAdmin((api) => api.listApiKeys(create(ListApiKeysRequestSchema, { project: program.opts<Globals>().project ?? "" })));
-    const rows = r.keys.map((k) => ({ id: k.id, project: k.project, name: k.name, created_at: k.createdAt, revoked_at: k.revokedAt }));
+    const project = program.opts<Globals>().project ?? "";
+    const rows: Record<string, string | undefined>[] = [];
+    await withKeyAdmin(async (api) => {
+      for (let pageToken = "", first = true; first || pageToken; first = false) {
+        const r = await api.listApiKeys(create(ListApiKeysRequestSchema, { project, limit: 1000, pageToken }));
+        for (const k of r.keys) rows.push({ id: k.id, project: k.project, name: k.name, created_at: k.createdAt, expires_at: k.expiresAt, revoked_at: k.revokedAt });
+        pageToken = r.nextPageToken;
+      }
+    });
     if (opts.json) for (const row of rows) await emit(JSON.stringify(row) + "\n");
-    else await emit(table(rows, ["id", "project", "name", "created_at", "revoked_at"]));
+    else await emit(table(rows, ["id", "project", "name", "created_at", "expires_at", "revoked_at"]));
   });
 
 guardStdout();

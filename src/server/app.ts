@@ -159,7 +159,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   const keys: KeyStore = store instanceof MongoStore ? new MongoKeyStore(store.connection) : new MemoryKeyStore(memoryBudget(store));
   await keys.init();
   for (const { project, key } of cfg.apiKeys) {
-    if (!(await keys.findByHash(hashKey(key)))) await keys.insert({ id: randomUUID(), hash: hashKey(key), project, name: "API_KEYS", createdAt: new Date() });
+    if (!(await keys.findByHash(hashKey(key), new Date()))) await keys.insert({ id: randomUUID(), hash: hashKey(key), project, name: "API_KEYS", createdAt: new Date() });
   }
   const auth = new Auth(authMode, keys, cfg.authCacheMs);
   if (authMode === "off") logger.warn({ host: cfg.host }, "authentication is OFF (loopback only): callers name their project with X-Project-ID; set AUTH=required to use API keys");
@@ -238,7 +238,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     report: { pushed: (outcome) => pushed.inc({ outcome }), failing: (n) => failingEndpoints.set(n) },
   });
 
-  const admin = adminApi(keys, cfg.adminToken, () => new Date(now()));
+  const admin = adminApi(keys, cfg.adminToken, () => new Date(now()), { responseBytes: cfg.responseBatchBytes });
   const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
   ownPath = isRoutePath(gatewayRoutes);
   const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors, liveReaders });

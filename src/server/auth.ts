@@ -83,11 +83,12 @@ export function crossSiteRefusal(method: string, header: (name: string) => strin
  * API-key authentication. With mode "required", every call needs a live key; the key's project is
  * the call's project, and a project the caller names (X-Project-ID, Project-ID, ?project_id=) must
  * be that one. With mode "off" (the embedded default on loopback only), the named project is used.
- * Lookups are cached for `cacheMs`, so a revoked key stops working within that time; streams
- * opened with a key are held (holdStream) and end within the same period once it is revoked.
+ * Lookups are cached for `cacheMs` (never past a key's expiry), so a revoked key stops working
+ * within that time and an expired one at its expiry; streams opened with a key are held
+ * (holdStream) and end within the same period once it is revoked or expired.
  */
 export class Auth {
-  readonly #cache = new Map<string, { project: string | undefined; until: number }>();
+  readonly #cache = new Map<string, { project: string | undefined; until: number; expiresAt?: number }>();
   /** Keys of open streams, checked once per period for all of them (src/server/revocation.ts). */
   readonly streamKeys: StreamKeys;
 
@@ -104,7 +105,7 @@ export class Auth {
       for (const h of hashes) {
         const hit = this.#cache.get(h);
         if (!live.has(h)) this.#cache.set(h, { project: undefined, until });
-        else if (hit?.project !== undefined) hit.until = until;
+        else if (hit?.project !== undefined) hit.until = Math.min(until, hit.expiresAt ?? until);
       }
     });
   }
@@ -128,12 +129,14 @@ export class Auth {
     const hash = hashKey(credential);
     let hit = this.#cache.get(hash);
     if (!hit || hit.until < Date.now()) {
-      const record = await this.keys.findByHash(hash);
-      hit = { project: record?.project, until: Date.now() + this.cacheMs };
+      const record = await this.keys.findByHash(hash, new Date());
+      // An expiring key is looked up again at its expiry, so it is refused from that instant on.
+      const expiresAt = record?.expiresAt?.getTime();
+      hit = { project: record?.project, until: Math.min(Date.now() + this.cacheMs, expiresAt ?? Infinity), ...(expiresAt !== undefined ? { expiresAt } : {}) };
       if (this.#cache.size > 10_000) this.#cache.clear();
       this.#cache.set(hash, hit);
     }
-    if (!hit.project) throw new ConnectError("invalid or revoked API key", Code.Unauthenticated);
+    if (!hit.project) throw new ConnectError("invalid, revoked or expired API key", Code.Unauthenticated);
     if (claimed !== undefined && claimed !== hit.project) throw new ConnectError(`this API key does not belong to project ${JSON.stringify(claimed)}`, Code.PermissionDenied);
     return hit.project;
   }

@@ -4,7 +4,7 @@
  * every open stream that authenticated with a key is registered here under the key's hash, and one
  * periodic check asks the key store which of the keys in use are still live, with one query for
  * all of them: the cost is one check per instance per period, however many streams are open. A
- * stream whose key is gone (revoked) is told so and ends in its dialect (SSE: a final error event;
+ * stream whose key is gone (revoked, or past its expiry) is told so and ends in its dialect (SSE: a final error event;
  * RPC: `unauthenticated`; a long-poll: 401).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -81,7 +81,7 @@ export class StreamKeys {
     const live = new Set<string>();
     try {
       for (let i = 0; i < hashes.length; i += HASHES_PER_QUERY) {
-        for (const h of await this.keys.liveHashes(hashes.slice(i, i + HASHES_PER_QUERY))) live.add(h);
+        for (const h of await this.keys.liveHashes(hashes.slice(i, i + HASHES_PER_QUERY), new Date())) live.add(h);
       }
     } catch {
       // The key store is unreachable: that says nothing about the keys, so no stream ends for it

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file admin/v1/admin.proto.
  */
 export const file_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChRhZG1pbi92MS9hZG1pbi5wcm90bxIIYWRtaW4udjEiOgoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIVCgdwcm9qZWN0GAEgASgJQgTI8xgBEgwKBG5hbWUYAiABKAkiQAoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USCgoCaWQYASABKAkSCwoDa2V5GAIgASgJEg8KB3Byb2plY3QYAyABKAkiJwoTUmV2b2tlQXBpS2V5UmVxdWVzdBIQCgJpZBgBIAEoCUIEyPMYASInChRSZXZva2VBcGlLZXlSZXNwb25zZRIPCgdyZXZva2VkGAEgASgIIiUKEkxpc3RBcGlLZXlzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJInMKCkFwaUtleUluZm8SCgoCaWQYASABKAkSDwoHcHJvamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEhIKCmNyZWF0ZWRfYXQYBCABKAkSFwoKcmV2b2tlZF9hdBgFIAEoCUgAiAEBQg0KC19yZXZva2VkX2F0IjkKE0xpc3RBcGlLZXlzUmVzcG9uc2USIgoEa2V5cxgBIAMoCzIULmFkbWluLnYxLkFwaUtleUluZm8y+AEKDEFkbWluU2VydmljZRJNCgxDcmVhdGVBcGlLZXkSHS5hZG1pbi52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0Gh4uYWRtaW4udjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USTQoMUmV2b2tlQXBpS2V5Eh0uYWRtaW4udjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoeLmFkbWluLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlEkoKC0xpc3RBcGlLZXlzEhwuYWRtaW4udjEuTGlzdEFwaUtleXNSZXF1ZXN0Gh0uYWRtaW4udjEuTGlzdEFwaUtleXNSZXNwb25zZWIGcHJvdG8z", [file_events_v1_options]);
+  fileDesc("ChRhZG1pbi92MS9hZG1pbi5wcm90bxIIYWRtaW4udjEijAEKE0NyZWF0ZUFwaUtleVJlcXVlc3QSFQoHcHJvamVjdBgBIAEoCUIEyPMYARIMCgRuYW1lGAIgASgJEhcKCmV4cGlyZXNfYXQYAyABKAlIAIgBARIYCgt0dGxfc2Vjb25kcxgEIAEoA0gBiAEBQg0KC19leHBpcmVzX2F0Qg4KDF90dGxfc2Vjb25kcyJoChRDcmVhdGVBcGlLZXlSZXNwb25zZRIKCgJpZBgBIAEoCRILCgNrZXkYAiABKAkSDwoHcHJvamVjdBgDIAEoCRIXCgpleHBpcmVzX2F0GAQgASgJSACIAQFCDQoLX2V4cGlyZXNfYXQiJwoTUmV2b2tlQXBpS2V5UmVxdWVzdBIQCgJpZBgBIAEoCUIEyPMYASInChRSZXZva2VBcGlLZXlSZXNwb25zZRIPCgdyZXZva2VkGAEgASgIIkgKEkxpc3RBcGlLZXlzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg0KBWxpbWl0GAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkimwEKCkFwaUtleUluZm8SCgoCaWQYASABKAkSDwoHcHJvamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEhIKCmNyZWF0ZWRfYXQYBCABKAkSFwoKcmV2b2tlZF9hdBgFIAEoCUgAiAEBEhcKCmV4cGlyZXNfYXQYBiABKAlIAYgBAUINCgtfcmV2b2tlZF9hdEINCgtfZXhwaXJlc19hdCJSChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiIKBGtleXMYASADKAsyFC5hZG1pbi52MS5BcGlLZXlJbmZvEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTL4AQoMQWRtaW5TZXJ2aWNlEk0KDENyZWF0ZUFwaUtleRIdLmFkbWluLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaHi5hZG1pbi52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJNCgxSZXZva2VBcGlLZXkSHS5hZG1pbi52MS5SZXZva2VBcGlLZXlSZXF1ZXN0Gh4uYWRtaW4udjEuUmV2b2tlQXBpS2V5UmVzcG9uc2USSgoLTGlzdEFwaUtleXMSHC5hZG1pbi52MS5MaXN0QXBpS2V5c1JlcXVlc3QaHS5hZG1pbi52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlYgZwcm90bzM", [file_events_v1_options]);
 
 /**
  * @generated from message admin.v1.CreateApiKeyRequest
@@ -28,6 +28,21 @@ export type CreateApiKeyRequest = Message<"admin.v1.CreateApiKeyRequest"> & {
    * @generated from field: string name = 2;
    */
   name: string;
+
+  /**
+   * When the key stops working, RFC 3339 (e.g. "2030-01-31T00:00:00Z"); must be in the future.
+   * At most one of expires_at and ttl_seconds; neither: the key lives until revoked.
+   *
+   * @generated from field: optional string expires_at = 3;
+   */
+  expiresAt?: string | undefined;
+
+  /**
+   * The key stops working this many seconds after it is created (by the server's clock), > 0.
+   *
+   * @generated from field: optional int64 ttl_seconds = 4;
+   */
+  ttlSeconds?: bigint | undefined;
 };
 
 /**
@@ -57,6 +72,13 @@ export type CreateApiKeyResponse = Message<"admin.v1.CreateApiKeyResponse"> & {
    * @generated from field: string project = 3;
    */
   project: string;
+
+  /**
+   * When the key stops working (RFC 3339); absent: it lives until revoked.
+   *
+   * @generated from field: optional string expires_at = 4;
+   */
+  expiresAt?: string | undefined;
 };
 
 /**
@@ -110,6 +132,20 @@ export type ListApiKeysRequest = Message<"admin.v1.ListApiKeysRequest"> & {
    * @generated from field: string project = 1;
    */
   project: string;
+
+  /**
+   * At most this many keys (1..1000; 0: 1000). A page also ends at RESPONSE_BATCH_BYTES.
+   *
+   * @generated from field: int32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * next_page_token of the previous page; empty: the first page. Keys come oldest first.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
 };
 
 /**
@@ -147,6 +183,13 @@ export type ApiKeyInfo = Message<"admin.v1.ApiKeyInfo"> & {
    * @generated from field: optional string revoked_at = 5;
    */
   revokedAt?: string | undefined;
+
+  /**
+   * When the key stops (or stopped) working; absent: it lives until revoked.
+   *
+   * @generated from field: optional string expires_at = 6;
+   */
+  expiresAt?: string | undefined;
 };
 
 /**
@@ -164,6 +207,13 @@ export type ListApiKeysResponse = Message<"admin.v1.ListApiKeysResponse"> & {
    * @generated from field: repeated admin.v1.ApiKeyInfo keys = 1;
    */
   keys: ApiKeyInfo[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**

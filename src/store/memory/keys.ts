@@ -1,4 +1,4 @@
-import type { ApiKeyRecord, KeyStore } from "../keys.js";
+import { isLive, keyOrder, type ApiKeyRecord, type KeyPage, type KeyStore } from "../keys.js";
 import { MemoryBudget, MeteredMap } from "./budget.js";
 
 /** API keys in this process's memory, counted against MEMORY_MAX_BYTES (budget.ts). */
@@ -15,14 +15,14 @@ export class MemoryKeyStore implements KeyStore {
     this.#keys.set(record.id, { ...record });
   }
 
-  async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
-    for (const k of this.#keys.values()) if (k.hash === hash && !k.revokedAt) return { ...k };
+  async findByHash(hash: string, now: Date): Promise<ApiKeyRecord | undefined> {
+    for (const k of this.#keys.values()) if (k.hash === hash && isLive(k, now)) return { ...k };
     return undefined;
   }
 
-  async liveHashes(hashes: readonly string[]): Promise<Set<string>> {
+  async liveHashes(hashes: readonly string[], now: Date): Promise<Set<string>> {
     const wanted = new Set(hashes);
-    return new Set([...this.#keys.values()].filter((k) => !k.revokedAt && wanted.has(k.hash)).map((k) => k.hash));
+    return new Set([...this.#keys.values()].filter((k) => wanted.has(k.hash) && isLive(k, now)).map((k) => k.hash));
   }
 
   async revoke(id: string, at: Date): Promise<boolean> {
@@ -32,7 +32,12 @@ export class MemoryKeyStore implements KeyStore {
     return true;
   }
 
-  async list(project?: string): Promise<ApiKeyRecord[]> {
-    return [...this.#keys.values()].filter((k) => project === undefined || k.project === project).map((k) => ({ ...k }));
+  async list(page: KeyPage): Promise<ApiKeyRecord[]> {
+    const { after } = page;
+    return [...this.#keys.values()]
+      .filter((k) => (page.project === undefined || k.project === page.project) && (!after || keyOrder(k, after) > 0))
+      .sort(keyOrder)
+      .slice(0, page.limit)
+      .map((k) => ({ ...k }));
   }
 }
