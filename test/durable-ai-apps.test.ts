@@ -266,6 +266,40 @@ describe("a catch-up answer that cannot be completed is aborted, never ended sho
   });
 });
 
+describe("readers report a close only where nothing is left before it, and pass sequences that were never stored (memory store)", () => {
+  it("past sequences taken but never stored (an append that died), long-poll and SSE reach the tail and the close; a catch-up completes", async () => {
+    const store = new MemoryStore();
+    await store.init();
+    const app = await startTestServer({ store, env: { HOLE_TIMEOUT_MS: "100", DURABLE_LONG_POLL_MS: "5000" } });
+    try {
+      const u = `${app.url}/v1/stream/holed`;
+      await fetch(u, { method: "PUT", headers: { ...P, "content-type": "application/json" } });
+      await fetch(u, { method: "POST", headers: { ...P, "content-type": "application/json" }, body: JSON.stringify({ a: 1 }) });
+      const before = (await fetch(u, { method: "HEAD", headers: P })).headers.get("stream-next-offset")!;
+      // An append that took two sequences and died before storing them, then the stream is closed.
+      await store.reserve({ project: "ai-apps", kind: "durable", key: "holed" }, 2);
+      expect((await fetch(u, { method: "POST", headers: { ...P, "stream-closed": "true" } })).status).toBe(204);
+      const tail = (await fetch(u, { method: "HEAD", headers: P })).headers.get("stream-next-offset")!;
+      expect(tail > before).toBe(true);
+      const r = await fetch(`${u}?offset=${before}&live=long-poll`, { headers: P });
+      expect([r.status, r.headers.get("stream-closed"), r.headers.get("stream-next-offset")]).toEqual([204, "true", tail]);
+      const sse = new SseReader(`${u}?offset=${before}&live=sse`, P);
+      await sse.until((x) => x.messages.some((m) => m.event === "control" && m.data.includes('"streamClosed":true')), 30_000);
+      await sse.finished();
+      // On an open stream too, a catch-up to the tail passes them (claimed after HOLE_TIMEOUT_MS) and completes.
+      const open = `${app.url}/v1/stream/holed-open`;
+      await fetch(open, { method: "PUT", headers: { ...P, "content-type": "application/json" } });
+      await fetch(open, { method: "POST", headers: { ...P, "content-type": "application/json" }, body: JSON.stringify({ b: 1 }) });
+      await store.reserve({ project: "ai-apps", kind: "durable", key: "holed-open" }, 2);
+      const openTail = (await fetch(open, { method: "HEAD", headers: P })).headers.get("stream-next-offset")!;
+      const all = await fetch(`${open}?offset=-1`, { headers: P });
+      expect([all.status, all.headers.get("stream-next-offset"), await all.json()]).toEqual([200, openTail, [{ b: 1 }]]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe("DURABLE_SSE_MAX_MS", () => {
   it("0 means SSE never ends by age; the default stays 60 s; 1-99 is refused", () => {
     expect(loadConfig({}).durableSseMaxMs).toBe(60_000);

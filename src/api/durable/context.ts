@@ -126,6 +126,16 @@ export function durableContext(deps: DurableDeps) {
     return p;
   }
 
+  /**
+   * A reader stuck before `end` (a closed stream's end, or the tail a catch-up was asked for) with
+   * nothing readable after `position`: the sequences between were taken and never stored (or not
+   * yet). Claims them once the log's hole timeout has passed, as the log does for holes between
+   * events; true when claimed (read again now).
+   */
+  async function passTrailing(m: DurableMeta, position: number, end: number): Promise<boolean> {
+    return position < end && (await log.claimTrailing(logOf(m), m.base + position + 1, m.base + end)) === 0;
+  }
+
   /** Why the stream was closed, when its closer said (read fresh: a record loaded before the close does not know). */
   async function closeReasonOf(m: DurableMeta): Promise<string | undefined> {
     const fresh = await durable.get(m.project, m.name);
@@ -152,7 +162,7 @@ export function durableContext(deps: DurableDeps) {
     return formatOffset(m.inc, position, m.offsetUnits ?? 1);
   }
 
-  return { deps, log, durable, config, idOf, logOf, nowMs, load, ensureView, target, live, touch, retire, tailOf, sharedTail, closeReasonOf, readAfter, offsetOf };
+  return { deps, log, durable, config, idOf, logOf, nowMs, load, ensureView, target, live, touch, retire, tailOf, sharedTail, closeReasonOf, passTrailing, readAfter, offsetOf };
 }
 
 export type DurableContext = ReturnType<typeof durableContext>;

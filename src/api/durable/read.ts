@@ -12,7 +12,7 @@ import { isJson, isTextual, OFFSET, parseOffset, responseCursor, sseData } from 
 const CLOSE_CHECK_MS = 1000;
 
 export function durableReads(ctx: DurableContext) {
-  const { log, config, logOf, nowMs, target, touch, tailOf, sharedTail, readAfter, offsetOf, closeReasonOf } = ctx;
+  const { log, config, logOf, nowMs, target, touch, tailOf, sharedTail, readAfter, offsetOf, closeReasonOf, passTrailing } = ctx;
 
   // ---------------------------------------------------------------- reads: catch-up, long-poll, SSE
 
@@ -56,10 +56,10 @@ export function durableReads(ctx: DurableContext) {
     let page = await readAfter(m, start);
     if (page.events.length === 0) {
       const waited = await longPoll(r, m, start);
-      if (!waited) {
+      if ("at" in waited) {
         const now = await tailOf(m);
-        const headers: Record<string, string> = { [H.offset]: offsetOf(m, start), [H.upToDate]: "true" };
-        if (now.closed && start >= now.position) {
+        const headers: Record<string, string> = { [H.offset]: offsetOf(m, waited.at), [H.upToDate]: "true" };
+        if (now.closed && waited.at >= now.position) {
           headers[H.closed] = "true";
           const reason = await closeReasonOf(m);
           if (reason !== undefined) headers[H.closeReason] = reason;
@@ -134,6 +134,7 @@ export function durableReads(ctx: DurableContext) {
         const next = Math.min(page.next, end);
         if (next > position || position >= end) return { events: page.events.filter((e) => e.seq - m.base <= end), next };
         if (r.signal.aborted) throw new DsError(499, "the client went away");
+        if (await passTrailing(m, position, end)) continue;
         if (nowMs() >= deadline) throw new Error(`the stream's data up to position ${end} did not become readable in ${config.longPollTimeoutMs} ms`);
         waited = true;
         await w.wait(Math.min(250, deadline - nowMs()));
@@ -143,30 +144,41 @@ export function durableReads(ctx: DurableContext) {
     }
   }
 
-  /** Waits for data after `start`; undefined on timeout or when the stream is (or becomes) closed right there. */
-  async function longPoll(r: DsRequest, m: DurableMeta, start: number): Promise<{ events: StoredEvent[]; next: number; upToDate: boolean } | undefined> {
+  /**
+   * Waits for data after `start`. Answers the page with data, or (timeout, or the stream closed
+   * right there) the position reached without any: past `start` when only void sequences (an
+   * append that failed, a claimed hole) lay between it and the tail.
+   */
+  async function longPoll(r: DsRequest, m: DurableMeta, start: number): Promise<{ events: StoredEvent[]; next: number; upToDate: boolean } | { at: number }> {
     const id = logOf(m);
     const deadline = nowMs() + config.longPollTimeoutMs;
+    let at = start;
     while (!r.signal.aborted) {
       const w = log.watch(id);
-      const page = await readAfter(m, start);
+      const page = await readAfter(m, at);
       if (page.events.length > 0) {
         w.cancel();
         return page;
       }
+      at = page.next;
       const tail = await tailOf(m);
       const left = deadline - nowMs();
       // Closed *here* only when nothing is left before the close: an append made just before it
       // (perhaps on another instance, not readable a moment ago) is still to be read.
-      if ((tail.closed && start >= tail.position) || left <= 0) {
+      if ((tail.closed && at >= tail.position) || left <= 0) {
         w.cancel();
-        return undefined;
+        return { at };
+      }
+      if (tail.closed && (await passTrailing(m, at, tail.position))) {
+        w.cancel();
+        continue;
       }
       // Woken by local appends and closes at once; another instance's close is seen within a second.
       await w.wait(Math.min(left, 1000));
     }
-    return undefined;
+    return { at };
   }
+
 
   function control(m: DurableMeta, position: number, cursorIn: string | null, upToDate: boolean, closed: boolean, closeReason?: string): string {
     const c: Record<string, unknown> = { streamNextOffset: offsetOf(m, position) };
@@ -217,6 +229,7 @@ export function durableReads(ctx: DurableContext) {
             const advanced = page.next > position;
             position = page.next;
             if (closed) return;
+            if (tail.closed && !advanced && (await passTrailing(m, position, tail.position))) continue;
             // More to read now; a page that could not advance stands at an append in flight: wait for it.
             if (!page.upToDate && advanced) continue;
           }

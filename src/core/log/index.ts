@@ -196,6 +196,18 @@ export class EventLog {
   }
 
   /**
+   * Sequences [from, to] that were handed out but that list() cannot pass because nothing is
+   * stored after them (a hole shows only before a later event): a publisher took them and has not
+   * stored them yet, or died. A reader that must reach `to` (a closed stream's end, or the tail a
+   * complete read was asked for) claims them as a hole between events is claimed: once this process
+   * has seen them open for the hole timeout. Returns 0 when claimed (read again now), else how long
+   * to wait at most before asking again.
+   */
+  claimTrailing(stream: StreamId, from: number, to: number): Promise<number> {
+    return this.#reader.atHole(stream, streamName(stream), { from, to });
+  }
+
+  /**
    * One page of events before `before`, newest first (void and expired ones left out), ending at
    * `limit` events or responseBytes (a larger event comes alone).
    */
