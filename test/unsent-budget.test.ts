@@ -65,15 +65,16 @@ for (const factory of storeFactories) {
       await eventually(async () => {
         most = Math.max(most, await unsent(app));
         return (await cutForBudget(app)) > 0;
-      }, 20_000, "a reader cut for the budget");
+      }, 60_000, "a reader cut for the budget"); // a wait, not a bound: 128 catch-ups are slow on a busy machine
       for (let i = 0; i < 10; i++) {
         most = Math.max(most, await unsent(app));
         await new Promise((r) => setTimeout(r, 50));
       }
       expect(most).toBeLessThanOrEqual(BUDGET);
       expect(most).toBeGreaterThan(0);
-      // A well-behaved client is served meanwhile, a catch-up read included, whole.
-      expect(await stillServing(app)).toBeLessThan(1000);
+      // A well-behaved client is served meanwhile (within a client's 5 s timeout, as issue 18
+      // asks), a catch-up read included, whole.
+      expect(await stillServing(app, 5000)).toBeLessThan(5000);
       const whole = await fetch(`${app.url}/v1/stream/big?offset=-1`, { headers: H });
       expect(whole.status).toBe(200);
       expect((await whole.arrayBuffer()).byteLength).toBe(4 * part);
@@ -84,7 +85,7 @@ for (const factory of storeFactories) {
       expect(cut).toBeGreaterThan(0);
       expect(ended.filter((o) => o.rst === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM).length).toBeGreaterThan(0);
       // Everything held for them is let go.
-      await eventually(async () => (await unsent(app)) === 0, 10_000, "unsent bytes given back");
+      await eventually(async () => (await unsent(app)) === 0, 30_000, "unsent bytes given back");
       console.log(`[budget ${factory.name}] most unsent ${most} bytes of ${BUDGET}; ${cut} responses cut for the budget of 128 asked`);
     });
   });
