@@ -17,7 +17,8 @@ for (const factory of storeFactories) {
   describe(`console reads (${factory.name} store)`, () => {
     let app: App;
     beforeAll(async () => {
-      app = await startTestServer({ store: await factory.make() });
+      // Long SSE waits: a reader that left must stop counting at once, not when its wait ends.
+      app = await startTestServer({ store: await factory.make(), env: { DURABLE_LONG_POLL_MS: "600000" } });
     });
     afterAll(async () => {
       await app?.close();
@@ -45,6 +46,21 @@ for (const factory of storeFactories) {
       expect(timestampDate(info.lastEventAt!).getTime()).toBeGreaterThanOrEqual(before - 1000);
       abort.abort();
       await Promise.all(readers);
+      for (let i = 0; i < 200 && (await listed()).subscribers !== 0; i++) await new Promise((r) => setTimeout(r, 25));
+      expect((await listed()).subscribers).toBe(0);
+    });
+
+    it("counts a Durable Streams SSE reader while it reads, and not once it left", async () => {
+      const rpc = client(StreamService, app, "connect");
+      const url = `${app.url}/v1/stream/watched-ds`;
+      expect((await fetch(url, { method: "PUT", headers: { ...h.headers, "content-type": "application/json" } })).status).toBe(201);
+      const abort = new AbortController();
+      const res = await fetch(`${url}?offset=-1&live=sse`, { headers: h.headers, signal: abort.signal });
+      expect(res.status).toBe(200);
+      const listed = async () => (await rpc.listStreams({ kind: StreamKind.DURABLE }, h)).streams.find((s) => s.stream?.key === "watched-ds")!;
+      for (let i = 0; i < 200 && (await listed()).subscribers !== 1; i++) await new Promise((r) => setTimeout(r, 25));
+      expect((await listed()).subscribers).toBe(1);
+      abort.abort();
       for (let i = 0; i < 200 && (await listed()).subscribers !== 0; i++) await new Promise((r) => setTimeout(r, 25));
       expect((await listed()).subscribers).toBe(0);
     });

@@ -1,5 +1,5 @@
 import { Counter, Gauge } from "prom-client";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import http from "node:http";
@@ -97,7 +97,7 @@ function loadConsole(): Map<string, { type: string; body: Buffer }> {
   const dir = fileURLToPath(new URL("./console/", import.meta.url));
   const types: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
   const files = new Map<string, { type: string; body: Buffer }>();
-  for (const name of ["index.html", "app.js", "style.css"]) {
+  for (const name of readdirSync(dir).filter((n) => types[extname(n)])) {
     files.set(`/ui/${name}`, { type: types[extname(name)]!, body: readFileSync(join(dir, name)) });
   }
   return files;
