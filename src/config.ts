@@ -90,6 +90,8 @@ export interface Config {
   pushAllow: string[];
   /** Most push deliveries per second per subscription. */
   pushMaxPerSecond: number;
+  /** Origins that browser pages may call from (CORS_ORIGINS; `loopback`: loopback origins, any port). See src/server/policy.ts. */
+  corsOrigins: string[];
 }
 
 /**
@@ -173,6 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     healthWatchMaxMs: int(env, "HEALTH_WATCH_MAX_MS", 300_000, 100),
     pushAllow: (env["PUSH_ALLOW"] ?? "").split(",").map((s) => s.trim()).filter(Boolean),
     pushMaxPerSecond: int(env, "PUSH_MAX_PER_SECOND", 50, 1),
+    corsOrigins: (env["CORS_ORIGINS"] ?? "loopback").split(",").map((s) => s.trim()).filter(Boolean),
   };
   if (!LOG_LEVELS.includes(cfg.logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(cfg.logLevel)}`);
   const auth = env["AUTH"];

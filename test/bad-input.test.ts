@@ -192,7 +192,7 @@ for (const factory of storeFactories) {
       const { port } = new URL(app.url);
       const sock = net.connect(Number(port), "127.0.0.1");
       await new Promise<void>((r) => sock.once("connect", () => r()));
-      sock.write("POST /api/v1/events/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: 100\r\n\r\n{\"topic\":");
+      sock.write("POST /api/v1/events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: 100\r\n\r\n{\"topic\":");
       const closed = new Promise<string>((resolve) => {
         let got = "";
         sock.on("data", (d) => (got += d.toString()));

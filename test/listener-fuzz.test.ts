@@ -114,7 +114,7 @@ for (const factory of storeFactories) {
         fc.asyncProperty(METHODS, pathArb(templates), headersArb, bodyArb, fc.integer({ min: 0, max: 9 }).map((n) => n > 0), async (method, path, headers, body, withHost) => {
           cases++;
           const lines = [`${method} ${path} HTTP/1.1`];
-          if (withHost) lines.push("Host: fuzz");
+          if (withHost) lines.push("Host: 127.0.0.1");
           for (const [n, v] of headers) if (n.toLowerCase() !== "content-length" && n.toLowerCase() !== "transfer-encoding") lines.push(`${n}: ${v}`);
           const payload = Buffer.from(body, "latin1");
           lines.push(`Content-Length: ${payload.length}`, "Connection: close");
@@ -150,7 +150,7 @@ for (const factory of storeFactories) {
               1,
               4 | (h.end ? 1 : 0),
               h.stream,
-              hpack([[":method", h.method], [":scheme", "http"], [":authority", "fuzz"], [":path", h.path], ...h.extra.map(([n, v]) => [n.toLowerCase(), v] as [string, string])]),
+              hpack([[":method", h.method], [":scheme", "http"], [":authority", "127.0.0.1"], [":path", h.path], ...h.extra.map(([n, v]) => [n.toLowerCase(), v] as [string, string])]),
             ),
           ),
       );

@@ -162,16 +162,16 @@ describe("bytes of requests in flight", () => {
     const hog = net.connect(app.port, "127.0.0.1");
     hog.on("error", () => {});
     await new Promise<void>((r) => hog.on("connect", () => r()));
-    hog.write(`POST /api/v1/events/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: 1000000\r\n\r\n{"topic":"t","events":[{"data":"${"x".repeat(700_000)}`);
+    hog.write(`POST /api/v1/events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: 1000000\r\n\r\n{"topic":"t","events":[{"data":"${"x".repeat(700_000)}`);
     // Let the server read what was sent.
     await new Promise((r) => setTimeout(r, 300));
     // JSON path: 503 in the dialect's shape.
     const body = JSON.stringify({ topic: "t", events: [{ data: "y".repeat(500_000) }] });
-    const res = await rawHttp(app, `POST /api/v1/events/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 5000);
+    const res = await rawHttp(app, `POST /api/v1/events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 5000);
     expect(res.status).toBe(503);
     expect(JSON.parse(res.text.slice(res.text.indexOf("\r\n\r\n") + 4)).error).toMatch(/in flight/);
     // Durable Streams: 503 as well (its routes share the gateway's error table), nothing appended.
-    const ds = await rawHttp(app, `POST /v1/stream/busy HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 500000\r\n\r\n${"d".repeat(500_000)}`, 5000);
+    const ds = await rawHttp(app, `POST /v1/stream/busy HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 500000\r\n\r\n${"d".repeat(500_000)}`, 5000);
     expect(ds.status).toBe(503);
     expect(ds.text.slice(ds.text.indexOf("\r\n\r\n") + 4)).toMatch(/in flight/);
     // RPC: resource_exhausted.

@@ -46,7 +46,7 @@ describe("connection and request timeouts", () => {
   it("cuts off headers trickled a line at a time (408)", async () => {
     let timer: NodeJS.Timeout | undefined;
     const closed = socketClosed(app, (s) => {
-      s.write("GET /healthz HTTP/1.1\r\nHost: x\r\n");
+      s.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
       let n = 0;
       timer = setInterval(() => !s.destroyed && s.write(`X-Slow-${n++}: a\r\n`), 100);
     });
@@ -62,7 +62,7 @@ describe("connection and request timeouts", () => {
       ["/api/v1/events/publish", "application/json"],
       ["/events.v1.StreamService/Publish", "application/proto"],
     ] as const) {
-      const closed = socketClosed(app, (s) => s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nX-Project-ID: acme\r\nContent-Length: 100\r\n\r\n{"to`));
+      const closed = socketClosed(app, (s) => s.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${type}\r\nX-Project-ID: acme\r\nContent-Length: 100\r\n\r\n{"to`));
       expect(await stillServing(app)).toBeLessThan(1000);
       const { ms, text } = await closed;
       expect(text, path).toMatch(/^HTTP\/1\.1 408/);
@@ -204,7 +204,7 @@ describe("stream and connection caps", () => {
       const text = await new Promise<string>((resolve) => {
         let got = "";
         s.on("data", (d) => (got += d.toString()).includes("\r\n\r\n") && got.includes("}") && resolve(got));
-        s.on("connect", () => s.write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+        s.on("connect", () => s.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
       });
       if (/^HTTP\/1\.1 503/.test(text)) refused = text;
       else held.push(s);

@@ -5,7 +5,7 @@ import { EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/e
 import type { EventLog } from "../core/log.js";
 import { eventCost } from "../core/json.js";
 import { IDENTIFIER_RULE, isIdentifier } from "../core/names.js";
-import { CapacityError, DuplicateEventError, InvalidEventError, LimitError, StoreUnavailableError, StreamClosedError, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
+import { type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { ValidationError, fieldRules, lengthError, messageFromJson, type FieldError } from "./json.js";
 import { contentOf } from "./mapping.js";
 import { FreeJsonError, rawValue, valueToJson as freeValueToJson } from "./free-json.js";
@@ -189,36 +189,8 @@ function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
   return msg;
 }
 
-/**
- * What a 503 / `unavailable` promises. Normally "nothing was stored" (the publish's outcome was
- * resolved before answering: safe to retry). When the store stopped answering before that could be
- * resolved, the reply says the outcome is unknown.
- */
-export function unavailableMessage(err: StoreUnavailableError): string {
-  return err.outcome === "unknown"
-    ? "the event store is unavailable and did not confirm this publish: it may or may not have been stored (retry with an idempotency key, or read the stream to check)"
-    : "the event store is unavailable; nothing was stored, retry later";
-}
-
-/** Maps core errors onto Connect codes (RPC errors, PublishStream's error acks). */
-export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof StoreUnavailableError) return new ConnectError(unavailableMessage(err), Code.Unavailable, undefined, undefined, err);
-  if (err instanceof ValidationError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
-  if (err instanceof InvalidEventError) return invalid([invalidEventField(err)]);
-  if (err instanceof DuplicateEventError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
-  // A closed stream is a state the caller must change first (a new stream), not a transient conflict to retry.
-  if (err instanceof StreamClosedError) return new ConnectError(err.message, Code.FailedPrecondition, undefined, undefined, err);
-  if (err instanceof LimitError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
-  if (err instanceof CapacityError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
-  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
-}
-
-/** The field error of a draft the log refused (located as in a PublishRequest). */
-export function invalidEventField(err: InvalidEventError): FieldError {
-  if (err.field === "idempotency_key") return { loc: ["events", err.index, err.field], msg: `Input ${err.problem}`, type: "value_error" };
-  return { loc: ["events", err.index, err.field], msg: `Input is not storable JSON: ${err.problem}`, type: "value_error" };
-}
+/** The error table lives in ./errors.ts; RPC code elsewhere in src/api reaches it from here. */
+export { toConnectError } from "./errors.js";
 
 /** Sequences arrive as int64 (bigint); the core works with numbers, exact up to 2^53. */
 export function seqFromPb(v: bigint | undefined, loc: (string | number)[]): number {

@@ -1,9 +1,5 @@
 import { Counter, Gauge } from "prom-client";
-import { readdirSync, readFileSync } from "node:fs";
-import { extname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import http from "node:http";
-import http2 from "node:http2";
+import { readFileSync } from "node:fs";
 import { pino, type DestinationStream, type Logger } from "pino";
 import { ConfigError, type Config } from "../config.js";
 import { EventLog } from "../core/log.js";
@@ -20,7 +16,12 @@ import { SailhouseWorker } from "../api/sailhouse-worker.js";
 import type { SailhouseStore } from "../store/sailhouse.js";
 import { MemorySailhouseStore } from "../store/memory/sailhouse.js";
 import { MongoSailhouseStore } from "../store/mongo/sailhouse.js";
-import { createGateway, isRoutePath, sendJson } from "./gateway.js";
+import { jsonRoutes, type Route } from "./gateway.js";
+import { sendJson } from "./http/reply.js";
+import { createPipeline, RouteTable, type Surface } from "./pipeline.js";
+import { OriginRule } from "./policy.js";
+import { opsRoutes } from "./routes/ops.js";
+import { rpcPolicy } from "./routes/rpc.js";
 import { PushPolicy } from "../api/push-policy.js";
 import { Metrics } from "./metrics.js";
 import { releaseWriters, StallWatch } from "./stall.js";
@@ -43,7 +44,7 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { cachedCheck, registerHealth, registerReflection } from "./grpc.js";
 import { InflightBytes, liveReaderInterceptor, LiveReaders, SubscriptionLimits } from "./limits.js";
 import { DEFAULT_PROJECT } from "../api/common.js";
-import { registerRpc, SERVICES, STREAMING_REQUEST_PATHS } from "./rpc.js";
+import { registerRpc, SERVICES } from "./rpc.js";
 import { durableApi } from "../api/durable/index.js";
 import { durableRoutes } from "./routes/durable.js";
 import type { DurableStore } from "../store/durable.js";
@@ -53,7 +54,7 @@ import type { Req, Res } from "./sse.js";
 import { boundaryInterceptor, errorSink, guardProcess } from "./boundary.js";
 import { listen } from "./listener.js";
 import { VERSION } from "../version.js";
-import { rpcAdapter } from "./rpc-adapter.js";
+import { rpcRoutes } from "./rpc-adapter.js";
 import { UNAUTHENTICATED_PATHS, UnauthenticatedStreams } from "./unauthenticated.js";
 import { tracing } from "../core/trace.js";
 import { traceRequest } from "./tracing.js";
@@ -90,17 +91,6 @@ export interface AppOptions {
    * count, keep serving) while the service runs. Default true.
    */
   guardProcess?: boolean;
-}
-
-/** The web console's files (src/server/console, copied next to the built module by `npm run build`). */
-function loadConsole(): Map<string, { type: string; body: Buffer }> {
-  const dir = fileURLToPath(new URL("./console/", import.meta.url));
-  const types: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
-  const files = new Map<string, { type: string; body: Buffer }>();
-  for (const name of readdirSync(dir).filter((n) => types[extname(n)])) {
-    files.set(`/ui/${name}`, { type: types[extname(name)]!, body: readFileSync(join(dir, name)) });
-  }
-  return files;
 }
 
 /** JSON logs; credentials never reach them, whatever a log call passes along. */
@@ -204,12 +194,11 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   // link-local or metadata addresses unless PUSH_ALLOW names them (src/api/push-policy.ts).
   let listening: { host: string; port: number } | undefined;
   let ownPath: (pathname: string) => boolean = () => false;
-  const rpcPaths = new Set([...SERVICES, Health].flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`)));
   const pushPolicy = new PushPolicy({
     mode: authMode === "required" ? "strict" : "local",
     allow: cfg.pushAllow,
     self: () => listening,
-    isOwnPath: (p) => rpcPaths.has(p) || p.startsWith("/v1/stream/") || p.startsWith("/v1/log/") || ownPath(p),
+    isOwnPath: (p) => ownPath(p),
   });
   const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore, pushPolicy });
   const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.connection) : new MemoryTaskStore(memoryBudget(store));
@@ -222,7 +211,6 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     durable: durableStore,
     config: { longPollTimeoutMs: cfg.durableLongPollMs, sseMaxMs: cfg.durableSseMaxMs, maxAppendBytes: cfg.durableMaxAppendBytes, readMaxBytes: cfg.durableReadMaxBytes, maxForkBytes: cfg.durableMaxForkBytes },
   });
-  const durable = durableRoutes(durableStreams, { auth, maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs, log: logger, requests: metrics.requests, liveReaders });
   const streams = streamsApi({ ...deps, producers: durableStreams.producerPublish }, { windowBytes: cfg.publishStreamWindowBytes, responseBytes: cfg.responseBatchBytes });
   const pushed = new Counter({ name: "sailhouse_push_deliveries_total", help: "Sailhouse push deliveries, by outcome (delivered: a 2xx answer; failed: refused, timed out or unreachable)", labelNames: ["outcome"], registers: [metrics.registry] });
   const failingEndpoints = new Gauge({ name: "sailhouse_push_endpoints_failing", help: "Push subscriptions whose endpoint failed its last delivery (backing off)", registers: [metrics.registry] });
@@ -239,82 +227,43 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
   });
 
   const admin = adminApi(keys, cfg.adminToken, () => new Date(now()), { responseBytes: cfg.responseBatchBytes });
-  const gatewayRoutes = [...polosRoutes(polos), ...kubiyaRoutes(kubiya), ...sailhouseRoutes(sailhouse), ...terminalUseRoutes(terminaluse)];
-  ownPath = isRoutePath(gatewayRoutes);
-  const gateway = createGateway(gatewayRoutes, { auth, maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues, log: logger, requests: metrics.requests, errors, liveReaders });
-  const handler = rpcAdapter({
+  const gatewayRoutes = { polos: polosRoutes(polos), kubiya: kubiyaRoutes(kubiya), sailhouse: sailhouseRoutes(sailhouse), terminaluse: terminalUseRoutes(terminaluse) };
+  const jsonOptions = { maxBodyBytes: cfg.maxBodyBytes, bodyTimeoutMs: cfg.requestTimeoutMs, sseKeepaliveMs: cfg.sseKeepaliveMs, errorQuoteBytes: cfg.errorQuoteBytes, maxJsonValues: cfg.maxJsonValues };
+  const rpc = rpcRoutes({
     errors,
     routes(router) {
       registerRpc(router, { streams, polos, kubiya, sailhouse, admin, terminaluse });
       registerHealth(router, SERVICES, storeHealthy, { watchIntervalMs: 5000, watchMaxMs: cfg.healthWatchMaxMs });
       registerReflection(router, [...SERVICES, Health], cfg.requestTimeoutMs);
     },
+    policyOf: rpcPolicy(cfg.maxBodyBytes),
     readMaxBytes: cfg.maxBodyBytes,
-    interceptors: [boundaryInterceptor(errors), auth.interceptor(), liveReaderInterceptor(liveReaders, (req) => req.contextValues.get(PROJECT) ?? DEFAULT_PROJECT)],
-    fallback(req: Req, res: Res) {
-      if (durable(req, res) || gateway(req, res)) return;
-      if (req.method === "GET" && serveOps(req, res)) return;
-      const contentType = String(req.headers["content-type"] ?? "");
-      if (contentType.startsWith("application/grpc")) {
-        // An unknown RPC, asked over gRPC: a trailers-only `unimplemented` response.
-        res.writeHead(200, { "content-type": contentType.split(";")[0]!, "grpc-status": "12", "grpc-message": encodeURIComponent(`unknown method ${req.url}`) });
-        res.end();
-        return;
-      }
-      if (/^\/[\w.]+\/\w+$/.test((req.url ?? "").split("?")[0]!) && /^application\/(json|proto)/.test(contentType)) {
-        sendJson(res, 404, { code: "unimplemented", message: `unknown method ${req.url}` });
-        return;
-      }
-      sendJson(res, 404, { error: `no route for ${req.method} ${req.url}` });
-    },
+    interceptors: [boundaryInterceptor(errors), liveReaderInterceptor(liveReaders, (req) => req.contextValues.get(PROJECT) ?? DEFAULT_PROJECT)],
   });
-
-  const consoleFiles = loadConsole();
-  const openapi = openApiDocument(gatewayRoutes, VERSION);
-
-  /** Liveness, readiness (the store answers), Prometheus metrics and the web console. */
-  function serveOps(req: Req, res: Res): boolean {
-    const path = (req.url ?? "/").split("?")[0]!;
-    if (path === "/" || path === "/ui") {
-      res.writeHead(302, { location: "/ui/" + ((req.url ?? "").includes("?") ? "?" + (req.url ?? "").split("?")[1] : "") });
-      res.end();
-      return true;
-    }
-    const asset = consoleFiles.get(path === "/ui/" ? "/ui/index.html" : path);
-    if (asset) {
-      res.writeHead(200, { "content-type": asset.type, "cache-control": "no-cache", "x-content-type-options": "nosniff" });
-      res.end(asset.body);
-      return true;
-    }
-    if (path === "/healthz") {
-      sendJson(res, 200, { status: "ok" });
-      return true;
-    }
-    if (path === "/readyz") {
-      storeHealthy()
-        .then((ok) => sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "store unavailable", store: store.kind }))
-        .catch((err: unknown) => errors.caught("request", err, { path }));
-      return true;
-    }
-    if (path === "/openapi.json") {
-      sendJson(res, 200, openapi);
-      return true;
-    }
-    if (path === "/metrics") {
-      metrics.registry
-        .metrics()
-        .then((text) => {
-          res.writeHead(200, { "content-type": metrics.registry.contentType });
-          res.end(text);
-        })
-        .catch((err: unknown) => {
-          errors.caught("request", err, { path });
-          if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
-        });
-      return true;
-    }
-    return false;
-  }
+  // The one route table: every surface, each route with its policy (src/server/pipeline.ts).
+  const table = new RouteTable([
+    ...(Object.entries(gatewayRoutes) as [Surface, Route[]][]).flatMap(([surface, routes]) => jsonRoutes(surface, routes, jsonOptions)),
+    ...durableRoutes(durableStreams, { maxBodyBytes: cfg.durableMaxAppendBytes, bodyTimeoutMs: cfg.requestTimeoutMs }),
+    ...rpc,
+    ...opsRoutes({
+      storeHealthy,
+      storeKind: store.kind,
+      openapi: openApiDocument(Object.values(gatewayRoutes).flat(), VERSION),
+      metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
+    }),
+  ]);
+  ownPath = (p) => table.serves(p);
+  // Requests that are streams (client and bidi RPCs): no body deadline, and only the chunk being read counts in flight.
+  const streamingRequests = new Set(table.routes.filter((r) => r.policy.body === "stream").map((r) => r.path));
+  const handler = createPipeline(table, {
+    auth,
+    origins: new OriginRule(authMode, cfg.corsOrigins),
+    liveReaders,
+    requests: metrics.requests,
+    errors,
+    log: logger,
+    errorQuoteBytes: cfg.errorQuoteBytes,
+  });
 
   const stalls = new StallWatch({
     stallTimeoutMs: cfg.stallTimeoutMs,
@@ -344,7 +293,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     if (!unauthenticated.admit(req, res)) return;
     inFlight++;
     const path = (req.url ?? "").split("?", 2)[0]!;
-    const giveBack = inflight.track(req, STREAMING_REQUEST_PATHS.has(path), () => metrics.limited.inc({ limit: "inflight_bytes" }));
+    const giveBack = inflight.track(req, streamingRequests.has(path), () => metrics.limited.inc({ limit: "inflight_bytes" }));
     res.once("close", () => {
       inFlight--;
       giveBack();
@@ -362,7 +311,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     idleTimeoutMs: cfg.idleTimeoutMs,
     maxConnections: cfg.maxConnections,
     maxConcurrentStreams: cfg.maxConcurrentStreams,
-    streamingRequestPaths: STREAMING_REQUEST_PATHS,
+    streamingRequestPaths: streamingRequests,
     unauthenticatedPaths: UNAUTHENTICATED_PATHS,
     errors,
     limited: (limit) => metrics.limited.inc({ limit }),

@@ -1,10 +1,11 @@
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
+import { HEADER, KEY_COOKIES } from "./http/wire.js";
 import { hashKey, type KeyStore } from "../store/keys.js";
 import { NO_HOLD, StreamKeys, type KeyHold } from "./revocation.js";
 
 export type AuthMode = "required" | "off";
 
-/** The caller's project, as the RPC auth interceptor established it (undefined: none named, auth off). */
+/** The caller's project, as the pipeline's policy established it (undefined: none named, auth off). */
 export const PROJECT = createContextKey<string | undefined>(undefined, { description: "the caller's project" });
 
 export function isLoopback(host: string): boolean {
@@ -13,7 +14,7 @@ export function isLoopback(host: string): boolean {
 
 /** The credential a request presents, in any of the forms the four platforms' clients send. */
 export function credentialOf(header: (name: string) => string | undefined): string | undefined {
-  const auth = header("authorization")?.trim();
+  const auth = header(HEADER.authorization)?.trim();
   if (auth) {
     // `Bearer <key>` (Polos, Kubiya's CLI and event bus, TerminalUse, gRPC), `UserKey <key>` (Kubiya's
     // Python SDK and its workers' control-plane client), or the raw key (Sailhouse's apiKey scheme).
@@ -22,16 +23,16 @@ export function credentialOf(header: (name: string) => string | undefined): stri
   }
   // TerminalUse's agent key (its SDKs' `agent_api_key`, TERMINALUSE_AGENT_API_KEY); its user
   // token comes as Bearer above, which wins when a client sends both.
-  const agentKey = header("x-agent-api-key")?.trim();
+  const agentKey = header(HEADER.agentKey)?.trim();
   if (agentKey) return agentKey;
-  const cookie = header("cookie");
+  const cookie = header(HEADER.cookie);
   if (cookie) {
     // Polos: `polos_auth` (its OpenAPI) or `auth_token` (the name Polos's own server reads).
     for (const part of cookie.split(";")) {
       const eq = part.indexOf("=");
       if (eq < 0) continue;
       const name = part.slice(0, eq).trim();
-      if (name === "polos_auth" || name === "auth_token") {
+      if (KEY_COOKIES.includes(name)) {
         try {
           return decodeURIComponent(part.slice(eq + 1).trim());
         } catch {
@@ -40,42 +41,6 @@ export function credentialOf(header: (name: string) => string | undefined): stri
       }
     }
   }
-  return undefined;
-}
-
-/**
- * Cross-site request check for the JSON paths (a browser on another site can make a user's browser
- * send a form or text/plain POST, with the user's cookies, without asking anyone). Returns why the
- * request is refused, or undefined:
- * - authenticated by a cookie alone (no header credential): the Origin, when sent, must be this
- *   host, and a request with a body must be JSON (a JSON request from another site needs a CORS
- *   preflight, which these paths do not grant);
- * - with no credential at all (auth off): a cross-site Origin may not send a body a browser sends
- *   without preflight (form, multipart, text/plain or none).
- * Requests with a header credential (Authorization, or another header form) are unaffected.
- */
-export function crossSiteRefusal(method: string, header: (name: string) => string | undefined): string | undefined {
-  const withCookie = credentialOf(header);
-  const withoutCookie = credentialOf((n) => (n === "cookie" ? undefined : header(n)));
-  if (withoutCookie !== undefined) return undefined;
-  const origin = header("origin");
-  const host = header(":authority") ?? header("host");
-  let sameOrigin = true;
-  if (origin !== undefined) {
-    try {
-      sameOrigin = origin !== "null" && host !== undefined && new URL(origin).host.toLowerCase() === host.toLowerCase();
-    } catch {
-      sameOrigin = false;
-    }
-  }
-  const hasBody = method !== "GET" && method !== "HEAD" && method !== "OPTIONS";
-  const json = /^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(header("content-type") ?? "");
-  if (withCookie !== undefined) {
-    if (!sameOrigin) return "cross-site request refused: a request authenticated by a cookie must come from this site (Origin)";
-    if (hasBody && !json) return "cross-site request refused: a request authenticated by a cookie must send Content-Type: application/json";
-    return undefined;
-  }
-  if (!sameOrigin && hasBody && !json) return "cross-site request refused: another site's page may not send this request";
   return undefined;
 }
 
@@ -139,17 +104,5 @@ export class Auth {
     if (!hit.project) throw new ConnectError("invalid, revoked or expired API key", Code.Unauthenticated);
     if (claimed !== undefined && claimed !== hit.project) throw new ConnectError(`this API key does not belong to project ${JSON.stringify(claimed)}`, Code.PermissionDenied);
     return hit.project;
-  }
-
-  /** Connect interceptor: authenticates each RPC (health, reflection and admin excepted) and records its project. */
-  interceptor(): Interceptor {
-    return (next) => async (req) => {
-      const service = req.service.typeName;
-      if (service.startsWith("grpc.") || service === "admin.v1.AdminService") return next(req);
-      const header = (n: string): string | undefined => req.header.get(n) ?? undefined;
-      const claimed = header("x-project-id") || header("project-id") || undefined;
-      req.contextValues.set(PROJECT, await this.project(credentialOf(header), claimed));
-      return next(req);
-    };
   }
 }

@@ -5,20 +5,13 @@
  */
 import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Req } from "./sse.js";
+import { capacityExceeded } from "../api/errors.js";
 import { credentialOf, type Auth } from "./auth.js";
 import { untilRevoked, type KeyHold } from "./revocation.js";
 
-/** Marks the cause of a BusyError (ConnectError's instanceof matches any ConnectError, so no subclass). */
-class Busy extends Error {}
-
-/** The instance is at its budget of request bytes in flight: 503 on JSON paths, `resource_exhausted` on RPCs. */
+/** The instance is at its budget of request bytes in flight: 503 on HTTP paths, `resource_exhausted` on RPCs. */
 export function busyError(limitBytes: number): ConnectError {
-  const msg = `the service has ${limitBytes} bytes of requests in flight, its limit; retry shortly`;
-  return new ConnectError(msg, Code.ResourceExhausted, undefined, undefined, new Busy(msg));
-}
-
-export function isBusy(err: unknown): err is ConnectError {
-  return err instanceof ConnectError && err.cause instanceof Busy;
+  return capacityExceeded(`the service has ${limitBytes} bytes of requests in flight, its limit; retry shortly`);
 }
 
 /**

@@ -20,7 +20,7 @@ import net from "node:net";
 import http from "node:http";
 import http2 from "node:http2";
 import type { ErrorSink } from "./boundary.js";
-import { sendJson } from "./gateway.js";
+import { sendJson } from "./http/reply.js";
 import type { Req, Res } from "./sse.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

@@ -6,7 +6,8 @@
  */
 import type { DescField, DescMessage } from "@bufbuild/protobuf";
 import { fieldRules } from "../api/json.js";
-import type { Dialect, Route } from "./gateway.js";
+import type { Dialect } from "../api/errors.js";
+import type { Route } from "./gateway.js";
 
 export interface RouteDoc {
   summary: string;

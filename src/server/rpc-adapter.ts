@@ -10,17 +10,41 @@
  *   always means a bad request.
  * - A failure while writing a response goes to the error boundary (logged once, counted), not to
  *   console.error.
+ *
+ * Each RPC is a route of the pipeline's table (src/server/pipeline.ts): the pipeline applies its
+ * policy (Host, Origin, key, body limit) before the call and hands the caller's project, or its
+ * refusal, to the call as context values.
  */
-import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createConnectRouter, createContextKey, createContextValues, type ConnectRouter, type ConnectRouterOptions, type Interceptor } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { REQUEST_PARSE_ERROR, type ErrorSink } from "./boundary.js";
-import type { Req, Res } from "./sse.js";
+import { toConnectError } from "../api/errors.js";
+import { PROJECT } from "./auth.js";
+import type { PipelineRoute } from "./pipeline.js";
+import type { RoutePolicy } from "./policy.js";
 
 export interface RpcAdapterOptions extends Pick<ConnectRouterOptions, "readMaxBytes" | "interceptors"> {
   routes(router: ConnectRouter): void;
-  fallback(req: Req, res: Res): void;
+  /** Each RPC's policy (src/server/routes/rpc.ts); undefined is a start-up error. */
+  policyOf(service: DescService, method: DescMethod): RoutePolicy | undefined;
   errors: ErrorSink;
+}
+
+/** A refusal the pipeline decided for a call (src/server/pipeline.ts), thrown inside it by refusalInterceptor. */
+const REFUSAL = createContextKey<unknown>(undefined, { description: "the pipeline's refusal of this call" });
+
+/**
+ * First in the chain: a call the pipeline refused (Host, Origin, key, body limit) fails here, as a
+ * ConnectError from the one error table, so connect-node writes it in the call's protocol.
+ */
+function refusalInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const refusal = req.contextValues.get(REFUSAL);
+    if (refusal !== undefined) throw toConnectError(refusal);
+    return next(req);
+  };
 }
 
 const INVALID = String(Code.InvalidArgument);
@@ -114,27 +138,39 @@ export async function parseErrorsAsInvalid(u: UniversalServerResponse): Promise<
   return { ...u, body: correctedFrames(u, u.body) };
 }
 
-/** The request handler: RPCs through the router, everything else to `fallback`. */
-export function rpcAdapter(o: RpcAdapterOptions): (req: Req, res: Res) => void {
-  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...(o.readMaxBytes !== undefined ? { readMaxBytes: o.readMaxBytes } : {}), ...(o.interceptors ? { interceptors: o.interceptors } : {}) });
+/** One pipeline route per RPC (POST /package.Service/Method), each with its declared policy. */
+export function rpcRoutes(o: RpcAdapterOptions): PipelineRoute[] {
+  const router = createConnectRouter({
+    acceptCompression: [compressionGzip, compressionBrotli],
+    ...(o.readMaxBytes !== undefined ? { readMaxBytes: o.readMaxBytes } : {}),
+    interceptors: [refusalInterceptor(), ...(o.interceptors ?? [])],
+  });
   o.routes(router);
-  const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
-  return (req, res) => {
-    const handler = handlers.get((req.url ?? "").split("?", 2)[0]!);
-    if (!handler) {
-      o.fallback(req, res);
-      return;
-    }
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
-    handler(uReq)
-      .then(async (uRes) => universalResponseToNodeResponse(await parseErrorsAsInvalid(uRes), res))
-      .catch((reason: unknown) => {
-        if (ConnectError.from(reason).code === Code.Aborted || res.destroyed || req.destroyed) return;
-        o.errors.caught("rpc", reason, { rpc: `${handler.service.typeName}/${handler.method.name}`, during: "response" });
-        if (!res.headersSent) {
-          res.writeHead(500);
-          res.end();
-        } else res.destroy();
-      });
-  };
+  return router.handlers.map((handler) => {
+    const policy = o.policyOf(handler.service, handler.method);
+    if (!policy) throw new Error(`RPC ${handler.requestPath} has no policy (src/server/routes/rpc.ts)`);
+    return {
+      surface: "rpc",
+      method: "POST",
+      path: handler.requestPath,
+      policy,
+      errors: "rpc",
+      async serve(call) {
+        const { req, res } = call;
+        const values = createContextValues().set(PROJECT, call.project);
+        if (call.refusal !== undefined) values.set(REFUSAL, call.refusal);
+        const uReq = universalRequestFromNodeRequest(req, res, undefined, values);
+        try {
+          await universalResponseToNodeResponse(await parseErrorsAsInvalid(await handler(uReq)), res);
+        } catch (reason) {
+          if (ConnectError.from(reason).code === Code.Aborted || res.destroyed || req.destroyed) return;
+          o.errors.caught("rpc", reason, { rpc: `${handler.service.typeName}/${handler.method.name}`, during: "response" });
+          if (!res.headersSent) {
+            res.writeHead(500);
+            res.end();
+          } else res.destroy();
+        }
+      },
+    } satisfies PipelineRoute;
+  });
 }

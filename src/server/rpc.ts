@@ -1,5 +1,5 @@
 /** The Connect services (gRPC, gRPC-Web and Connect protocol): thin adapters onto src/api. */
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { StreamService } from "../../gen/events/v1/events_pb.js";
 import { ExecutionEventsService } from "../../gen/kubiya/v1/kubiya_pb.js";
@@ -15,17 +15,10 @@ import type { TerminalUseApi } from "../api/terminaluse.js";
 import { AdminService } from "../../gen/admin/v1/admin_pb.js";
 import type { StreamsApi } from "../api/streams.js";
 import { PROJECT } from "./auth.js";
-import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import { ServerReflection as ServerReflectionAlpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService, AdminService];
 
-/** Paths of the RPCs whose request is a stream (client or bidi streaming, reflection included): their body has no deadline. */
-export const STREAMING_REQUEST_PATHS: ReadonlySet<string> = new Set(
-  [...SERVICES, ServerReflection, ServerReflectionAlpha].flatMap((s) => s.methods.filter((m) => m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming").map((m) => `/${s.typeName}/${m.name}`)),
-);
-
-/** The call's project was settled by the auth interceptor (src/server/auth.ts). */
+/** The call's project was settled by the pipeline's policy (src/server/pipeline.ts). */
 export function callContext(ctx: HandlerContext): CallContext {
   const project = ctx.values.get(PROJECT);
   const binaryWire = !(ctx.requestHeader.get("content-type") ?? "").includes("json");
