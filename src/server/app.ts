@@ -18,7 +18,7 @@ import { MemorySailhouseStore } from "../store/memory/sailhouse.js";
 import { MongoSailhouseStore } from "../store/mongo/sailhouse.js";
 import { jsonRoutes, type Route } from "./gateway.js";
 import { sendJson } from "./http/reply.js";
-import { createPipeline, RouteTable, type Surface } from "./pipeline.js";
+import { createPipeline, RouteTable, type PipelineRoute, type Surface } from "./pipeline.js";
 import { OriginRule } from "./policy.js";
 import { opsRoutes } from "./routes/ops.js";
 import { rpcPolicy } from "./routes/rpc.js";
@@ -66,6 +66,8 @@ export interface App {
   url: string;
   log: EventLog;
   store: Store;
+  /** The route table: every route of every surface with its policy (the policy matrix test and docs read it). */
+  routes: readonly PipelineRoute[];
   /**
    * Graceful stop: stop accepting, finish in-flight publishes, end streams cleanly, close the
    * store; connections still open after `deadlineMs` (default SHUTDOWN_TIMEOUT_MS) are dropped.
@@ -329,6 +331,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     url,
     log,
     store,
+    routes: table.routes,
     close(deadlineMs = cfg.shutdownTimeoutMs) {
       closing ??= (async () => {
         // 1. Stop accepting connections; tell HTTP/2 clients to go away once their calls finish.

@@ -96,7 +96,7 @@ export function jsonRoutes(surface: Surface, routes: readonly Route[], d: Gatewa
       body: route.method === "GET" || route.method === "DELETE" ? 0 : (route.maxBodyBytes ?? d.maxBodyBytes),
       stream: live ? "live" : "unary",
       caps: live ? ["inflight_bytes", "subscriptions"] : ["inflight_bytes"],
-      metric: `${route.method} ${route.path}`,
+      metric: route.path,
     };
     return { surface, method: route.method, path: route.path, policy, errors: route.dialect, serve: (call) => serve(route, policy, call, d) };
   });

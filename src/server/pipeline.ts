@@ -135,7 +135,7 @@ export function createPipeline(table: RouteTable, o: PipelineOptions): (req: Req
     res.setHeader(HEADER.requestId, requestId);
     const found = table.match(url.pathname, method);
     if (!found) {
-      res.once("finish", () => o.requests.inc({ route: UNMATCHED, status: String(res.statusCode) }));
+      res.once("finish", () => o.requests.inc({ route: `${method} ${UNMATCHED}`, status: String(res.statusCode) }));
       unmatched(req, res, url, o);
       return;
     }
@@ -143,7 +143,8 @@ export function createPipeline(table: RouteTable, o: PipelineOptions): (req: Req
     const log = o.log.child({ requestId, method, route: route.path });
     const started = performance.now();
     res.once("finish", () => {
-      o.requests.inc({ route: route.policy.metric, status: String(res.statusCode) });
+      // The metric bounds the method to a fixed set (requestLabels); the template is the route's.
+      o.requests.inc({ route: `${method} ${route.policy.metric}`, status: String(res.statusCode) });
       log.debug({ status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
     });
     void run(req, res, url, found, route, requestId, log, o).catch((err: unknown) => o.errors.caught("request", err, { requestId, path: url.pathname }));

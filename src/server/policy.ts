@@ -43,7 +43,7 @@ export interface RoutePolicy {
   body: number | "stream";
   stream: StreamClass;
   caps: readonly Cap[];
-  /** The `route` label of http_requests_total: the route's template, never the request's path. */
+  /** The template in the `route` label of http_requests_total ("<method> <template>"): never the request's path. */
   metric: string;
   /** Request headers a cross-origin page may send besides the common ones, and response headers it may read. */
   corsHeaders?: { request?: readonly string[]; expose?: readonly string[] };

@@ -77,7 +77,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): Pipeline
         // GET is a catch-up read, or a live one (long-poll, SSE) holding a subscription slot.
         stream: reads ? "live" : "unary",
         caps: reads ? ["inflight_bytes", "subscriptions"] : ["inflight_bytes"],
-        metric: `${method} ${t.metric}`,
+        metric: t.metric,
         corsHeaders: CORS_HEADERS,
       };
       return { surface: "durable", method, path: t.path, policy, errors: "text", serve: (call) => serve(call, t.prefix === LOG_PREFIX) };

@@ -28,7 +28,7 @@ function loadConsole(): Map<string, { type: string; body: Buffer }> {
   return files;
 }
 
-const opsPolicy = (path: string): RoutePolicy => ({ auth: "none", cors: "same-origin", body: 0, stream: "unary", caps: [], metric: `GET ${path}` });
+const opsPolicy = (path: string): RoutePolicy => ({ auth: "none", cors: "same-origin", body: 0, stream: "unary", caps: [], metric: path });
 
 function route(surface: Surface, path: string, serve: (call: Call) => Promise<void> | void): PipelineRoute {
   return { surface, method: "GET", path, policy: opsPolicy(path), errors: "error", serve: async (call) => serve(call) };

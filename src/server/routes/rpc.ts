@@ -35,7 +35,7 @@ export function rpcPolicy(maxBodyBytes: number): (service: DescService, method: 
       body: producer ? "stream" : maxBodyBytes,
       stream: live ? "live" : producer ? "producer" : "unary",
       caps,
-      metric: `POST /${service.typeName}/${method.name}`,
+      metric: `/${service.typeName}/${method.name}`,
     };
   };
 }
