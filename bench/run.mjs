@@ -41,11 +41,13 @@ const noWrk = process.argv.includes('--no-wrk');
 const extra = process.argv.slice(2).filter((a) => a !== '--no-wrk');
 const reps = extra.includes('--reps') ? [] : ['--reps', '1'];
 const args = ['run.mjs', '--systems', systems.join(','), '--out', path.join(ROOT, 'bench/results.md'), ...reps, ...extra];
+const started = Date.now();
 const rssFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-rss-')), 'rss.jsonl');
 const r = spawnSync(process.execPath, args, { cwd: HARNESS, stdio: 'inherit', timeout: 15 * 60 * 1000, env: { ...process.env, BENCH_RSS_OUT: rssFile } });
 appendRss(rssFile);
 fs.rmSync(path.dirname(rssFile), { recursive: true, force: true });
-if (r.status === 0 && !noWrk) await appendWrk();
+// Also after a failed workload (the harness still wrote its report): the two parts are independent.
+if (!noWrk && fs.existsSync(path.join(ROOT, 'bench/results.json')) && fs.statSync(path.join(ROOT, 'bench/results.json')).mtimeMs >= started) await appendWrk();
 process.exit(r.status ?? 1);
 
 /**
