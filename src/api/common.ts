@@ -5,7 +5,7 @@ import { EventSchema, StreamKind as PbStreamKind, type Event } from "../../gen/e
 import type { EventLog } from "../core/log.js";
 import { eventCost } from "../core/json.js";
 import { IDENTIFIER_RULE, isIdentifier } from "../core/names.js";
-import { type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
+import { internalKeyPrefix, type JsonValue, type StoredEvent, type StreamId, type StreamKind } from "../core/types.js";
 import { ValidationError, fieldRules, lengthError, messageFromJson, type FieldError } from "./json.js";
 import { contentOf } from "./mapping.js";
 import { FreeJsonError, rawValue, valueToJson as freeValueToJson } from "./free-json.js";
@@ -173,7 +173,8 @@ function buildEventMessage(e: StoredEvent, stream: StreamId): Event {
     eventType: e.eventType,
     data: jsonToValue(e.data),
     createdAt: timestampFromDate(e.createdAt),
-    idempotencyKey: e.idempotencyKey,
+    // The service's own keys (producer requests, Sailhouse sends) are not the client's: not shown.
+    idempotencyKey: e.idempotencyKey !== undefined && internalKeyPrefix(e.idempotencyKey) === undefined ? e.idempotencyKey : undefined,
     executionId: str("execution_id"),
     rootExecutionId: str("root_execution_id"),
     attemptNumber: typeof x["attempt_number"] === "number" ? x["attempt_number"] : undefined,

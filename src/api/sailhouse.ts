@@ -37,7 +37,7 @@ import {
   type SubscriptionEvent,
   type SubscriptionRef,
 } from "../../gen/sailhouse/v1/sailhouse_pb.js";
-import type { JsonObject, JsonValue, StoredEvent, StreamId } from "../core/types.js";
+import { SAILHOUSE_SEND_KEY_PREFIX, SAILHOUSE_WAITGROUP_KEY_PREFIX, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../core/types.js";
 import type { Delivery, PushHealth, SailhouseStore, Subscription } from "../store/sailhouse.js";
 import { asObject } from "./mapping.js";
 import { pushStatus, subscriptionBacklogs } from "./sailhouse-status.js";
@@ -253,7 +253,7 @@ export function sailhouseApi(deps: SailhouseDeps) {
     if (waitGroup !== undefined) extra["wait_group_instance_id"] = waitGroup;
     // The id doubles as idempotency key: a scheduled send retried after a crash is appended once.
     // The key is new (a fresh id), so it is not looked up before the insert (keysAreNew).
-    await deps.log.publish(topic(p, slug), [{ id, eventType: "", data, metadata, extra, idempotencyKey: `sailhouse:${id}` }], { source: "sailhouse", keysAreNew: true });
+    await deps.log.publish(topic(p, slug), [{ id, eventType: "", data, metadata, extra, idempotencyKey: `${SAILHOUSE_SEND_KEY_PREFIX}${id}` }], { source: "sailhouse", keysAreNew: true, internalKeys: true });
   }
 
   /** Completes a wait group once (the caller that wins the status change publishes the event). */
@@ -263,8 +263,8 @@ export function sailhouseApi(deps: SailhouseDeps) {
     if (!g) return false;
     try {
       await deps.log.publish(topic(p, g.topic), [
-        { eventType: "", data: { wait_group_instance_id: id, status }, metadata: {}, extra: { wait_group_instance_id: id }, idempotencyKey: `sailhouse-waitgroup:${id}` },
-      ], { source: "sailhouse" });
+        { eventType: "", data: { wait_group_instance_id: id, status }, metadata: {}, extra: { wait_group_instance_id: id }, idempotencyKey: `${SAILHOUSE_WAITGROUP_KEY_PREFIX}${id}` },
+      ], { source: "sailhouse", internalKeys: true });
       return true;
     } catch (err) {
       // Not published: reopen it so the next check (an ack, a start, the sweeper) tries again.

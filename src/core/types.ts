@@ -112,12 +112,23 @@ export class InvalidEventError extends Error {
 }
 
 /**
- * Idempotency keys that start with this are the service's own (a Durable Streams producer's
- * request keys, src/api/durable/append.ts): the log stores them only from a publish that says its
- * keys are internal (PublishOptions.internalKeys) and refuses them from every other publish, so no
- * client can take a key the service will need (and make an acknowledged append a no-op).
+ * Idempotency keys that start with one of these are the service's own: a Durable Streams
+ * producer's request keys (src/api/durable/append.ts), a Sailhouse send's (its event id, so a
+ * scheduled send retried after a crash is appended once) and a wait group's completion event's
+ * (src/api/sailhouse.ts). The log stores them only from a publish that says its keys are internal
+ * (PublishOptions.internalKeys) and refuses them from every other publish, so no client can take a
+ * key the service will need (and make an acknowledged append, a scheduled send or a wait group's
+ * event a no-op).
  */
 export const INTERNAL_KEY_PREFIX = "ds-producer:";
+export const SAILHOUSE_SEND_KEY_PREFIX = "sailhouse:";
+export const SAILHOUSE_WAITGROUP_KEY_PREFIX = "sailhouse-waitgroup:";
+const INTERNAL_KEY_PREFIXES = [INTERNAL_KEY_PREFIX, SAILHOUSE_SEND_KEY_PREFIX, SAILHOUSE_WAITGROUP_KEY_PREFIX] as const;
+
+/** The reserved prefix `key` starts with, if any. */
+export function internalKeyPrefix(key: string): string | undefined {
+  return INTERNAL_KEY_PREFIXES.find((p) => key.startsWith(p));
+}
 
 /**
  * The service holds as much as a memory bound allows (publishes queued, the in-memory store's

@@ -4,7 +4,7 @@
  */
 import { freeJsonProblem } from "../../core/json.js";
 import type { DurableMeta } from "../../store/durable.js";
-import { INTERNAL_KEY_PREFIX, type EventDraft, type JsonValue, type StoredEvent } from "../../core/types.js";
+import { internalKeyPrefix, type EventDraft, type JsonValue, type StoredEvent } from "../../core/types.js";
 import { DsError } from "./protocol.js";
 import { isJson, mediaType } from "./wire.js";
 
@@ -59,7 +59,7 @@ export function envelope(e: StoredEvent): Record<string, unknown> {
   const out: Record<string, unknown> = { id: e.id, sequence: e.seq, type: e.eventType, data: e.data, metadata: e.metadata, created_at: e.createdAt.toISOString() };
   if (e.bytes) out["payload_base64"] = Buffer.from(e.bytes).toString("base64");
   // The service's own keys (a producer's request keys) are not the event's: not shown, so what is read can be written again.
-  if (e.idempotencyKey !== undefined && !e.idempotencyKey.startsWith(INTERNAL_KEY_PREFIX)) out["idempotency_key"] = e.idempotencyKey;
+  if (e.idempotencyKey !== undefined && internalKeyPrefix(e.idempotencyKey) === undefined) out["idempotency_key"] = e.idempotencyKey;
   if (e.expireAt) out["expire_at"] = e.expireAt.toISOString();
   if (e.extra && Object.keys(e.extra).length > 0) out["extra"] = e.extra;
   return out;

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { eventCost, freeJsonProblem, MAX_JSON_DEPTH, setCost } from "../json.js";
-import { CapacityError, DuplicateEventError, INTERNAL_KEY_PREFIX, InvalidEventError, LimitError, StoreUnavailableError, streamName, type EventDraft, type StoredEvent, type StreamId } from "../types.js";
+import { CapacityError, DuplicateEventError, internalKeyPrefix, InvalidEventError, LimitError, StoreUnavailableError, streamName, type EventDraft, type StoredEvent, type StreamId } from "../types.js";
 import { afterFailedAppend } from "./failed.js";
 import { traceAppend } from "../trace.js";
 import type { LogContext, PublishOptions } from "./options.js";
@@ -54,8 +54,9 @@ export class Committer {
       return Promise.reject(new LimitError(`a publish may hold at most ${o.maxBatchEvents} events, got ${drafts.length}`));
     }
     for (const [i, d] of drafts.entries()) {
-      if (!opts?.internalKeys && d.idempotencyKey?.startsWith(INTERNAL_KEY_PREFIX)) {
-        return Promise.reject(new InvalidEventError(i, "idempotency_key", `may not start with ${JSON.stringify(INTERNAL_KEY_PREFIX)}: that prefix is reserved for keys the service derives`));
+      const reserved = opts?.internalKeys || d.idempotencyKey === undefined ? undefined : internalKeyPrefix(d.idempotencyKey);
+      if (reserved !== undefined) {
+        return Promise.reject(new InvalidEventError(i, "idempotency_key", `may not start with ${JSON.stringify(reserved)}: that prefix is reserved for keys the service derives`));
       }
       // Whatever a surface let through, only JSON every other surface can serve is stored. Callers
       // hold their input to MAX_JSON_DEPTH; a dialect may wrap it in a level or two (TerminalUse's

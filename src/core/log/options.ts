@@ -90,7 +90,7 @@ export interface PublishOptions {
    * so maxBatchEvents does not apply: it commits whole, as one atomic batch, whatever its count.
    */
   byteBounded?: boolean;
-  /** The drafts' idempotency keys were derived by the service (INTERNAL_KEY_PREFIX), not sent by a client. */
+  /** The drafts' idempotency keys were derived by the service (a reserved prefix, core/types.ts internalKeyPrefix), not sent by a client. */
   internalKeys?: boolean;
 }
 
