@@ -23,13 +23,13 @@ for (const factory of storeFactories) {
       const log = new EventLog(store);
       const stream = { project: "p", kind: "topic" as const, key: `if-${Date.now()}` };
       const draft = (id: string, n: number) => ({ id, eventType: "", data: { n }, idempotencyKey: `sailhouse:${id}` });
-      const [first] = await log.publish(stream, [draft("e-1", 1)], { keysAreNew: true });
+      const [first] = await log.publish(stream, [draft("e-1", 1)], { keysAreNew: true, internalKeys: true });
       expect(lookups).toEqual([]);
       // A retry after a crash: same id, same key, other data. The stored event answers it.
-      const [again] = await log.publish(stream, [draft("e-1", 2)], { keysAreNew: true });
+      const [again] = await log.publish(stream, [draft("e-1", 2)], { keysAreNew: true, internalKeys: true });
       expect(lookups).toEqual(["sailhouse:e-1"]);
       expect([again!.id, again!.seq, again!.data]).toEqual([first!.id, first!.seq, { n: 1 }]);
-      const [next] = await log.publish(stream, [draft("e-2", 3)], { keysAreNew: true });
+      const [next] = await log.publish(stream, [draft("e-2", 3)], { keysAreNew: true, internalKeys: true });
       const page = await log.list(stream, 0, 100);
       expect(page.events.map((e) => [e.id, e.data])).toEqual([
         ["e-1", { n: 1 }],
