@@ -134,7 +134,7 @@ export type ListApiKeysRequest = Message<"admin.v1.ListApiKeysRequest"> & {
   project: string;
 
   /**
-   * At most this many keys (1..1000; 0: 1000). A page also ends at RESPONSE_BATCH_BYTES.
+   * At most this many keys (1..1000; 0: 100). A page also ends at RESPONSE_BATCH_BYTES.
    *
    * @generated from field: int32 limit = 2;
    */
