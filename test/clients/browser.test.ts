@@ -3,10 +3,12 @@
  * /usr/bin/chromium driven by playwright-core; CI installs it and sets REQUIRE_BROWSER=1), against
  * this service with the operator's CORS setting naming the page's origin (`CORS_ORIGINS`) on both
  * stores, and against the reference server (which allows every origin): the page creates a stream,
- * appends, reads it back, and follows it live over SSE and long-poll while the test appends.
- * The page is served from a name that is not loopback (`app.example`, mapped to 127.0.0.1 inside
- * Chromium only), so the default (loopback origins) does not allow it: CORS_ORIGINS alone does;
- * the service itself is called on 127.0.0.1.
+ * appends, reads it back, and follows it live over SSE and long-poll while the test appends. On
+ * this service a page from an origin the setting does not name is refused by the browser: its
+ * preflight answers 204 without Access-Control-Allow-Origin (issue 18's CORS rule).
+ * The pages are served from names that are not loopback (`app.example`, `other.example`, mapped to
+ * 127.0.0.1 inside Chromium only), so neither is allowed by the default (loopback origins) and
+ * the allowed one is allowed by CORS_ORIGINS alone; the service itself is called on 127.0.0.1.
  */
 import fs from "node:fs";
 import { createRequire } from "node:module";
@@ -40,8 +42,9 @@ async function appOrigin(name: string): Promise<Site> {
 
 let browser: Browser | undefined;
 let allowed: Site;
+let other: Site;
 beforeAll(async () => {
-  allowed = await appOrigin("app");
+  [allowed, other] = await Promise.all([appOrigin("app"), appOrigin("other")]);
   if (available) {
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -52,6 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await allowed?.server.close();
+  await other?.server.close();
 });
 
 async function openPage(site: Site): Promise<Page> {
@@ -102,6 +106,31 @@ describe.each(targets)("a page on another origin with @durable-streams/client, $
         }
         expect(seen.map((m) => m.i)).toEqual(Array.from({ length: 10 }, (_, i) => i));
       }
+    } finally {
+      await page.close();
+    }
+  });
+
+  it.skipIf((!available && !required) || name === "reference")("a page on an origin CORS_ORIGINS does not name cannot read or write", async () => {
+    expect(available, `${CHROMIUM} (apt-get install chromium)`).toBe(true);
+    const url = `${target.url}/v1/stream/${uniqueName("browser-denied")}`;
+    expect((await fetch(url, { method: "PUT", headers: { "content-type": "application/json" } })).status).toBe(201);
+    const page = await openPage(other);
+    try {
+      const outcome = await page.evaluate(async (url) => {
+        const attempt = async (init?: RequestInit): Promise<string> =>
+          fetch(url + (init ? "" : "?offset=-1"), init).then(
+            (r) => `answered ${r.status}`,
+            (e: unknown) => `refused: ${(e as Error).name}`,
+          );
+        return { read: await attempt(), write: await attempt({ method: "POST", headers: { "content-type": "application/json" }, body: "[1]" }) };
+      }, url);
+      expect(outcome).toEqual({ read: "refused: TypeError", write: "refused: TypeError" });
+      // What the browser was told: its preflight answered 204 without Access-Control-Allow-Origin.
+      const preflight = await fetch(url, { method: "OPTIONS", headers: { origin: other.origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type" } });
+      expect([preflight.status, preflight.headers.get("access-control-allow-origin")]).toEqual([204, null]);
+      // Refused by the browser before the write reached the stream (the preflight failed).
+      expect(await (await fetch(`${url}?offset=-1`)).json()).toEqual([]);
     } finally {
       await page.close();
     }
