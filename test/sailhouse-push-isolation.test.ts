@@ -114,7 +114,7 @@ for (const factory of storeFactories) {
       expect((await fetch(`${app.url}/topics/${topic}/subscriptions/ok`, { method: "DELETE", headers: P })).status).toBe(204);
       const gone = await fetch(`${app.url}/topics/${topic}/subscriptions/ok`, { method: "DELETE", headers: P });
       expect([gone.status, await gone.json()]).toEqual([404, { error: expect.stringContaining("not found") }]);
-      expect((await getJson(app, `/topics/${topic}/subscriptions`, P)).json).toEqual({ subscriptions: [] });
+      expect((await getJson(app, `/topics/${topic}/subscriptions`, P)).json).toEqual({ subscriptions: [], next_page_token: "" });
       // The deleted subscription's loop stops: the refusing endpoint is not tried again.
       await eventually(async () => /^sailhouse_push_endpoints_failing 0/m.test(await (await fetch(`${app.url}/metrics`)).text()), 20_000, "no endpoint reported failing");
       const after = refusing.hits;

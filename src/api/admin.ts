@@ -15,8 +15,8 @@ import {
   type RevokeApiKeyRequest,
   type RevokeApiKeyResponse,
 } from "../../gen/admin/v1/admin_pb.js";
-import { newApiKey, type ApiKeyRecord, type KeyStore } from "../store/keys.js";
-import { checkRequired, headWithin, invalidField, pageLimit, rfc3339 } from "./common.js";
+import { newApiKey, type KeyStore } from "../store/keys.js";
+import { checkRequired, decodePageToken, encodePageToken, headWithin, invalidField, pageLimit, rfc3339 } from "./common.js";
 
 /** The longest TTL a key may be given: about 100 years (Date arithmetic stays exact far beyond). */
 const MAX_TTL_SECONDS = 100 * 366 * 24 * 3600;
@@ -41,18 +41,8 @@ function expiryOf(req: CreateApiKeyRequest, now: Date): Date | undefined {
   return at;
 }
 
-function encodeKeysToken(k: ApiKeyRecord): string {
-  return Buffer.from(JSON.stringify([k.createdAt.getTime(), k.id])).toString("base64url");
-}
-
 function decodeKeysToken(token: string): { createdAt: Date; id: string } {
-  try {
-    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as unknown;
-    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === "string") return { createdAt: new Date(v[0] as number), id: v[1] };
-  } catch {
-    // not JSON: refused below
-  }
-  throw invalidField(["page_token"], "Invalid page token (pass next_page_token of the previous page as it is)", "value_error");
+  return decodePageToken(token, (v) => (v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === "string" ? { createdAt: new Date(v[0] as number), id: v[1] } : undefined));
 }
 
 /** API-key administration (admin.v1.AdminService), for operators holding ADMIN_TOKEN. */
@@ -95,7 +85,7 @@ export function adminApi(keys: KeyStore, adminToken: string | undefined, now: ()
             ...(k.expiresAt ? { expiresAt: rfc3339(k.expiresAt) } : {}),
           }),
         ),
-        nextPageToken: found.length > page.length && last ? encodeKeysToken(last) : "",
+        nextPageToken: found.length > page.length && last ? encodePageToken([last.createdAt.getTime(), last.id]) : "",
       });
     },
   };

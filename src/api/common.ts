@@ -207,6 +207,23 @@ export function pageLimit(limit: number | undefined, loc: (string | number)[]): 
   return limit;
 }
 
+/** A page token: the previous page's last entry's sort key, as opaque base64url JSON. */
+export function encodePageToken(key: readonly (string | number)[]): string {
+  return Buffer.from(JSON.stringify(key)).toString("base64url");
+}
+
+/** The sort key of a page token encodePageToken made; `parse` says whether the key has its shape. */
+export function decodePageToken<T>(token: string, parse: (key: unknown[]) => T | undefined): T {
+  try {
+    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as unknown;
+    const key = Array.isArray(v) ? parse(v) : undefined;
+    if (key !== undefined) return key;
+  } catch {
+    // not JSON: refused below
+  }
+  throw invalidField(["page_token"], "Invalid page token (pass next_page_token of the previous page as it is)", "value_error");
+}
+
 /**
  * The longest head of `items` whose bytes (bytesOf each) stay within maxBytes; the first item
  * always comes, however large, so a page is never empty while items are left.

@@ -11,7 +11,7 @@ import {
 } from "../../gen/sailhouse/v1/sailhouse_pb.js";
 import type { StreamId } from "../core/types.js";
 import type { SailhouseStore, Subscription } from "../store/sailhouse.js";
-import { checkRequired, DEFAULT_PROJECT, invalidField, pageLimit, rfc3339, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, decodePageToken, DEFAULT_PROJECT, encodePageToken, pageLimit, rfc3339, type ApiDeps, type CallContext } from "./common.js";
 
 /** How delivery to a push subscription's endpoint is going. */
 export function pushStatus(s: Subscription): PushStatus {
@@ -22,19 +22,13 @@ export function pushStatus(s: Subscription): PushStatus {
   );
 }
 
-/** ListSubscriptionBacklogs' page token: the last subscription of the previous page, (topic, name). */
-function encodeToken(s: { topic: string; name: string }): string {
-  return Buffer.from(JSON.stringify([s.topic, s.name])).toString("base64url");
+/** The page token of ListSubscriptionBacklogs and ListSubscriptions: the last subscription of the previous page, (topic, name). */
+export function subscriptionsToken(s: { topic: string; name: string }): string {
+  return encodePageToken([s.topic, s.name]);
 }
 
-function decodeToken(token: string): { topic: string; name: string } {
-  try {
-    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as unknown;
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string") return { topic: v[0], name: v[1] };
-  } catch {
-    // not JSON: refused below
-  }
-  throw invalidField(["page_token"], "Invalid page token (pass next_page_token of the previous page as it is)", "value_error");
+export function decodeSubscriptionsToken(token: string): { topic: string; name: string } {
+  return decodePageToken(token, (v) => (v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string" ? { topic: v[0], name: v[1] } : undefined));
 }
 
 /**
@@ -67,7 +61,7 @@ export function subscriptionBacklogs(deps: ApiDeps & { sailhouse: SailhouseStore
       checkRequired(ListSubscriptionBacklogsRequestSchema, req, []);
       const project = ctx.project ?? DEFAULT_PROJECT;
       const limit = pageLimit(req.limit, ["limit"]);
-      const after = req.pageToken ? decodeToken(req.pageToken) : undefined;
+      const after = req.pageToken ? decodeSubscriptionsToken(req.pageToken) : undefined;
       // One more than asked tells whether another page follows.
       const found = await deps.sailhouse.subscriptionsPage(project, { ...(req.topicSlug ? { topic: req.topicSlug } : {}), ...(after ? { after } : {}), limit: limit + 1 });
       const page = found.slice(0, limit);
@@ -80,7 +74,7 @@ export function subscriptionBacklogs(deps: ApiDeps & { sailhouse: SailhouseStore
       const subscriptions: SubscriptionBacklog[] = [];
       for (const sub of page) subscriptions.push(await backlog(sub, await headOf(sub.topic)));
       const last = page[page.length - 1];
-      return create(ListSubscriptionBacklogsResponseSchema, { subscriptions, nextPageToken: found.length > page.length && last ? encodeToken(last) : "" });
+      return create(ListSubscriptionBacklogsResponseSchema, { subscriptions, nextPageToken: found.length > page.length && last ? subscriptionsToken(last) : "" });
     },
   };
 }

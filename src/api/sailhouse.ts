@@ -40,8 +40,9 @@ import {
 import { SAILHOUSE_SEND_KEY_PREFIX, SAILHOUSE_WAITGROUP_KEY_PREFIX, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../core/types.js";
 import type { Delivery, PushHealth, SailhouseStore, Subscription } from "../store/sailhouse.js";
 import { asObject } from "./mapping.js";
-import { pushStatus, subscriptionBacklogs } from "./sailhouse-status.js";
-import { checkRequired, DEFAULT_PROJECT, invalidField, jsonToValue, pageLimit, rfc3339, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { eventCost } from "../core/json.js";
+import { decodeSubscriptionsToken, pushStatus, subscriptionBacklogs, subscriptionsToken } from "./sailhouse-status.js";
+import { checkRequired, DEFAULT_PROJECT, headWithin, invalidField, jsonToValue, pageLimit, rfc3339, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** How long a pulled event stays locked before it is due again (Sailhouse: 30 s). */
 export const PULL_LOCK_MS = 30_000;
@@ -158,6 +159,8 @@ export interface SailhouseDeps extends ApiDeps {
   sailhouse: SailhouseStore;
   /** Where push endpoints may point (src/api/push-policy.ts): why one is refused, or undefined. */
   pushPolicy?: { check(endpoint: string): Promise<string | undefined> };
+  /** Most bytes of one page of a list (RESPONSE_BATCH_BYTES). */
+  responseBytes?: number;
 }
 
 /**
@@ -166,6 +169,7 @@ export interface SailhouseDeps extends ApiDeps {
  */
 export function sailhouseApi(deps: SailhouseDeps) {
   const store = deps.sailhouse;
+  const responseBytes = deps.responseBytes ?? 1024 * 1024;
   const listeners = new Set<SailhouseSignals>();
   const signal = {
     dueAt: (at: Date) => listeners.forEach((l) => l.dueAt(at)),
@@ -362,7 +366,13 @@ export function sailhouseApi(deps: SailhouseDeps) {
 
     async listSubscriptions(req: ListSubscriptionsRequest, ctx: CallContext): Promise<ListSubscriptionsResponse> {
       checkRequired(ListSubscriptionsRequestSchema, req, ["path"]);
-      return create(ListSubscriptionsResponseSchema, { subscriptions: (await store.listSubscriptions(project(ctx), req.topicSlug)).map(toInfo) });
+      const limit = pageLimit(req.limit, ["query", "limit"]);
+      const after = req.pageToken ? decodeSubscriptionsToken(req.pageToken) : undefined;
+      // One more than asked tells whether another page follows; a page also ends at responseBytes.
+      const found = await store.subscriptionsPage(project(ctx), { topic: req.topicSlug, ...(after ? { after } : {}), limit: limit + 1 });
+      const page = headWithin(found.slice(0, limit), (sub) => Buffer.byteLength(JSON.stringify(sub)), responseBytes);
+      const last = page[page.length - 1];
+      return create(ListSubscriptionsResponseSchema, { subscriptions: page.map(toInfo), nextPageToken: found.length > page.length && last ? subscriptionsToken(last) : "" });
     },
 
     async getSubscription(req: SubscriptionRef, ctx: CallContext): Promise<SubscriptionInfo> {
@@ -438,19 +448,40 @@ export function sailhouseApi(deps: SailhouseDeps) {
         since = Math.max(since, deps.now().getTime() - window);
       }
       const stream = topic(sub.project, sub.topic);
-      // Events the subscription has seen (created at or after it), newest window first applied.
+      // Events the subscription has seen (created at or after it) that its filter matches: the
+      // first `offset` are skipped (counted, not kept), then a page of at most `limit` events and
+      // responseBytes (a larger event comes alone). A page cut by bytes answers its own size as
+      // `limit`, so offset + limit continues it, and a client that stops at a page shorter than
+      // `limit` does not stop there.
       let cursor = await deps.log.store.cursorAt(stream, new Date(since - 1));
-      const matched: StoredEvent[] = [];
-      while (matched.length < offset + limit) {
-        const page = await deps.log.list(stream, cursor, 500);
-        matched.push(...page.events.filter((e) => e.createdAt.getTime() >= since && matchesFilter(sub.filter, e.data)));
-        if (!page.hasMore || page.next <= cursor) break;
-        cursor = page.next;
+      const page: StoredEvent[] = [];
+      let skipped = 0;
+      let bytes = 0;
+      let cut = false;
+      read: for (;;) {
+        const listed = await deps.log.list(stream, cursor, 500);
+        for (const e of listed.events) {
+          if (e.createdAt.getTime() < since || !matchesFilter(sub.filter, e.data)) continue;
+          if (skipped < offset) {
+            skipped++;
+            continue;
+          }
+          const b = eventCost(e).bytes;
+          if (page.length === limit) break read;
+          if (page.length > 0 && bytes + b > responseBytes) {
+            cut = true;
+            break read;
+          }
+          page.push(e);
+          bytes += b;
+        }
+        if (!listed.hasMore || listed.next <= cursor) break;
+        cursor = listed.next;
       }
       return create(ListSubscriptionEventsResponseSchema, {
-        events: matched.slice(offset, offset + limit).map((e) => toSubscriptionEvent(e, req.topicSlug, req.queryablePath)),
+        events: page.map((e) => toSubscriptionEvent(e, req.topicSlug, req.queryablePath)),
         offset,
-        limit,
+        limit: cut ? page.length : limit,
       });
     },
 

@@ -39,7 +39,7 @@ import { eventCost, jsonDepth } from "../core/json.js";
 import { IDENTIFIER_RULE, isIdentifier } from "../core/names.js";
 import { encodeJsonValue, MAX_PROTO_DATA_DEPTH } from "./free-json.js";
 import { ProducerRejection, type Producer, type ProducerOutcome } from "./durable/index.js";
-import { checkRequired, DEFAULT_PROJECT, RecentCache, recentCacheBytes, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, decodePageToken, DEFAULT_PROJECT, encodePageToken, RecentCache, recentCacheBytes, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
 export const PUBLISH_STREAM_WINDOW = 256;
@@ -57,18 +57,8 @@ export interface StreamsDeps extends ApiDeps {
 const STREAM_ENTRY_OVERHEAD = 56;
 
 /** ListStreams' page token: where the previous page ended, (kind, key). Opaque to callers. */
-function encodeStreamsToken(s: { kind: StreamKind; key: string }): string {
-  return Buffer.from(JSON.stringify([s.kind, s.key])).toString("base64url");
-}
-
 function decodeStreamsToken(token: string): { kind: StreamKind; key: string } {
-  try {
-    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as unknown;
-    if (Array.isArray(v) && v.length === 2 && STREAM_KINDS.includes(v[0] as StreamKind) && typeof v[1] === "string") return { kind: v[0] as StreamKind, key: v[1] };
-  } catch {
-    // not JSON: refused below
-  }
-  throw invalidField(["page_token"], "Invalid page token (pass next_page_token of the previous page as it is)", "value_error");
+  return decodePageToken(token, (v) => (v.length === 2 && STREAM_KINDS.includes(v[0] as StreamKind) && typeof v[1] === "string" ? { kind: v[0] as StreamKind, key: v[1] } : undefined));
 }
 
 export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number; responseBytes?: number } = {}) {
@@ -255,7 +245,7 @@ export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number; resp
           subscribers: deps.log.followers(s.stream),
           ...(s.lastAppendAt ? { lastEventAt: timestampFromDate(s.lastAppendAt) } : {}),
         })),
-        nextPageToken: found.length > page.length && last ? encodeStreamsToken(last.stream) : "",
+        nextPageToken: found.length > page.length && last ? encodePageToken([last.stream.kind, last.stream.key]) : "",
       });
     },
 

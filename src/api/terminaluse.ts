@@ -55,10 +55,10 @@ import {
 } from "../../gen/terminaluse/v1/terminaluse_pb.js";
 import { LRUCache } from "lru-cache";
 import { streamName, type JsonObject, type StoredEvent, type StreamId } from "../core/types.js";
-import { namespaceOf, type TaskPage, type TaskRecord, type TaskStore } from "../store/tasks.js";
+import { namespaceOf, taskBytes, type TaskPage, type TaskRecord, type TaskStore } from "../store/tasks.js";
 import { contentOf } from "./mapping.js";
 import { streamPartsOf } from "./terminaluse-parts.js";
-import { checkRequired, DEFAULT_PROJECT, follow, invalid, invalidField, jsonToValue, mapBatches, pageLimit, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, DEFAULT_PROJECT, follow, headWithin, invalid, invalidField, jsonToValue, mapBatches, pageLimit, rfc3339, seqFromPb, type ApiDeps, type CallContext } from "./common.js";
 import { messageToJson } from "./json.js";
 
 /**
@@ -133,33 +133,22 @@ export function terminalUseApi(deps: TerminalUseDeps) {
     return refs.get(`${project(ctx)}\n${id}`) ?? task(ctx, id);
   }
 
-  /** The task's message records, oldest first: its events' (sequence order), read in pages. */
-  async function messagesOf(t: TaskRef): Promise<MessageRecord[]> {
-    const out: MessageRecord[] = [];
-    const stream = taskStream(t.project, t.id);
-    for (let after = 0; ; ) {
-      const page = await deps.log.list(stream, after, 1000);
-      for (const e of page.events) {
-        const m = messageOf(e, t.id);
-        if (m) out.push(m);
-      }
-      if (!page.hasMore || page.next <= after) return out;
-      after = page.next;
-    }
-  }
-
   /**
-   * A page of the task's messages after sequence `after`: at most `limit`, and at most
-   * responseBytes of content (a larger message comes alone). `next` (the last message's sequence)
+   * A page of the task's messages from sequence `from` on, in `direction` ("newer": after it,
+   * oldest first; "older": before it, newest first): at most `limit`, and at most responseBytes of
+   * content (a larger message comes alone). Reads the task's events page by page (each page
+   * bounded by the log in bytes) and stops with the page. `next` (the last message's sequence)
    * continues it; undefined when none follow.
    */
-  async function messagePage(t: TaskRef, after: number, limit: number): Promise<{ messages: MessageRecord[]; next?: number }> {
+  async function messagePage(t: TaskRef, from: number, limit: number, direction: "newer" | "older" = "newer"): Promise<{ messages: MessageRecord[]; next?: number }> {
     const messages: MessageRecord[] = [];
     const stream = taskStream(t.project, t.id);
     let bytes = 0;
-    let last = after;
-    for (let cursor = after; ; ) {
-      const page = await deps.log.list(stream, cursor, 1000);
+    let last = from;
+    for (let cursor = from; ; ) {
+      // list() names where it stopped; listBefore() continues before the oldest event it gave.
+      const page: { events: StoredEvent[]; hasMore: boolean; next?: number } =
+        direction === "newer" ? await deps.log.list(stream, cursor, 1000) : await deps.log.listBefore(stream, cursor, 1000);
       for (const e of page.events) {
         const m = messageOf(e, t.id);
         if (!m) continue;
@@ -169,9 +158,34 @@ export function terminalUseApi(deps: TerminalUseDeps) {
         bytes += b;
         last = e.seq;
       }
-      if (!page.hasMore || page.next <= cursor) return { messages };
-      cursor = page.next;
+      const next = direction === "newer" ? page.next : page.events.at(-1)?.seq;
+      if (!page.hasMore || next === undefined || next === cursor) return { messages };
+      cursor = next;
     }
+  }
+
+  /** The sequence of the task's message `id` (a UI message cursor), or a 422 on `loc`. */
+  async function messageSeq(t: TaskRef, id: string, loc: string[]): Promise<number> {
+    const e = await deps.log.store.getEvent(id);
+    if (!e || e.stream !== streamName(taskStream(t.project, t.id)) || !messageOf(e, t.id)) throw invalidField(loc, "Invalid cursor", "value_error", id);
+    return e.seq;
+  }
+
+  /**
+   * GET /tasks pages by page_number: page n starts at task (n - 1) * limit, and TerminalUse's
+   * clients take a short page for the last one. So a page cut short by bytes would make them skip
+   * tasks, and one that does not fit in responseBytes is refused instead (422 on `limit`, naming
+   * the limit that fits); a single task larger than responseBytes still comes alone (limit=1).
+   */
+  function refuseOverfullPage(tasks: TaskRecord[], limit: number): void {
+    const fit = headWithin(tasks, taskBytes, responseBytes).length;
+    if (fit === tasks.length) return;
+    throw invalidField(
+      ["query", "limit"],
+      `a page of ${limit} tasks here is more than RESPONSE_BATCH_BYTES=${responseBytes} bytes; ask for at most ${fit} tasks per page (limit=${fit}) and page from page_number=1`,
+      "value_error",
+      limit,
+    );
   }
 
   /** A task named by id or by name (the newest of that name, of that agent when given). */
@@ -356,7 +370,7 @@ export function terminalUseApi(deps: TerminalUseDeps) {
       const createdBefore = date(req.createdBefore, "created_before");
       // Branches are not served here: no task is on one.
       if (req.branchId !== undefined) return create(ListTasksResponseSchema, { tasks: [] });
-      const page: TaskPage = { orderBy, direction, limit, offset: (pageNumber - 1) * limit };
+      const page: TaskPage = { orderBy, direction, limit, offset: (pageNumber - 1) * limit, maxBytes: responseBytes };
       const tasks = await deps.tasks.listTasks(
         project(ctx),
         {
@@ -369,6 +383,7 @@ export function terminalUseApi(deps: TerminalUseDeps) {
         },
         page,
       );
+      refuseOverfullPage(tasks, limit);
       return create(ListTasksResponseSchema, { tasks: tasks.map(toTask) });
     },
 
@@ -419,32 +434,20 @@ export function terminalUseApi(deps: TerminalUseDeps) {
       const t = await taskRef(ctx, req.taskId);
       // Messages written here belong to no tool use.
       if (req.parentToolUseId !== undefined) return create(ListUiMessagesResponseSchema, { data: [], hasMore: false });
-      const all = await messagesOf(t);
-      const ordered = direction === "older" ? all.reverse() : all;
-      let start = 0;
-      if (req.cursor !== undefined && req.cursor !== "") {
-        const at = ordered.findIndex((m) => m.id === req.cursor);
-        if (at < 0) throw invalidField(["query", "cursor"], "Invalid cursor", "value_error", req.cursor);
-        start = at + 1;
-      }
-      // A page also ends at responseBytes of message content (a larger message comes alone).
-      const page: MessageRecord[] = [];
-      let bytes = 0;
-      for (const m of ordered.slice(start, start + limit)) {
-        const b = Buffer.byteLength(JSON.stringify(m.content));
-        if (page.length > 0 && bytes + b > responseBytes) break;
-        page.push(m);
-        bytes += b;
-      }
-      const hasMore = start + page.length < ordered.length;
-      if (direction === "older") page.reverse();
-      const last = direction === "older" ? page[0] : page[page.length - 1];
-      return create(ListUiMessagesResponseSchema, { data: page.map(toUiMessage), hasMore, ...(hasMore && last ? { nextCursor: last.id } : {}) });
+      // The cursor is the id of the message the page continues from (not included).
+      const from = req.cursor !== undefined && req.cursor !== "" ? await messageSeq(t, req.cursor, ["query", "cursor"]) : direction === "older" ? Number.MAX_SAFE_INTEGER : 0;
+      const { messages, next } = await messagePage(t, from, limit, direction);
+      const last = messages[messages.length - 1];
+      if (direction === "older") messages.reverse();
+      return create(ListUiMessagesResponseSchema, { data: messages.map(toUiMessage), hasMore: next !== undefined, ...(next !== undefined && last ? { nextCursor: last.id } : {}) });
     },
 
     async getUiMessage(req: GetUiMessageRequest, ctx: CallContext): Promise<GetUiMessageResponse> {
       checkRequired(GetUiMessageRequestSchema, req, ["query"]);
-      const m = (await messagesOf(await taskRef(ctx, req.taskId))).find((x) => x.id === req.messageId);
+      // One read of the message's event (its id), not of the task's messages.
+      const t = await taskRef(ctx, req.taskId);
+      const e = await deps.log.store.getEvent(req.messageId);
+      const m = e && e.stream === streamName(taskStream(t.project, t.id)) && !(e.expireAt && e.expireAt.getTime() <= deps.now().getTime()) ? messageOf(e, t.id) : undefined;
       return create(GetUiMessageResponseSchema, m ? { message: toUiMessage(m) } : {});
     },
   };

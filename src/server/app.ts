@@ -202,7 +202,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     self: () => listening,
     isOwnPath: (p) => ownPath(p),
   });
-  const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore, pushPolicy });
+  const sailhouse = sailhouseApi({ ...deps, sailhouse: sailhouseStore, pushPolicy, responseBytes: cfg.responseBatchBytes });
   const taskStore: TaskStore = store instanceof MongoStore ? new MongoTaskStore(store.connection) : new MemoryTaskStore(memoryBudget(store));
   await taskStore.init();
   const terminaluse = terminalUseApi({ ...deps, tasks: taskStore, responseBytes: cfg.responseBatchBytes });

@@ -75,8 +75,6 @@ export interface SailhouseStore {
   putSubscription(fields: SubscriptionFields, cursor: number, secret: string): Promise<{ outcome: "created" | "updated" | "none"; subscription: Subscription }>;
   getSubscription(project: string, topic: string, name: string): Promise<Subscription | undefined>;
   pushSubscriptions(): Promise<Subscription[]>;
-  /** The topic's subscriptions, by name. */
-  listSubscriptions(project: string, topic: string): Promise<Subscription[]>;
   /**
    * The project's subscriptions (one topic's when `topic` is set) in (topic, name) order, strings by
    * their UTF-8 bytes, starting after `after`: at most `limit`.

@@ -33,6 +33,11 @@ export interface TaskPage {
   direction: "asc" | "desc";
   offset: number;
   limit: number;
+  /**
+   * The store stops reading once the tasks read so far exceed this many bytes (taskBytes): the
+   * page then ends with the task that crossed it, so the caller sees that `limit` does not fit.
+   */
+  maxBytes?: number;
 }
 
 /** A change to a task; `fromStatuses` makes it conditional on the current status. */
@@ -92,4 +97,22 @@ export function taskOrder(by: TaskPage["orderBy"], direction: TaskPage["directio
     const c = ka < kb ? -1 : ka > kb ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
     return sign * c;
   };
+}
+
+/** A task's size as a list counts it: its JSON text (what a listing sends of it, give or take). */
+export function taskBytes(t: TaskRecord): number {
+  return Buffer.byteLength(JSON.stringify(t));
+}
+
+/** The head of `tasks` that TaskPage.maxBytes lets a store read: up to and including the task that crosses it. */
+export async function takeWithin(tasks: AsyncIterable<TaskRecord> | Iterable<TaskRecord>, page: TaskPage): Promise<TaskRecord[]> {
+  const out: TaskRecord[] = [];
+  let bytes = 0;
+  // Leaving the loop early returns the iterator (a MongoDB cursor is then closed).
+  for await (const t of tasks) {
+    if (out.length === page.limit || (page.maxBytes !== undefined && bytes > page.maxBytes)) break;
+    out.push(t);
+    bytes += taskBytes(t);
+  }
+  return out;
 }

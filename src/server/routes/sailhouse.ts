@@ -49,7 +49,7 @@ export function sailhouseRoutes(sailhouse: SailhouseApi): Route[] {
       dialect: "error",
       doc: { summary: "List a topic's subscriptions, with each push endpoint's status", responses: [{ status: 200, description: "The subscriptions", schema: ListSubscriptionsResponseSchema }] },
       async handle(r) {
-        return json(ListSubscriptionsResponseSchema, await sailhouse.listSubscriptions(parseRequest(ListSubscriptionsRequestSchema, r.params, ["path"]), r.ctx));
+        return json(ListSubscriptionsResponseSchema, await sailhouse.listSubscriptions(fromQuery(ListSubscriptionsRequestSchema, r, r.params), r.ctx));
       },
     },
     {

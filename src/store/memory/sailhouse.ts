@@ -59,13 +59,6 @@ export class MemorySailhouseStore implements SailhouseStore {
     return [...this.#subs.values()].filter((s) => s.type === "push").map((s) => structuredClone(s));
   }
 
-  async listSubscriptions(project: string, topic: string): Promise<Subscription[]> {
-    return [...this.#subs.values()]
-      .filter((s) => s.project === project && s.topic === topic)
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      .map((s) => structuredClone(s));
-  }
-
   async deleteSubscription(project: string, topic: string, name: string): Promise<boolean> {
     const key = subscriptionKey(project, topic, name);
     this.#deliveries.delete(key);

@@ -1,5 +1,5 @@
 import { MemoryBudget, MeteredMap } from "./budget.js";
-import { matchesTaskFilter, taskOrder, type TaskFilter, type TaskPage, type TaskRecord, type TaskStore, type TaskUpdate } from "../tasks.js";
+import { matchesTaskFilter, takeWithin, taskOrder, type TaskFilter, type TaskPage, type TaskRecord, type TaskStore, type TaskUpdate } from "../tasks.js";
 
 /** Tasks in this process's memory, counted against MEMORY_MAX_BYTES (budget.ts). */
 export class MemoryTaskStore implements TaskStore {
@@ -31,11 +31,8 @@ export class MemoryTaskStore implements TaskStore {
   }
 
   async listTasks(project: string, filter: TaskFilter, page: TaskPage): Promise<TaskRecord[]> {
-    return [...this.#tasks.values()]
-      .filter((t) => t.project === project && matchesTaskFilter(t, filter))
-      .sort(taskOrder(page.orderBy, page.direction))
-      .slice(page.offset, page.offset + page.limit)
-      .map((t) => structuredClone(t));
+    const sorted = [...this.#tasks.values()].filter((t) => t.project === project && matchesTaskFilter(t, filter)).sort(taskOrder(page.orderBy, page.direction));
+    return (await takeWithin(sorted.slice(page.offset, page.offset + page.limit), page)).map((t) => structuredClone(t));
   }
 
   async updateTask(project: string, id: string, u: TaskUpdate): Promise<TaskRecord | undefined> {

@@ -145,10 +145,6 @@ export class MongoSailhouseStore implements SailhouseStore {
     return (await this.#m.read(() => this.#subs.find({ type: "push" }, this.#m.readOptions).toArray())).map(toSubscription);
   }
 
-  async listSubscriptions(project: string, topic: string): Promise<Subscription[]> {
-    return (await this.#m.read(() => this.#subs.find({ project, topic }, this.#m.readOptions).sort({ name: 1 }).toArray())).map(toSubscription);
-  }
-
   async deleteSubscription(project: string, topic: string, name: string): Promise<boolean> {
     const _id = subscriptionKey(project, topic, name);
     const r = await this.#m.write(() => this.#subs.deleteOne({ _id }));

@@ -1,6 +1,6 @@
 import type { Collection, Filter } from "mongodb";
 import type { JsonObject } from "../../core/types.js";
-import type { TaskFilter, TaskPage, TaskRecord, TaskStore, TaskUpdate } from "../tasks.js";
+import { takeWithin, type TaskFilter, type TaskPage, type TaskRecord, type TaskStore, type TaskUpdate } from "../tasks.js";
 import type { MongoConnection } from "./client.js";
 
 interface TaskDoc {
@@ -80,15 +80,18 @@ export class MongoTaskStore implements TaskStore {
       q.created_at = { ...(f.createdAfter ? { $gt: f.createdAfter } : {}), ...(f.createdBefore ? { $lt: f.createdBefore } : {}) };
     }
     const dir = page.direction === "asc" ? 1 : -1;
-    const docs = await this.#m.read(() =>
-      this.#tasks
+    // Read in batches and stop at page.maxBytes.
+    return this.#m.read(() => {
+      const cursor = this.#tasks
         .find(q, this.#m.readOptions)
         .sort({ [ORDER_FIELD[page.orderBy]]: dir, _id: dir })
         .skip(page.offset)
         .limit(page.limit)
-        .toArray(),
-    );
-    return docs.map(fromDoc);
+        .batchSize(Math.min(page.limit, 100));
+      return takeWithin((async function* () {
+        for await (const d of cursor) yield fromDoc(d);
+      })(), page);
+    });
   }
 
   async updateTask(project: string, id: string, u: TaskUpdate): Promise<TaskRecord | undefined> {
