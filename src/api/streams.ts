@@ -39,7 +39,7 @@ import { eventCost, jsonDepth } from "../core/json.js";
 import { IDENTIFIER_RULE, isIdentifier } from "../core/names.js";
 import { encodeJsonValue, MAX_PROTO_DATA_DEPTH } from "./free-json.js";
 import { ProducerRejection, type Producer, type ProducerOutcome } from "./durable/index.js";
-import { checkRequired, decodePageToken, DEFAULT_PROJECT, encodePageToken, RecentCache, recentCacheBytes, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
+import { checkRequired, decodePageToken, DEFAULT_PROJECT, encodePageToken, headWithin, RecentCache, recentCacheBytes, pbKind, follow, invalidField, kindFromPb, pageLimit, seqFromPb, toConnectError, toEventMessage, valueToJson, type ApiDeps, type CallContext } from "./common.js";
 
 /** Publishes one PublishStream call may have in flight before it stops reading requests. */
 export const PUBLISH_STREAM_WINDOW = 256;
@@ -228,14 +228,7 @@ export function streamsApi(deps: StreamsDeps, opts: { windowBytes?: number; resp
       // One more than asked tells whether another page follows.
       const found = await deps.log.store.listStreams(ctx.project ?? DEFAULT_PROJECT, { ...(kind ? { kind } : {}), ...(after ? { after } : {}), limit: limit + 1 });
       // A page also ends at responseBytes of stream entries (the first one always fits).
-      const page: typeof found = [];
-      let bytes = 0;
-      for (const s of found.slice(0, limit)) {
-        const b = Buffer.byteLength(s.stream.key) + STREAM_ENTRY_OVERHEAD;
-        if (page.length > 0 && bytes + b > responseBytes) break;
-        page.push(s);
-        bytes += b;
-      }
+      const page = headWithin(found.slice(0, limit), (s) => Buffer.byteLength(s.stream.key) + STREAM_ENTRY_OVERHEAD, responseBytes);
       const last = page[page.length - 1];
       return create(ListStreamsResponseSchema, {
         streams: page.map((s) => ({
