@@ -19,6 +19,18 @@ import { client, postJson, startTestServer } from "./support/server.js";
 import { storeFactories } from "./support/stores.js";
 
 const P = { "X-Project-ID": "pages" };
+
+/** Follows a page-token list from the first page to the last: every item, and how many pages. */
+async function everyPage<T>(page: (token: string) => Promise<{ items: T[]; next: string }>): Promise<{ items: T[]; pages: number }> {
+  const items: T[] = [];
+  let pages = 0;
+  for (let token = "", first = true; first || token; first = false, pages++) {
+    const r = await page(token);
+    items.push(...r.items);
+    token = r.next;
+  }
+  return { items, pages };
+}
 const BUDGET = 4096;
 
 for (const factory of storeFactories) {
@@ -105,25 +117,20 @@ for (const factory of storeFactories) {
       const h = { headers: { "x-project-id": "pages" } };
       const slugs = Array.from({ length: 20 }, (_, i) => `sub-${String(i).padStart(2, "0")}-${"s".repeat(200)}`);
       for (const slug of slugs) await rpc.putSubscription({ topicSlug: "many", subscriptionSlug: slug, type: "pull" }, h);
-      const viaRpc: string[] = [];
-      let pages = 0;
-      for (let pageToken = "", first = true; first || pageToken; first = false, pages++) {
+      const viaRpc = await everyPage(async (pageToken) => {
         const r = await rpc.listSubscriptions({ topicSlug: "many", pageToken }, h);
-        viaRpc.push(...r.subscriptions.map((x) => x.slug));
-        pageToken = r.nextPageToken;
-      }
-      expect(viaRpc).toEqual(slugs);
-      expect(pages).toBeGreaterThan(1);
-      const viaHttp: string[] = [];
-      for (let token = "", first = true; first || token; first = false) {
+        return { items: r.subscriptions.map((x) => x.slug), next: r.nextPageToken };
+      });
+      expect(viaRpc.items).toEqual(slugs);
+      expect(viaRpc.pages).toBeGreaterThan(1);
+      const viaHttp = await everyPage(async (token) => {
         const res = await fetch(`${app.url}/topics/many/subscriptions?limit=7${token ? `&page_token=${token}` : ""}`, { headers: P });
         expect(res.status).toBe(200);
         const body = (await res.json()) as { subscriptions: { slug: string }[]; next_page_token: string };
         expect(body.subscriptions.length).toBeLessThanOrEqual(7);
-        viaHttp.push(...body.subscriptions.map((x) => x.slug));
-        token = body.next_page_token;
-      }
-      expect(viaHttp).toEqual(slugs);
+        return { items: body.subscriptions.map((x) => x.slug), next: body.next_page_token };
+      });
+      expect(viaHttp.items).toEqual(slugs);
       const bad = await fetch(`${app.url}/topics/many/subscriptions?page_token=nope`, { headers: P });
       expect(bad.status).toBe(400);
     });
@@ -133,13 +140,10 @@ for (const factory of storeFactories) {
       const h = { headers: { authorization: "Bearer admin-secret" } };
       const made: string[] = [];
       for (let i = 0; i < 12; i++) made.push((await admin.createApiKey({ project: "keys-paged", name: `${i}-${"n".repeat(800)}` }, h)).id);
-      const got: string[] = [];
-      let pages = 0;
-      for (let pageToken = "", first = true; first || pageToken; first = false, pages++) {
+      const { items: got, pages } = await everyPage(async (pageToken) => {
         const r = await admin.listApiKeys({ project: "keys-paged", pageToken }, h);
-        got.push(...r.keys.map((k) => k.id));
-        pageToken = r.nextPageToken;
-      }
+        return { items: r.keys.map((k) => k.id), next: r.nextPageToken };
+      });
       expect(pages).toBeGreaterThan(2);
       // Every key once (keys made in the same millisecond are ordered by id).
       expect(got).toHaveLength(12);
