@@ -1,5 +1,4 @@
 import { Counter, Gauge } from "prom-client";
-import { readFileSync } from "node:fs";
 import { pino, type DestinationStream, type Logger } from "pino";
 import { ConfigError, type Config } from "../config.js";
 import { EventLog } from "../core/log.js";

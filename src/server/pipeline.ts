@@ -8,13 +8,13 @@
  *
  * The route tables (src/server/routes/) only declare; the protections live in src/server/policy.ts.
  * A route without a complete policy, or two routes for the same method and path, are start-up
- * errors. Refusals of an RPC are thrown inside the call (see src/server/rpc-adapter.ts), so
- * connect-node encodes them in the call's protocol (gRPC, gRPC-Web or Connect).
+ * errors. A refused RPC is answered in its protocol (gRPC, gRPC-Web or Connect) before its body is
+ * read; errors inside a call are connect-node's to encode, with codes from the same table.
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { DEFAULT_PROJECT } from "../api/common.js";
-import { errorReply, HttpError, isBusy, textReply, type Dialect } from "../api/errors.js";
+import { classify, errorReply, HttpError, isBusy, textReply, type Dialect } from "../api/errors.js";
 import type { Auth } from "./auth.js";
 import { credentialOf } from "./auth.js";
 import { decodeParam, type ErrorSink } from "./boundary.js";
@@ -23,6 +23,7 @@ import { sendJson, sendText } from "./http/reply.js";
 import type { LiveReader, LiveReaders } from "./limits.js";
 import { checkPolicy, OriginRule, type RoutePolicy } from "./policy.js";
 import type { Req, Res } from "./sse.js";
+import { refuseRpc } from "./unauthenticated.js";
 
 /** Which surface a route belongs to (the matrix test and docs/security.md group routes by it). */
 export type Surface = "polos" | "kubiya" | "sailhouse" | "terminaluse" | "durable" | "rpc" | "ops" | "console";
@@ -49,8 +50,6 @@ export interface Call {
   route: PipelineRoute;
   /** The caller's project: the key's (AUTH=required) or the one it named (AUTH=off); undefined on `none`/`admin` routes or when none was named. */
   project: string | undefined;
-  /** RPC routes only: the pipeline refused the call; the handler throws this inside the call. */
-  refusal?: unknown;
   requestId: string;
   log: Logger;
   /** Aborted when the reply closes (however it ends). */
@@ -165,7 +164,7 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
     res.once("close", () => reader.release());
     return reader;
   };
-  const call = (refusal?: unknown): Call => ({ req, res, url, params, route, project, requestId, log, signal: abort.signal, openReader, ...(refusal !== undefined ? { refusal } : {}) });
+  const call = (): Call => ({ req, res, url, params, route, project, requestId, log, signal: abort.signal, openReader });
   try {
     const hostRefused = o.origins.hostRefusal(header(HEADER.authority) ?? header(HEADER.host));
     if (hostRefused) throw hostRefused;
@@ -200,7 +199,12 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
     }
   } catch (err) {
     abort.abort();
-    if (route.errors === "rpc") return route.serve(call(err));
+    if (route.errors === "rpc") {
+      // Refused before the call: answered in the call's protocol without reading its body.
+      const c = classify(err, o.errorQuoteBytes);
+      log.debug({ code: c.connect.code }, "call refused");
+      return refuseRpc(req, res, c.connect.code, c.connect.rawMessage);
+    }
     return fail(req, res, route.errors, err, log, o, url);
   }
   try {

@@ -12,15 +12,14 @@
  *   console.error.
  *
  * Each RPC is a route of the pipeline's table (src/server/pipeline.ts): the pipeline applies its
- * policy (Host, Origin, key, body limit) before the call and hands the caller's project, or its
- * refusal, to the call as context values.
+ * policy (Host, Origin, key, body limit) before the call (a refusal is answered there) and hands
+ * the caller's project to the call as a context value.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createConnectRouter, createContextKey, createContextValues, type ConnectRouter, type ConnectRouterOptions, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { REQUEST_PARSE_ERROR, type ErrorSink } from "./boundary.js";
-import { toConnectError } from "../api/errors.js";
 import { PROJECT } from "./auth.js";
 import type { PipelineRoute } from "./pipeline.js";
 import type { RoutePolicy } from "./policy.js";
@@ -30,21 +29,6 @@ export interface RpcAdapterOptions extends Pick<ConnectRouterOptions, "readMaxBy
   /** Each RPC's policy (src/server/routes/rpc.ts); undefined is a start-up error. */
   policyOf(service: DescService, method: DescMethod): RoutePolicy | undefined;
   errors: ErrorSink;
-}
-
-/** A refusal the pipeline decided for a call (src/server/pipeline.ts), thrown inside it by refusalInterceptor. */
-const REFUSAL = createContextKey<unknown>(undefined, { description: "the pipeline's refusal of this call" });
-
-/**
- * First in the chain: a call the pipeline refused (Host, Origin, key, body limit) fails here, as a
- * ConnectError from the one error table, so connect-node writes it in the call's protocol.
- */
-function refusalInterceptor(): Interceptor {
-  return (next) => async (req) => {
-    const refusal = req.contextValues.get(REFUSAL);
-    if (refusal !== undefined) throw toConnectError(refusal);
-    return next(req);
-  };
 }
 
 const INVALID = String(Code.InvalidArgument);
@@ -143,7 +127,7 @@ export function rpcRoutes(o: RpcAdapterOptions): PipelineRoute[] {
   const router = createConnectRouter({
     acceptCompression: [compressionGzip, compressionBrotli],
     ...(o.readMaxBytes !== undefined ? { readMaxBytes: o.readMaxBytes } : {}),
-    interceptors: [refusalInterceptor(), ...(o.interceptors ?? [])],
+    ...(o.interceptors ? { interceptors: o.interceptors } : {}),
   });
   o.routes(router);
   return router.handlers.map((handler) => {
@@ -158,7 +142,6 @@ export function rpcRoutes(o: RpcAdapterOptions): PipelineRoute[] {
       async serve(call) {
         const { req, res } = call;
         const values = createContextValues().set(PROJECT, call.project);
-        if (call.refusal !== undefined) values.set(REFUSAL, call.refusal);
         const uReq = universalRequestFromNodeRequest(req, res, undefined, values);
         try {
           await universalResponseToNodeResponse(await parseErrorsAsInvalid(await handler(uReq)), res);

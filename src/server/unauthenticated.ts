@@ -36,6 +36,23 @@ function connectCodeName(code: Code): string {
   return Code[code]!.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
 
+/** The HTTP status of a Connect unary error, by code (the Connect protocol's table). */
+const CONNECT_STATUS: Partial<Record<Code, number>> = {
+  [Code.Canceled]: 499,
+  [Code.InvalidArgument]: 400,
+  [Code.DeadlineExceeded]: 504,
+  [Code.NotFound]: 404,
+  [Code.AlreadyExists]: 409,
+  [Code.PermissionDenied]: 403,
+  [Code.ResourceExhausted]: 429,
+  [Code.FailedPrecondition]: 400,
+  [Code.Aborted]: 409,
+  [Code.OutOfRange]: 400,
+  [Code.Unimplemented]: 501,
+  [Code.Unavailable]: 503,
+  [Code.Unauthenticated]: 401,
+};
+
 /**
  * Answers an RPC with an error before it reaches the router, in its protocol: gRPC and gRPC-Web
  * as a trailers-only response, the Connect streaming protocol as an end-stream message, Connect
@@ -61,7 +78,7 @@ export function refuseRpc(req: Req, res: Res, code: Code, message: string): void
     return;
   }
   const body = JSON.stringify(error);
-  res.writeHead(code === Code.ResourceExhausted ? 429 : 400, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
+  res.writeHead(CONNECT_STATUS[code] ?? 500, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
   res.end(body);
 }
 

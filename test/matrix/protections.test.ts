@@ -1,0 +1,234 @@
+/**
+ * The protection × surface matrix, generated from the route table (App.routes): for every route of
+ * every surface, every protection its policy says applies is attacked with a request built from
+ * the route's template, and the answer is checked in the route's dialect (JSON `error`, FastAPI
+ * `detail`, Durable Streams text, Connect code). Where a protection does not apply, the table below
+ * says why. A new route is covered as soon as it is in the table. Meanwhile another client must get
+ * /healthz within 5 s, and the event-loop delay of the process serving is measured and printed.
+ */
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code } from "@connectrpc/connect";
+import { ERROR_TABLE, type ErrorClass } from "../../src/api/errors.js";
+import type { App } from "../../src/server/app.js";
+import type { PipelineRoute } from "../../src/server/pipeline.js";
+import { rawHttp } from "../support/raw.js";
+import { startTestServer } from "../support/server.js";
+import { storeFactories } from "../support/stores.js";
+
+const KEY = "key-matrix";
+/** The key of a project of its own for the subscription-cap rows (its one slot is the holder's). */
+const CAPPED = "key-capped";
+const EVIL = "http://evil.example";
+
+type Protection = "no_key" | "wrong_key" | "cookie_cross_site" | "foreign_origin_auth_on" | "foreign_origin_auth_off" | "host_rebinding" | "over_limit_body" | "subscription_cap" | "metrics_label";
+export const PROTECTIONS: readonly Protection[] = ["no_key", "wrong_key", "cookie_cross_site", "foreign_origin_auth_on", "foreign_origin_auth_off", "host_rebinding", "over_limit_body", "subscription_cap", "metrics_label"];
+
+/** Whether a protection applies to a route: true, or the reason it does not. */
+export function applies(route: PipelineRoute, p: Protection): true | string {
+  const { policy } = route;
+  switch (p) {
+    case "no_key":
+    case "wrong_key":
+      if (policy.auth === "none") return "no credentials by design: liveness, readiness, metrics, console files, health, reflection (own cap: test/unauthenticated-streams.test.ts)";
+      if (policy.auth === "admin") return "ADMIN_TOKEN, checked by the admin API (test/auth.test.ts)";
+      return true;
+    case "over_limit_body":
+      return policy.body === "stream" ? "a streaming request: each message is bounded by MAX_BODY_BYTES and the call by its window (test/listener-limits.test.ts)" : true;
+    case "subscription_cap":
+      if (policy.stream !== "live") return "not a live reader";
+      return policy.caps.includes("subscriptions") ? true : "health Watch: its own cap MAX_UNAUTHENTICATED_STREAMS (test/unauthenticated-streams.test.ts)";
+    default:
+      return true;
+  }
+}
+
+/** Protections proved by their own suites on every surface (not re-run here), and where. */
+export const ELSEWHERE: Readonly<Record<string, string>> = {
+  "key revoked mid-stream": "test/stream-auth.test.ts (SSE, Durable Streams long-poll/SSE, RPC streams; both stores)",
+  "budget exhausted": "test/listener-limits.test.ts (in-flight bytes), test/unsent-budget.test.ts (queued response bytes)",
+  "store outage": "test/outage.test.ts (every store port, every dialect's HTTP and RPC paths); not on the memory store: it has no outage",
+  "byte-bounded response": "test/response-bytes.test.ts, test/list-streams.test.ts",
+};
+
+function connectName(code: Code): string {
+  return Code[code]!.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
+
+interface Probe {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string | Uint8Array;
+}
+
+/** A request for `route` built from its template (RPCs in the Connect protocol, JSON codec). */
+function probe(route: PipelineRoute, fill: Record<string, string>, headers: Record<string, string> = {}): Probe {
+  let path = route.path.replace(/\{(\w+)\+?\}/g, (_m, n: string) => fill[n] ?? "m1");
+  if (route.path.startsWith("/v1/log/")) path = "/v1/log/topic/matrix";
+  if (route.policy.stream === "live" && route.surface === "durable") path += "?offset=-1&live=long-poll";
+  if (route.surface === "polos") path += "?topic=matrix";
+  if (route.errors !== "rpc") return { method: route.method, path, headers };
+  if (route.policy.stream === "unary") return { method: "POST", path, headers: { "content-type": "application/json", ...headers }, body: "{}" };
+  const env = new Uint8Array(7);
+  env.set([0, 0, 0, 0, 2, 0x7b, 0x7d]);
+  return { method: "POST", path, headers: { "content-type": "application/connect+json", ...headers }, body: env };
+}
+
+/** The error class an answer carries, read in the route's dialect. */
+async function classOf(route: PipelineRoute, res: Response): Promise<{ status: number; code?: string; shaped: boolean }> {
+  const type = res.headers.get("content-type") ?? "";
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  if (route.errors === "rpc") {
+    let text = Buffer.from(bytes).toString("utf8");
+    if (type.startsWith("application/connect+")) text = Buffer.from(bytes.subarray(5)).toString("utf8");
+    const j = JSON.parse(text) as { code?: string; error?: { code?: string } };
+    return { status: res.status, code: j.code ?? j.error?.code, shaped: true };
+  }
+  if (route.method === "HEAD") return { status: res.status, shaped: true };
+  const text = Buffer.from(bytes).toString("utf8");
+  if (route.errors === "text") return { status: res.status, shaped: type.startsWith("text/plain") && text.length > 0 };
+  const j = JSON.parse(text) as Record<string, unknown>;
+  return { status: res.status, shaped: route.errors === "fastapi" ? "detail" in j : typeof j["error"] === "string" };
+}
+
+async function expectRefused(app: App, route: PipelineRoute, p: Probe, cls: ErrorClass, why: string): Promise<void> {
+  const res = await fetch(app.url + p.path, { method: p.method, headers: p.headers, ...(p.body !== undefined ? { body: p.body } : {}), signal: AbortSignal.timeout(30_000) });
+  const got = await classOf(route, res);
+  const label = `${why}: ${route.method} ${route.path}`;
+  if (route.errors === "rpc") expect(got.code, label).toBe(connectName(ERROR_TABLE[cls].code));
+  else expect(got.status, label).toBe(ERROR_TABLE[cls].status);
+  expect(got.shaped, `${label}: answered in its dialect`).toBe(true);
+}
+
+/** Another client's health check, within its 5 s timeout. */
+async function healthy(app: App): Promise<void> {
+  const res = await fetch(`${app.url}/healthz`, { signal: AbortSignal.timeout(5000) });
+  expect(res.status).toBe(200);
+}
+
+describe.each(storeFactories)("protection × surface matrix ($name store)", (factory) => {
+  let on: App;
+  let off: App;
+  const fill: Record<string, string> = {};
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  const applied: Record<Protection, number> = Object.fromEntries(PROTECTIONS.map((p) => [p, 0])) as Record<Protection, number>;
+  beforeAll(async () => {
+    on = await startTestServer({ store: await factory.make(), env: { AUTH: "required", API_KEYS: `acme:${KEY},capped:${CAPPED}`, MAX_SUBSCRIPTIONS_PER_PROJECT: "1", DURABLE_LONG_POLL_MS: "200" } });
+    off = await startTestServer({ store: await factory.make() });
+    const task = await fetch(`${on.url}/tasks`, { method: "POST", headers: { authorization: `Bearer ${CAPPED}`, "content-type": "application/json" }, body: JSON.stringify({ agent_name: "acme/matrix", name: "matrix" }) });
+    fill["task_id"] = ((await task.json()) as { id: string }).id;
+    fill["task_name"] = "matrix";
+    fill["name"] = "matrix-s";
+    delay.enable();
+  }, 120_000);
+  afterAll(async () => {
+    delay.disable();
+    console.log(
+      `[matrix ${factory.name}] ${on?.routes.length} routes × ${PROTECTIONS.length} protections: ${Object.entries(applied).map(([p, n]) => `${p}=${n}`).join(", ")}; event-loop delay p50 ${(delay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${(delay.max / 1e6).toFixed(1)} ms`,
+    );
+    await on?.close();
+    await off?.close();
+    await factory.teardown();
+  });
+
+  it("every route declares a complete policy, and the table covers every surface", () => {
+    const surfaces = new Set(on.routes.map((r) => r.surface));
+    expect([...surfaces].sort()).toEqual(["console", "durable", "kubiya", "ops", "polos", "rpc", "sailhouse", "terminaluse"]);
+    for (const r of on.routes) for (const p of PROTECTIONS) expect(applies(r, p) === true || typeof applies(r, p) === "string").toBe(true);
+  });
+
+  it("no key and a wrong key: unauthenticated, in the route's dialect", async () => {
+    for (const route of on.routes) {
+      if (applies(route, "no_key") !== true) continue;
+      await expectRefused(on, route, probe(route, fill), "unauthenticated", "no key");
+      await expectRefused(on, route, probe(route, fill, { authorization: "Bearer not-a-key" }), "unauthenticated", "wrong key");
+      applied.no_key++;
+      applied.wrong_key++;
+    }
+    await healthy(on);
+  });
+
+  it("cookie-only cross-site requests are refused on every route", async () => {
+    for (const route of on.routes) {
+      const p = probe(route, fill, { cookie: `polos_auth=${KEY}`, origin: EVIL });
+      if (route.errors !== "rpc" && route.method !== "GET" && route.method !== "HEAD") Object.assign(p, { headers: { ...p.headers, "content-type": "text/plain" }, body: "x" });
+      await expectRefused(on, route, p, "forbidden", "cookie-only cross-site");
+      applied.cookie_cross_site++;
+    }
+    await healthy(on);
+  });
+
+  it("foreign origins: refused without a key; with AUTH=required a page sending a key gets CORS on the API routes only", async () => {
+    for (const route of on.routes) {
+      await expectRefused(on, route, probe(route, fill, { origin: EVIL }), "forbidden", "foreign origin, auth on");
+      const keyed = probe(route, fill, { origin: EVIL, authorization: `Bearer ${KEY}` });
+      const res = await fetch(on.url + keyed.path, { method: keyed.method, headers: keyed.headers, ...(keyed.body !== undefined ? { body: keyed.body } : {}), signal: AbortSignal.timeout(30_000) });
+      // Live readers stay open: the headers are the answer.
+      await res.body?.cancel().catch(() => {});
+      if (route.policy.cors === "listed") expect(res.headers.get("access-control-allow-origin"), `${route.method} ${route.path}`).toBe(EVIL);
+      else expect(res.status, `${route.method} ${route.path}`).toBe(403);
+      applied.foreign_origin_auth_on++;
+    }
+    await healthy(on);
+  });
+
+  it("auth off: foreign origins and foreign Host names are refused on every route; preflights grant nothing", async () => {
+    for (const route of off.routes) {
+      await expectRefused(off, route, probe(route, fill, { origin: EVIL }), "forbidden", "foreign origin, auth off");
+      const pre = await fetch(off.url + probe(route, fill).path, { method: "OPTIONS", headers: { origin: EVIL, "access-control-request-method": route.method } });
+      expect(pre.status).toBe(204);
+      expect(pre.headers.get("access-control-allow-origin")).toBeNull();
+      applied.foreign_origin_auth_off++;
+      const p = probe(route, fill);
+      const raw = await rawHttp(off, `${p.method} ${p.path} HTTP/1.1\r\nHost: rebind.evil.example\r\n${Object.entries(p.headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}Content-Length: 0\r\nConnection: close\r\n\r\n`, 10_000);
+      const expected = route.errors === "rpc" && route.policy.stream !== "unary" ? 200 : 403;
+      expect(raw.status, `Host rebinding: ${route.method} ${route.path}`).toBe(expected);
+      if (expected === 200) expect(raw.text).toMatch(/permission_denied/);
+      applied.host_rebinding++;
+    }
+    await healthy(off);
+  });
+
+  it("over-limit bodies are refused before they are read", async () => {
+    for (const route of on.routes) {
+      if (applies(route, "over_limit_body") !== true) continue;
+      const limit = route.policy.body as number;
+      const p = probe(route, fill, { authorization: `Bearer ${KEY}` });
+      const headers = Object.entries(p.headers).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+      // The declared length is one byte over; no body follows: a refusal that waited for it would time out.
+      const raw = await rawHttp(on, `${p.method} ${p.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}Content-Length: ${limit + 1}\r\nConnection: close\r\n\r\n`, 10_000);
+      const label = `over-limit body: ${route.method} ${route.path}`;
+      if (route.errors === "rpc") expect(raw.text, label).toMatch(/resource_exhausted/);
+      else expect(raw.status, label).toBe(ERROR_TABLE.too_large.status);
+      applied.over_limit_body++;
+    }
+    await healthy(on);
+  });
+
+  it("subscription caps count every live reader on every surface", async () => {
+    // MAX_SUBSCRIPTIONS_PER_PROJECT=1: one reader holds the project's slot, every other live route is refused.
+    const holder = new AbortController();
+    const held = await fetch(`${on.url}/api/v1/events/stream?topic=matrix-hold`, { headers: { authorization: `Bearer ${CAPPED}` }, signal: holder.signal });
+    expect(held.status).toBe(200);
+    try {
+      for (const route of on.routes) {
+        if (applies(route, "subscription_cap") !== true) continue;
+        await expectRefused(on, route, probe(route, fill, { authorization: `Bearer ${CAPPED}` }), "rate_limited", "subscription cap");
+        applied.subscription_cap++;
+      }
+      await healthy(on);
+    } finally {
+      holder.abort();
+    }
+  });
+
+  it("/metrics labels come only from route templates (and one label for unmatched requests)", async () => {
+    const text = await (await fetch(`${on.url}/metrics`)).text();
+    const known = new Set([...on.routes.map((r) => r.policy.metric), "unmatched"]);
+    const labels = [...text.matchAll(/^http_requests_total\{route="([^"]*)",status="([^"]*)"\}/gm)].map((m) => m[1]!);
+    expect(labels.length).toBeGreaterThan(0);
+    for (const l of labels) expect(known.has(l.slice(l.indexOf(" ") + 1)), l).toBe(true);
+    applied.metrics_label = on.routes.length;
+  });
+});
