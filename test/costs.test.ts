@@ -118,7 +118,7 @@ const PUBLISHES: PublishRow[] = [
     dialect: "Durable Streams",
     // One read of the stream's record (its incarnation, base, content type and TTL decide the
     // answer, and a delete or re-create on another instance changes them), then reserve + insert.
-    budget: 3,
+    budget: 2,
     prepare: async (app) => {
       const key = uniq("ds");
       ok((await fetch(`${app.url}/v1/stream/${key}`, { method: "PUT", headers: { ...P, "content-type": "application/json" } })).status, 201);

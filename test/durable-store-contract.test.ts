@@ -9,7 +9,7 @@ import { MongoStore } from "../src/store/mongo/index.js";
 import { MongoDurableStore } from "../src/store/mongo/durable.js";
 import type { Store } from "../src/core/store.js";
 import type { DurableMeta, DurableStore } from "../src/store/durable.js";
-import { StreamClosedError, type StreamId } from "../src/core/types.js";
+import { IncarnationMismatchError, StreamClosedError, type StreamId } from "../src/core/types.js";
 import { storeFactories } from "./support/stores.js";
 
 let n = 0;
@@ -104,6 +104,31 @@ for (const factory of storeFactories) {
       const fresh: StreamId = { project: "p", kind: "durable", key: `log-${++n}` };
       expect(await base.closeStream(fresh)).toBe(0);
       await expect(base.reserve(fresh, 1)).rejects.toBeInstanceOf(StreamClosedError);
+    });
+
+    it("a reserve naming an incarnation takes sequences only while the stream record holds it", async () => {
+      const s: StreamId = { project: "p", kind: "durable", key: `inc-${++n}` };
+      expect(await base.reserve(s, 1)).toBe(1);
+      // A record without one (made before records kept incarnations) says so, and can be given one once.
+      await expect(base.reserve(s, 1, { inc: "a" })).rejects.toEqual(new IncarnationMismatchError(undefined));
+      expect(await base.setIncarnation(s, "a", "b")).toBe(false);
+      expect(await base.setIncarnation(s, "a", null)).toBe(true);
+      expect(await base.setIncarnation(s, "x", null)).toBe(false);
+      expect(await base.reserve(s, 2, { inc: "a" })).toBe(3);
+      // Deleted (closed) and created again: the old incarnation is refused before the close is reported.
+      await base.closeStream(s);
+      await expect(base.reserve(s, 1, { inc: "a" })).rejects.toBeInstanceOf(StreamClosedError);
+      expect(await base.reopenStream(s, "b")).toBe(3);
+      const refused = await base.reserve(s, 1, { inc: "a" }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(IncarnationMismatchError);
+      expect((refused as IncarnationMismatchError).found).toBe("b");
+      expect(await base.head(s)).toBe(3); // nothing taken
+      expect(await base.reserve(s, 1, { inc: "b", close: true })).toBe(4);
+      await expect(base.reserve(s, 1, { inc: "a" })).rejects.toBeInstanceOf(IncarnationMismatchError);
+      await expect(base.reserve(s, 1, { inc: "b" })).rejects.toBeInstanceOf(StreamClosedError);
+      // A create that lost to another gives the record the winner's incarnation back, unless replaced since.
+      expect(await base.setIncarnation(s, "w", "b")).toBe(true);
+      expect(await base.setIncarnation(s, "v", "b")).toBe(false);
     });
 
     it("stores opaque payloads byte-exact", async () => {

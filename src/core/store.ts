@@ -33,6 +33,13 @@ export interface StreamListing {
   lastAppendAt?: Date;
 }
 
+export interface ReserveOptions {
+  expireAt?: Date;
+  close?: boolean;
+  /** The incarnation the stream record must hold (a Durable Streams append from a cached record). */
+  inc?: string;
+}
+
 export interface Store {
   /** "mongo" or "memory". */
   readonly kind: string;
@@ -51,17 +58,27 @@ export interface Store {
    * `expireAt` slides the stream's expiry (never earlier) in the same round trip. Rejects with
    * StreamClosedError when the stream is closed; with `close`, the same atomic step closes it, so
    * these are its last sequences (a final append). The same step records the time as the
-   * stream's last append (StreamListing.lastAppendAt).
+   * stream's last append (StreamListing.lastAppendAt). With `inc`, the stream record must hold
+   * that incarnation (see reopenStream()), checked in the same step: otherwise it rejects with
+   * IncarnationMismatchError (before StreamClosedError) and takes nothing.
    */
-  reserve(stream: StreamId, count: number, opts?: { expireAt?: Date; close?: boolean }): Promise<number>;
+  reserve(stream: StreamId, count: number, opts?: ReserveOptions): Promise<number>;
   /**
    * Closes the stream: from now on reserve() rejects with StreamClosedError (on every instance, atomic
    * with the sequence grab, so nothing is appended after a close). Idempotent. Returns the last
    * sequence handed out: the stream's final sequence.
    */
   closeStream(stream: StreamId): Promise<number>;
-  /** Opens a closed stream again (a deleted Durable Stream created anew); returns the last sequence handed out. */
-  reopenStream(stream: StreamId): Promise<number>;
+  /**
+   * Opens a closed stream again (a deleted Durable Stream created anew); returns the last sequence
+   * handed out. With `inc`, the stream record holds that incarnation from now on (reserve()'s `inc`).
+   */
+  reopenStream(stream: StreamId, inc?: string): Promise<number>;
+  /**
+   * Writes `inc` as the stream record's incarnation if, and only if, it holds `holding` (null: none).
+   * True when written.
+   */
+  setIncarnation(stream: StreamId, inc: string, holding: string | null): Promise<boolean>;
   /** Whether closeStream() closed the stream (and no reopenStream() since). */
   isClosed(stream: StreamId): Promise<boolean>;
   /** The last sequence handed out for the stream (0 when it does not exist). */

@@ -97,6 +97,19 @@ export class StreamClosedError extends Error {
 }
 
 /**
+ * A reserve() that named the incarnation it expects (a Durable Streams append answered from a
+ * cached record) met a stream record holding another one (`found`; undefined when the record
+ * holds none: created before incarnations were kept there): the stream was deleted and created
+ * again meanwhile. Nothing was reserved or stored.
+ */
+export class IncarnationMismatchError extends Error {
+  constructor(readonly found: string | undefined) {
+    super("the stream was deleted and created again: its incarnation changed");
+    this.name = "IncarnationMismatchError";
+  }
+}
+
+/**
  * A draft whose free-form JSON cannot be stored (too deep, a non-finite number, a lone surrogate):
  * see core/json.ts. `index` is the event's place in its publish, `field` the part at fault.
  */

@@ -3,7 +3,7 @@
  * headers and for PublishStream's producer fields (RPC).
  */
 import type { DurableMeta, ProducerState } from "../../store/durable.js";
-import { INTERNAL_KEY_PREFIX, StreamClosedError, streamName, type EventDraft, type StoredEvent, type StreamId } from "../../core/types.js";
+import { IncarnationMismatchError, INTERNAL_KEY_PREFIX, StreamClosedError, streamName, type EventDraft, type StoredEvent, type StreamId } from "../../core/types.js";
 import type { DurableContext } from "./context.js";
 import { toDrafts } from "./messages.js";
 import { DsError, H, type DsReply, type DsRequest } from "./protocol.js";
@@ -70,7 +70,7 @@ function keyed(p: Producer, drafts: readonly EventDraft[]): EventDraft[] {
 }
 
 export function durableAppends(ctx: DurableContext) {
-  const { log, durable, idOf, logOf, ensureView, target, live, touch, tailOf, offsetOf, closeReasonOf } = ctx;
+  const { log, durable, idOf, logOf, ensureView, target, live, touch, tailOf, offsetOf, closeReasonOf, cachedRecord, rememberRecord, forgetRecord } = ctx;
   /** Requests of one producer on one stream run one at a time in this process (the protocol's serialization rule). */
   const producerLocks = new Map<string, Promise<unknown>>();
 
@@ -124,7 +124,10 @@ export function durableAppends(ctx: DurableContext) {
     const close = r.header(H.closed)?.toLowerCase() === "true";
     parseCloseReason(r, close);
     if (r.body.length === 0 && !close) throw new DsError(400, "empty body (only a close, Stream-Closed: true, may have none)");
+    // A close makes a cached record wrong (closed); a closing append reads the record (it is rare).
+    if (close && !r.view) forgetRecord(r.project, r.name);
     if (!producer) {
+      if (!r.view && r.body.length > 0 && !close) return plainAppend(r);
       const m = await target(r);
       await touch(m);
       return appendOnce(r, m, close, undefined);
@@ -137,12 +140,48 @@ export function durableAppends(ctx: DurableContext) {
     });
   }
 
+  /**
+   * An append with a body, no producer and no close to a durable stream: 2 store commands (reserve, insert)
+   * when this instance has the stream's record cached, the reservation checking that the record's
+   * incarnation is still the stream's (ctx.cachedRecord). A verdict drawn from a cached record (an
+   * incarnation the store refused, or a refusal from its content type or closed state) is checked
+   * against the record as it is now: the request is answered as that record says.
+   */
+  async function plainAppend(r: DsRequest): Promise<DsReply> {
+    const cached = cachedRecord(r.project, r.name);
+    let fresh: DurableMeta | undefined;
+    if (cached) {
+      try {
+        return await appendOnce(r, cached, false, undefined, cached.inc);
+      } catch (err) {
+        const mismatch = err instanceof IncarnationMismatchError;
+        if (!mismatch && !(err instanceof DsError && err.status < 500)) throw err;
+        forgetRecord(r.project, r.name);
+        fresh = await live(r.project, r.name);
+        if (!mismatch && fresh.inc === cached.inc) {
+          rememberRecord(fresh);
+          throw err;
+        }
+        // A stream created before stream records kept incarnations gets its own now (only where
+        // none is held: a stream created again meanwhile holds its own).
+        if (mismatch && err.found === undefined) await log.setIncarnation(logOf(fresh), fresh.inc, null);
+      }
+    }
+    // A record read now is as fresh as it gets: appended to as before (reserve without the check;
+    // the store may not hold its incarnation yet, see lifecycle.ts create()).
+    const m = fresh ?? (await live(r.project, r.name));
+    await touch(m);
+    rememberRecord(m);
+    return appendOnce(r, m, false, undefined);
+  }
+
   /** One producer's requests to one stream run one at a time, in arrival order (PROTOCOL.md 5.2.1). */
   function lockKey(stream: StreamId, producerId: string): string {
     return `${streamName(stream)}\n${producerId}`;
   }
 
-  async function appendOnce(r: DsRequest, m: DurableMeta, close: boolean, producer: Producer | undefined): Promise<DsReply> {
+  /** `inc`: the incarnation the reservation checks (m is a cached record). */
+  async function appendOnce(r: DsRequest, m: DurableMeta, close: boolean, producer: Producer | undefined, inc?: string): Promise<DsReply> {
     const id = logOf(m);
     let verdict: Verdict | undefined;
     for (;;) {
@@ -155,7 +194,7 @@ export function durableAppends(ctx: DurableContext) {
       // more than the record target() read: the log refuses an append to a closed stream in the
       // same step that takes its sequences (StreamClosedError, in publishOnce), so the tail and the
       // closed flag need no look first. The other paths need the tail's position and closed state.
-      if (!producer && r.body.length > 0 && !m.closed) return (await publishOnce(r, m, close, undefined, undefined))!;
+      if (!producer && r.body.length > 0 && !m.closed) return (await publishOnce(r, m, close, undefined, undefined, inc))!;
       const tail = await tailOf(m);
       if (verdict?.kind === "duplicate") {
         // A retry of something already accepted: acknowledged again, nothing appended twice. The
@@ -207,7 +246,7 @@ export function durableAppends(ctx: DurableContext) {
    * Appends the request's body (checked against the stream) and answers it; undefined when the
    * producer's state moved meanwhile (the caller looks again).
    */
-  async function publishOnce(r: DsRequest, m: DurableMeta, close: boolean, producer: Producer | undefined, verdict: Verdict | undefined): Promise<DsReply | undefined> {
+  async function publishOnce(r: DsRequest, m: DurableMeta, close: boolean, producer: Producer | undefined, verdict: Verdict | undefined, inc?: string): Promise<DsReply | undefined> {
     const id = logOf(m);
     const ct = r.header("content-type");
     if (ct === undefined || ct.trim() === "") throw new DsError(400, "Content-Type is required");
@@ -219,7 +258,7 @@ export function durableAppends(ctx: DurableContext) {
     let stored: StoredEvent[];
     try {
       // Bounded by DURABLE_MAX_APPEND_BYTES only: an array of any count commits whole (clients batch what queues up).
-      stored = await log.publish(id, producer ? keyed(producer, drafts) : drafts, { source: "durable", close, byteBounded: true, internalKeys: producer !== undefined });
+      stored = await log.publish(id, producer ? keyed(producer, drafts) : drafts, { source: "durable", close, byteBounded: true, internalKeys: producer !== undefined, ...(inc !== undefined ? { incarnation: inc } : {}) });
     } catch (err) {
       // Nothing was appended: give the producer its sequence back, so a retry is not taken for a duplicate.
       if (verdict?.kind === "accept") await durable.casProducer(m.project, m.name, m.inc, producer!.id, verdict.next, verdict.expected ?? { epoch: producer!.epoch, lastSeq: -1 }).catch(() => undefined);

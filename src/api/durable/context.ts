@@ -2,6 +2,7 @@
  * What every Durable Streams operation shares: finding a stream's record (expiring it when due),
  * the log stream behind it, its tail, and reading its messages. Built once per durableApi.
  */
+import { LRUCache } from "lru-cache";
 import type { DurableMeta } from "../../store/durable.js";
 import type { StoredEvent, StreamId } from "../../core/types.js";
 import { DsError, type DsRequest, type DurableDeps } from "./protocol.js";
@@ -17,6 +18,8 @@ export const READ_EVENTS = 1000;
 const SHARED_TAIL_MS = 500;
 /** See expired(). */
 const TTL_GRACE_MS = 1000;
+/** Stream records kept for plain appends (see cachedRecord()); a few hundred bytes each. */
+const RECORD_CACHE_ENTRIES = 10_000;
 
 export function durableContext(deps: DurableDeps) {
   const { log, durable, config } = deps;
@@ -71,6 +74,30 @@ export function durableContext(deps: DurableDeps) {
     return m;
   }
 
+  /**
+   * Records a plain append may answer from without reading the store (docs/durable-streams.md,
+   * "What an append costs"): streams without a TTL (an append moves a TTL stream's expiry, a
+   * write anyway), not closed, not views. What such an append takes from the record is fixed for
+   * an incarnation (base, offset units, content type, expiry instant), and its reservation checks
+   * the incarnation in the store (PublishOptions.incarnation), so a stream deleted and created
+   * again on another instance is noticed there, before anything is stored.
+   */
+  const records = new LRUCache<string, DurableMeta>({ max: RECORD_CACHE_ENTRIES });
+  const recordKey = (project: string, name: string): string => `${project}\n${name}`;
+  function cachedRecord(project: string, name: string): DurableMeta | undefined {
+    const m = records.get(recordKey(project, name));
+    // An expiry seen passed is confirmed by a read (which deletes the stream), never answered from here.
+    if (m && expired(m)) return void forgetRecord(project, name);
+    return m;
+  }
+  function rememberRecord(m: DurableMeta): void {
+    if (m.view || m.ttlSeconds !== undefined || m.closed || m.softDeleted) forgetRecord(m.project, m.name);
+    else records.set(recordKey(m.project, m.name), m);
+  }
+  function forgetRecord(project: string, name: string): void {
+    records.delete(recordKey(project, name));
+  }
+
   /** Reads and writes move a TTL stream's expiry (HEAD does not). */
   async function touch(m: DurableMeta): Promise<void> {
     if (m.ttlSeconds !== undefined) await durable.update(m.project, m.name, m.inc, { lastAccessAt: deps.now() });
@@ -85,6 +112,7 @@ export function durableContext(deps: DurableDeps) {
    */
   async function retire(m: DurableMeta): Promise<void> {
     const id = logOf(m);
+    forgetRecord(m.project, m.name);
     await log.closeStream(id);
     await log.purge(id);
     if (m.refCount > 0) {
@@ -162,7 +190,7 @@ export function durableContext(deps: DurableDeps) {
     return formatOffset(m.inc, position, m.offsetUnits ?? 1);
   }
 
-  return { deps, log, durable, config, idOf, logOf, nowMs, load, ensureView, target, live, touch, retire, tailOf, sharedTail, closeReasonOf, passTrailing, readAfter, offsetOf };
+  return { deps, log, durable, config, idOf, logOf, nowMs, load, ensureView, target, live, cachedRecord, rememberRecord, forgetRecord, touch, retire, tailOf, sharedTail, closeReasonOf, passTrailing, readAfter, offsetOf };
 }
 
 export type DurableContext = ReturnType<typeof durableContext>;

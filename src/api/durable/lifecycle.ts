@@ -218,12 +218,16 @@ export function durableLifecycle(ctx: DurableContext) {
       // Take the reference before the fork exists, so the source cannot be collected in between.
       if (!(await durable.addRef(src.project, src.name, src.inc, +1))) throw new DsError(404, "source stream not found");
     }
-    await log.reopenStream(id);
+    // The stream record holds the new incarnation from here on: an append from a record cached
+    // before (on any instance) is refused by its reservation (PublishOptions.incarnation).
+    await log.reopenStream(id, meta.inc);
     const count = plan?.count ?? 0;
     meta.base = await log.reserveRange(id, count);
     const { created, meta: holder } = await durable.create(meta);
     if (!created) {
-      // Another request created it first: our reserved range becomes placeholders.
+      // Another request created it first: our reserved range becomes placeholders, and the stream
+      // record gets the winner's incarnation back unless something newer replaced ours meanwhile.
+      await log.setIncarnation(id, holder.inc, meta.inc);
       if (count > 0) await log.fill(id, meta.base, count, new Map());
       if (src) await durable.addRef(src.project, src.name, src.inc, -1);
       if (holder.softDeleted || !sameConfig(holder, c)) throw new DsError(409, "a stream with a different configuration exists here");

@@ -109,7 +109,10 @@ export class Committer {
     while (q.pending.length > 0) {
       let count = 0;
       let take = 0;
-      while (take < q.pending.length && (take === 0 || count + q.pending[take]!.drafts.length <= this.ctx.opts.maxCommitEvents)) {
+      // A round's reservation checks one expected incarnation (or none): a publish expecting
+      // another one waits for the next round.
+      const inc = q.pending[0]!.opts?.incarnation;
+      while (take < q.pending.length && (take === 0 || (count + q.pending[take]!.drafts.length <= this.ctx.opts.maxCommitEvents && q.pending[take]!.opts?.incarnation === inc))) {
         count += q.pending[take]!.drafts.length;
         take++;
         // A closing publish ends its round: it must be the last thing the stream takes.
@@ -186,7 +189,8 @@ export class Committer {
       // The stream's expiry slides in the same round trip (the stream record), so no earlier event
       // is rewritten and none expires before the new ones are visible.
       const close = batch[batch.length - 1]!.opts?.close === true;
-      last = await store.reserve(stream, count, expireAt || close ? { ...(expireAt ? { expireAt } : {}), ...(close ? { close } : {}) } : undefined);
+      const inc = batch[0]!.opts?.incarnation;
+      last = await store.reserve(stream, count, expireAt || close || inc !== undefined ? { ...(expireAt ? { expireAt } : {}), ...(close ? { close } : {}), ...(inc !== undefined ? { inc } : {}) } : undefined);
     } catch (err) {
       // Nothing was inserted. If the counter did move, readers claim the untouched range later.
       stats.storeErrors++;

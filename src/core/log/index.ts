@@ -107,9 +107,17 @@ export class EventLog {
     return last;
   }
 
-  /** Opens a closed stream again (a new Durable Streams incarnation). Returns the last sequence. */
-  reopenStream(stream: StreamId): Promise<number> {
-    return this.#ctx.store.reopenStream(stream);
+  /**
+   * Opens a closed stream again (a new Durable Streams incarnation, which the stream record holds
+   * from now on: PublishOptions.incarnation). Returns the last sequence.
+   */
+  reopenStream(stream: StreamId, inc?: string): Promise<number> {
+    return this.#ctx.store.reopenStream(stream, inc);
+  }
+
+  /** Store.setIncarnation: the stream record's incarnation becomes `inc` if it holds `holding` (null: none). */
+  setIncarnation(stream: StreamId, inc: string, holding: string | null): Promise<boolean> {
+    return this.#ctx.store.setIncarnation(stream, inc, holding);
   }
 
   isClosed(stream: StreamId): Promise<boolean> {

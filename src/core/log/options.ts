@@ -92,6 +92,13 @@ export interface PublishOptions {
   byteBounded?: boolean;
   /** The drafts' idempotency keys were derived by the service (a reserved prefix, core/types.ts internalKeyPrefix), not sent by a client. */
   internalKeys?: boolean;
+  /**
+   * The Durable Streams incarnation the stream record must hold (Store.reserve's `inc`), checked
+   * in the step that takes the sequences: an append answered from a cached record cannot land in
+   * a stream deleted and created again elsewhere (IncarnationMismatchError, nothing stored).
+   * Publishes expecting different incarnations never share a round.
+   */
+  incarnation?: string;
 }
 
 export interface Stats {

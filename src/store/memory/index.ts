@@ -1,6 +1,6 @@
 import { eventCost, setCost } from "../../core/json.js";
-import { DuplicateEventError, parseStreamName, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { ListStreamsQuery, Store, StreamInfo, StreamListing } from "../../core/store.js";
+import { DuplicateEventError, IncarnationMismatchError, parseStreamName, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type StoredEvent, type StreamId } from "../../core/types.js";
+import type { ListStreamsQuery, ReserveOptions, Store, StreamInfo, StreamListing } from "../../core/store.js";
 import { MemoryBudget, MeteredMap } from "./budget.js";
 
 interface MemStream {
@@ -19,6 +19,8 @@ interface MemStream {
   expireAt?: Date;
   /** When reserve() last took sequences. */
   lastAppendAt?: Date;
+  /** The Durable Streams incarnation the stream belongs to (reopenStream(), setIncarnation()). */
+  inc?: string;
 }
 
 export interface MemoryStoreOptions {
@@ -185,8 +187,9 @@ export class MemoryStore implements Store {
     return removed;
   }
 
-  async reserve(stream: StreamId, count: number, opts?: { expireAt?: Date; close?: boolean }): Promise<number> {
+  async reserve(stream: StreamId, count: number, opts?: ReserveOptions): Promise<number> {
     const s = this.#stream(streamName(stream), stream);
+    if (opts?.inc !== undefined && s.inc !== opts.inc) throw new IncarnationMismatchError(s.inc);
     if (s.closed) throw new StreamClosedError();
     if (opts?.close) s.closed = true;
     if (opts?.expireAt) this.#slide(s, opts.expireAt);
@@ -201,10 +204,18 @@ export class MemoryStore implements Store {
     return s.head;
   }
 
-  async reopenStream(stream: StreamId): Promise<number> {
+  async reopenStream(stream: StreamId, inc?: string): Promise<number> {
     const s = this.#stream(streamName(stream), stream);
     delete s.closed;
+    if (inc !== undefined) s.inc = inc;
     return s.head;
+  }
+
+  async setIncarnation(stream: StreamId, inc: string, holding: string | null): Promise<boolean> {
+    const s = this.#streams.get(streamName(stream));
+    if (!s || (s.inc ?? null) !== holding) return false;
+    s.inc = inc;
+    return true;
   }
 
   async isClosed(stream: StreamId): Promise<boolean> {

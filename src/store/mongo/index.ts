@@ -1,6 +1,6 @@
 import { Binary, Long, type Collection, type Db, type Filter, type IndexSpecification, type CreateIndexesOptions } from "mongodb";
-import { DuplicateEventError, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
-import type { AppendRange, ListStreamsQuery, Store, StreamInfo, StreamListing } from "../../core/store.js";
+import { DuplicateEventError, IncarnationMismatchError, purgeMarker, SequenceTakenError, StreamClosedError, streamName, voidEvent, type JsonObject, type JsonValue, type StoredEvent, type StreamId } from "../../core/types.js";
+import type { AppendRange, ListStreamsQuery, ReserveOptions, Store, StreamInfo, StreamListing } from "../../core/store.js";
 import { MongoConnection, type MongoConnectionOptions } from "./client.js";
 import { isDuplicateKey, isIndexConflict, isIndexNotFound, isNotSupported, isSequenceTaken } from "./errors.js";
 import { AppendWatcher } from "./watcher.js";
@@ -35,6 +35,8 @@ interface CounterDoc {
   swept?: true;
   /** When sequences were last taken: set by the same update that takes them (no command of its own). */
   last_append_at?: Date;
+  /** The Durable Streams incarnation the stream belongs to (reopenStream(), setIncarnation()); reserve() may require it. */
+  inc?: string;
 }
 
 interface EventDoc {
@@ -308,7 +310,7 @@ export class MongoStore implements Store {
    * MongoDB 4.2+ retries that itself, other wire servers do not) is retried: the second attempt
    * finds the record.
    */
-  async #bump(stream: StreamId, count: number, opts: { expireAt?: Date; close?: boolean; refuseClosed: boolean }): Promise<CounterDoc | null> {
+  async #bump(stream: StreamId, count: number, opts: ReserveOptions & { refuseClosed: boolean }): Promise<CounterDoc | null> {
     const name = streamName(stream);
     const update: Record<string, unknown> = {
       $inc: { seq: Long.fromNumber(count) },
@@ -324,6 +326,15 @@ export class MongoStore implements Store {
     if (Object.keys(max).length > 0) update["$max"] = max;
     if (opts.close) update["$set"] = { closed: true };
     const filter = opts.refuseClosed ? { _id: name, closed: { $ne: true } } : { _id: name };
+    if (opts.inc !== undefined) {
+      // The record must hold this incarnation: no upsert (a stream with one exists), and matching
+      // nothing is a mismatch or a close, told apart by a read only on that rare path.
+      const before = await this.#m.write(() => this.#counters.findOneAndUpdate({ ...filter, inc: opts.inc }, update, { returnDocument: "before" }));
+      if (before) return before;
+      const now = await this.#m.read(() => this.#counters.findOne({ _id: name }, { projection: { closed: 1, inc: 1 }, ...this.#m.readOptions }));
+      if (now?.inc === opts.inc && now.closed === true) throw new StreamClosedError();
+      throw new IncarnationMismatchError(now?.inc);
+    }
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#m.write(() => this.#counters.findOneAndUpdate(filter, update, { upsert: true, returnDocument: "before" }));
@@ -344,7 +355,7 @@ export class MongoStore implements Store {
     void this.#events.deleteMany({ stream: name, seq: { $lte: Long.fromNumber(num(before.seq)) }, void: { $exists: false } }).catch(() => {});
   }
 
-  async reserve(stream: StreamId, count: number, opts?: { expireAt?: Date; close?: boolean }): Promise<number> {
+  async reserve(stream: StreamId, count: number, opts?: ReserveOptions): Promise<number> {
     const before = await this.#bump(stream, count, { ...opts, refuseClosed: true });
     if (opts?.expireAt) await this.#afterSlide(stream, before);
     return num(before?.seq) + count;
@@ -358,15 +369,20 @@ export class MongoStore implements Store {
     return this.#setClosed(stream, true);
   }
 
-  async reopenStream(stream: StreamId): Promise<number> {
-    return this.#setClosed(stream, false);
+  async reopenStream(stream: StreamId, inc?: string): Promise<number> {
+    return this.#setClosed(stream, false, inc);
   }
 
-  async #setClosed(stream: StreamId, closed: boolean): Promise<number> {
+  async setIncarnation(stream: StreamId, inc: string, holding: string | null): Promise<boolean> {
+    const r = await this.#m.write(() => this.#counters.updateOne({ _id: streamName(stream), inc: holding === null ? { $exists: false } : holding }, { $set: { inc } }));
+    return r.modifiedCount > 0;
+  }
+
+  async #setClosed(stream: StreamId, closed: boolean, inc?: string): Promise<number> {
     const doc = await this.#m.write(() =>
       this.#counters.findOneAndUpdate(
         { _id: streamName(stream) },
-        { $set: { closed }, $setOnInsert: { seq: Long.fromNumber(0), project: stream.project, kind: stream.kind, key: stream.key } },
+        { $set: { closed, ...(inc !== undefined ? { inc } : {}) }, $setOnInsert: { seq: Long.fromNumber(0), project: stream.project, kind: stream.kind, key: stream.key } },
         { upsert: true, returnDocument: "after" },
       ),
     );
