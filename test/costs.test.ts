@@ -116,8 +116,9 @@ const PUBLISHES: PublishRow[] = [
   },
   {
     dialect: "Durable Streams",
-    // One read of the stream's record (its incarnation, base, content type and TTL decide the
-    // answer, and a delete or re-create on another instance changes them), then reserve + insert.
+    // reserve + insert: the stream's record is cached on the instance after the first append, and
+    // the reserve checks its incarnation (a delete or re-create on another instance is refused
+    // there, test/durable-record-cache.test.ts).
     budget: 2,
     prepare: async (app) => {
       const key = uniq("ds");

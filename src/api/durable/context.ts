@@ -18,8 +18,8 @@ export const READ_EVENTS = 1000;
 const SHARED_TAIL_MS = 500;
 /** See expired(). */
 const TTL_GRACE_MS = 1000;
-/** Stream records kept for plain appends (see cachedRecord()); a few hundred bytes each. */
-const RECORD_CACHE_ENTRIES = 10_000;
+/** Estimated heap bytes of the stream records kept for plain appends (see cachedRecord()), least recently used out first. */
+const RECORD_CACHE_BYTES = 8 * 1024 * 1024;
 
 export function durableContext(deps: DurableDeps) {
   const { log, durable, config } = deps;
@@ -82,7 +82,7 @@ export function durableContext(deps: DurableDeps) {
    * the incarnation in the store (PublishOptions.incarnation), so a stream deleted and created
    * again on another instance is noticed there, before anything is stored.
    */
-  const records = new LRUCache<string, DurableMeta>({ max: RECORD_CACHE_ENTRIES });
+  const records = new LRUCache<string, DurableMeta>({ maxSize: RECORD_CACHE_BYTES, sizeCalculation: (m, key) => 2 * (key.length + JSON.stringify(m).length) + 200 });
   const recordKey = (project: string, name: string): string => `${project}\n${name}`;
   function cachedRecord(project: string, name: string): DurableMeta | undefined {
     const m = records.get(recordKey(project, name));
