@@ -34,6 +34,8 @@ const NOT_RUN = new Set(["setup", "deploy", "manual"]);
 const BASE_LINE = "BASE=${BASE:-http://127.0.0.1:8080}";
 /** The operator token the docs start the service with (docs/auth.md); the test's service has it too. */
 const ADMIN_TOKEN = "demo-admin-token";
+/** A block is a few requests; one still running after this waits for something that will not come. */
+const BLOCK_TIMEOUT_MS = 30_000;
 
 interface Block {
   page: string;
@@ -79,15 +81,28 @@ const ALL = PAGES.flatMap(blocksOf);
 const runnable = (b: Block) => SHELLS.has(b.lang) && b.tags.length === 0;
 const where = (b: Block) => `${b.page}:${b.line}`;
 
-function bash(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs bash; past `timeoutMs` its whole process group is killed (a follower left running, say). */
+function bash(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
   return new Promise((done, fail) => {
-    const child = spawn("bash", ["--noprofile", "--norc", ...args], { cwd: ROOT, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], timeout: opts.timeoutMs ?? 60_000 });
+    const child = spawn("bash", ["--noprofile", "--norc", ...args], { cwd: ROOT, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: true });
     let stdout = "";
     let stderr = "";
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, opts.timeoutMs ?? 30_000);
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
     child.on("error", fail);
-    child.on("close", (code) => done({ code, stdout, stderr }));
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr, timedOut });
+    });
     child.stdin.end(opts.input ?? "");
   });
 }
@@ -161,6 +176,41 @@ describe("docs: the fences", () => {
   });
 });
 
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+function slug(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+    .replace(/\s/g, "-");
+}
+
+function anchorsOf(file: string): Set<string> {
+  const text = readFileSync(file, "utf8").replace(/^```[\s\S]*?^```/gm, "");
+  return new Set([...text.matchAll(/^#{1,6}\s+(.+)$/gm)].map((m) => slug(m[1]!)));
+}
+
+describe("docs: links", () => {
+  it("every relative link names a file that exists, and a heading it has", () => {
+    const broken: string[] = [];
+    for (const page of PAGES) {
+      const text = readFileSync(join(ROOT, page), "utf8").replace(/^```[\s\S]*?^```/gm, "");
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1]!;
+        if (/^[a-z]+:/.test(target)) continue;
+        const [path, hash] = target.split("#") as [string, string | undefined];
+        const file = path === "" ? join(ROOT, page) : resolve(join(ROOT, dirname(page)), path);
+        if (!existsSync(file)) {
+          broken.push(`${page}: ${target} (no such file)`);
+          continue;
+        }
+        if (hash && file.endsWith(".md") && !anchorsOf(file).has(hash)) broken.push(`${page}: ${target} (no such heading)`);
+      }
+    }
+    expect(broken).toEqual([]);
+  });
+});
+
 describe("docs: the runnable examples, against one service", () => {
   let service: Service;
   let tmp: string;
@@ -204,8 +254,8 @@ describe("docs: the runnable examples, against one service", () => {
           "set +a",
           `export -p > '${state}.next'`,
         ].join("\n");
-        const r = await bash(["-c", driver], { env, timeoutMs: 60_000 });
-        const report = `${where(b)} exited ${r.code}\n--- block\n${b.code}--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+        const r = await bash(["-c", driver], { env, timeoutMs: BLOCK_TIMEOUT_MS });
+        const report = `${where(b)} ${r.timedOut ? `still running after ${BLOCK_TIMEOUT_MS} ms (a command that follows forever?)` : `exited ${r.code}`}\n--- block\n${b.code}--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
         expect(r.code, report).toBe(0);
         if (b.output !== undefined) expect(missingOutput(b.output, r.stdout), `${report}\n(the output block's line not found in stdout)`).toBeUndefined();
         if (existsSync(`${state}.next`)) writeFileSync(state, readFileSync(`${state}.next`));
