@@ -34,8 +34,11 @@ const NOT_RUN = new Set(["setup", "deploy", "manual"]);
 const BASE_LINE = "BASE=${BASE:-http://127.0.0.1:8080}";
 /** The operator token the docs start the service with (docs/auth.md); the test's service has it too. */
 const ADMIN_TOKEN = "demo-admin-token";
-/** A block is a few requests; one still running after this waits for something that will not come. */
-const BLOCK_TIMEOUT_MS = 30_000;
+/**
+ * A block is a few requests and CLI runs (seconds); one still running after this waits for something
+ * that will not come (a follower without --count). Generous: the CI machine may be loaded.
+ */
+const BLOCK_TIMEOUT_MS = 120_000;
 
 interface Block {
   page: string;
@@ -95,7 +98,7 @@ function bash(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; t
       } catch {
         // already gone
       }
-    }, opts.timeoutMs ?? 30_000);
+    }, opts.timeoutMs ?? BLOCK_TIMEOUT_MS);
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
     child.on("error", fail);
@@ -260,6 +263,6 @@ describe("docs: the runnable examples, against one service", () => {
         if (b.output !== undefined) expect(missingOutput(b.output, r.stdout), `${report}\n(the output block's line not found in stdout)`).toBeUndefined();
         if (existsSync(`${state}.next`)) writeFileSync(state, readFileSync(`${state}.next`));
       }
-    }, 120_000);
+    }, 15 * 60_000);
   }
 });
