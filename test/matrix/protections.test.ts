@@ -12,7 +12,7 @@ import { Code } from "@connectrpc/connect";
 import { ERROR_TABLE, type ErrorClass } from "../../src/api/errors.js";
 import type { App } from "../../src/server/app.js";
 import type { PipelineRoute } from "../../src/server/pipeline.js";
-import { rawHttp } from "../support/raw.js";
+import { metricValue, rawHttp } from "../support/raw.js";
 import { startTestServer } from "../support/server.js";
 import { storeFactories } from "../support/stores.js";
 
@@ -21,8 +21,23 @@ const KEY = "key-matrix";
 const CAPPED = "key-capped";
 const EVIL = "http://evil.example";
 
-type Protection = "no_key" | "wrong_key" | "cookie_cross_site" | "foreign_origin_auth_on" | "foreign_origin_auth_off" | "host_rebinding" | "over_limit_body" | "subscription_cap" | "metrics_label";
-export const PROTECTIONS: readonly Protection[] = ["no_key", "wrong_key", "cookie_cross_site", "foreign_origin_auth_on", "foreign_origin_auth_off", "host_rebinding", "over_limit_body", "subscription_cap", "metrics_label"];
+const ADMIN = "admin-matrix";
+
+type Protection = "no_key" | "wrong_key" | "key_revoked_mid_stream" | "cookie_cross_site" | "foreign_origin_auth_on" | "foreign_origin_auth_off" | "host_rebinding" | "over_limit_body" | "subscription_cap" | "metrics_label";
+export const PROTECTIONS: readonly Protection[] = ["no_key", "wrong_key", "key_revoked_mid_stream", "cookie_cross_site", "foreign_origin_auth_on", "foreign_origin_auth_off", "host_rebinding", "over_limit_body", "subscription_cap", "metrics_label"];
+
+/**
+ * A valid request for each live RPC (a server stream needs a real one to stay open). A live RPC
+ * missing here fails the revocation row: add its sample.
+ */
+const LIVE_RPC_SAMPLES: Readonly<Record<string, (fill: Record<string, string>) => unknown>> = {
+  "/events.v1.StreamService/Subscribe": () => ({ stream: { kind: "STREAM_KIND_TOPIC", key: "matrix" } }),
+  "/polos.v1.EventsService/StreamEvents": () => ({ topic: "matrix" }),
+  "/kubiya.v1.ExecutionEventsService/StreamExecutionEvents": () => ({ execution_id: "m1" }),
+  "/sailhouse.v1.SailhouseService/StreamSubscription": () => ({ topic_slug: "matrix", subscription_slug: "matrix" }),
+  "/terminaluse.v1.TaskEventsService/StreamTaskEvents": (f) => ({ task_id: f["task_id"] }),
+  "/terminaluse.v1.TaskEventsService/StreamTaskParts": (f) => ({ task_id: f["task_id"] }),
+};
 
 /** Whether a protection applies to a route: true, or the reason it does not. */
 export function applies(route: PipelineRoute, p: Protection): true | string {
@@ -30,9 +45,10 @@ export function applies(route: PipelineRoute, p: Protection): true | string {
   switch (p) {
     case "no_key":
     case "wrong_key":
-      if (policy.auth === "none") return "no credentials by design: liveness, readiness, metrics, console files, health, reflection (own cap: test/unauthenticated-streams.test.ts)";
-      if (policy.auth === "admin") return "ADMIN_TOKEN, checked by the admin API (test/auth.test.ts)";
-      return true;
+      return policy.auth === "none" ? "no credentials by design: liveness, readiness, metrics, console files, health, reflection (own cap: test/unauthenticated-streams.test.ts)" : true;
+    case "key_revoked_mid_stream":
+      if (policy.stream !== "live") return "not a stream: a revoked key is refused on its next request (no_key/wrong_key rows)";
+      return policy.auth === "key" ? true : "no key to revoke (health Watch)";
     case "over_limit_body":
       return policy.body === "stream" ? "a streaming request: each message is bounded by MAX_BODY_BYTES and the call by its window (test/listener-limits.test.ts)" : true;
     case "subscription_cap":
@@ -44,9 +60,7 @@ export function applies(route: PipelineRoute, p: Protection): true | string {
 }
 
 /** Protections proved by their own suites on every surface (not re-run here), and where. */
-export const ELSEWHERE: Readonly<Record<string, string>> = {
-  "key revoked mid-stream": "test/stream-auth.test.ts (SSE, Durable Streams long-poll/SSE, RPC streams; both stores)",
-  "budget exhausted": "test/listener-limits.test.ts (in-flight bytes), test/unsent-budget.test.ts (queued response bytes)",
+export const ELSEWHERE: Readonly<Record<string, string>> = {  "budget exhausted": "test/listener-limits.test.ts (in-flight bytes), test/unsent-budget.test.ts (queued response bytes)",
   "store outage": "test/outage.test.ts (every store port, every dialect's HTTP and RPC paths); not on the memory store: it has no outage",
   "byte-bounded response": "test/response-bytes.test.ts, test/list-streams.test.ts",
 };
@@ -114,7 +128,7 @@ describe.each(storeFactories)("protection × surface matrix ($name store)", (fac
   const delay = monitorEventLoopDelay({ resolution: 10 });
   const applied: Record<Protection, number> = Object.fromEntries(PROTECTIONS.map((p) => [p, 0])) as Record<Protection, number>;
   beforeAll(async () => {
-    on = await startTestServer({ store: await factory.make(), env: { AUTH: "required", API_KEYS: `acme:${KEY},capped:${CAPPED}`, MAX_SUBSCRIPTIONS_PER_PROJECT: "1", DURABLE_LONG_POLL_MS: "200" } });
+    on = await startTestServer({ store: await factory.make(), env: { AUTH: "required", API_KEYS: `acme:${KEY},capped:${CAPPED}`, ADMIN_TOKEN: ADMIN, AUTH_CACHE_MS: "200", MAX_SUBSCRIPTIONS_PER_PROJECT: "1", DURABLE_LONG_POLL_MS: "200" } });
     off = await startTestServer({ store: await factory.make() });
     const task = await fetch(`${on.url}/tasks`, { method: "POST", headers: { authorization: `Bearer ${CAPPED}`, "content-type": "application/json" }, body: JSON.stringify({ agent_name: "acme/matrix", name: "matrix" }) });
     fill["task_id"] = ((await task.json()) as { id: string }).id;
@@ -221,6 +235,51 @@ describe.each(storeFactories)("protection × surface matrix ($name store)", (fac
     } finally {
       holder.abort();
     }
+  });
+
+  it("a key revoked mid-stream ends every live reader, in its dialect", async () => {
+    const admin = async (method: string, body: unknown): Promise<Record<string, string>> =>
+      (await (await fetch(`${on.url}/admin.v1.AdminService/${method}`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify(body) })).json()) as Record<string, string>;
+    // Project "revoked": a task, a Durable Stream and a topic for the readers to follow.
+    const setup = (await admin("CreateApiKey", { project: "revoked" }))["key"]!;
+    const auth = { authorization: `Bearer ${setup}`, "content-type": "application/json" };
+    const task = (await (await fetch(`${on.url}/tasks`, { method: "POST", headers: auth, body: JSON.stringify({ agent_name: "acme/matrix", name: "matrix" }) })).json()) as { id: string };
+    await fetch(`${on.url}/v1/stream/matrix-s`, { method: "PUT", headers: { authorization: auth.authorization, "content-type": "text/plain" } });
+    await fetch(`${on.url}/api/v1/events/publish`, { method: "POST", headers: auth, body: JSON.stringify({ topic: "matrix", events: [{ data: 1 }] }) });
+    const f = { ...fill, task_id: task.id };
+    for (const route of on.routes) {
+      if (applies(route, "key_revoked_mid_stream") !== true) continue;
+      const label = `revoked mid-stream: ${route.method} ${route.path}`;
+      const made = await admin("CreateApiKey", { project: "revoked" });
+      const p = probe(route, f, { authorization: `Bearer ${made["key"]}` });
+      if (route.surface === "durable") p.path = p.path.replace("live=long-poll", "live=sse");
+      if (route.errors === "rpc") {
+        const sample = LIVE_RPC_SAMPLES[route.path];
+        expect(sample, `${label}: add a sample request to LIVE_RPC_SAMPLES`).toBeDefined();
+        const json = Buffer.from(JSON.stringify(sample!(f)));
+        const env = Buffer.alloc(5 + json.length);
+        env.writeUInt32BE(json.length, 1);
+        json.copy(env, 5);
+        p.body = env;
+      }
+      const before = await metricValue(on, "live_readers");
+      const answer = fetch(on.url + p.path, { method: p.method, headers: p.headers, ...(p.body !== undefined ? { body: p.body } : {}), signal: AbortSignal.timeout(20_000) });
+      // Revoked once the reader holds its slot and its key (an RPC stream sends headers only with its first message).
+      while ((await metricValue(on, "live_readers")) <= before) await new Promise((r) => setTimeout(r, 20));
+      await admin("RevokeApiKey", { id: made["id"] });
+      const res = await answer.catch((err: unknown) => {
+        throw new Error(`${label}: no answer (${String(err)})`);
+      });
+      expect(res.status, label).toBe(200);
+      // Ends by itself (the timeout would abort the read and fail the row).
+      const text = await res.text().catch((err: unknown) => {
+        throw new Error(`${label}: did not end after the revocation (${String(err)})`);
+      });
+      if (route.errors === "rpc") expect(text, label).toMatch(/"code":"unauthenticated"/);
+      else expect(text, label).toMatch(/event: error/);
+      applied.key_revoked_mid_stream++;
+    }
+    await healthy(on);
   });
 
   it("/metrics labels come only from route templates (and one label for unmatched requests)", async () => {
