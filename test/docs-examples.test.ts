@@ -220,6 +220,10 @@ describe("docs: the runnable examples, against one service", () => {
   let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
+    // The examples use what a reader has: curl and jq (.ci/run installs jq). Say so plainly rather
+    // than fail in the first block that captures an id.
+    const tools = await bash(["-c", "command -v curl && command -v jq"]);
+    if (tools.code !== 0) throw new Error("the docs examples need curl and jq on PATH (Debian: apt-get install -y curl jq)");
     tmp = mkdtempSync(join(tmpdir(), "docs-examples-"));
     // The service as the docs start it: `ADMIN_TOKEN=… npm start` (in-memory store, loopback).
     service = await startService({ ADMIN_TOKEN, MONGODB_URI: "" });
