@@ -29,8 +29,8 @@ export type AuthRule = "key" | "admin" | "none";
 /** unary: one request, one reply; live: a reader held open (SSE, long-poll, server stream); producer: a request that is a stream. */
 export type StreamClass = "unary" | "live" | "producer";
 
-/** Caps and budgets a route counts against (src/server/limits.ts and its neighbours). */
-export type Cap = "inflight_bytes" | "subscriptions" | "health_watches" | "connections";
+/** Caps and budgets a route counts against: MAX_INFLIGHT_BYTES, MAX_SUBSCRIPTIONS(_PER_PROJECT), MAX_UNAUTHENTICATED_STREAMS. */
+export type Cap = "inflight_bytes" | "subscriptions" | "unauthenticated_streams";
 
 export interface RoutePolicy {
   auth: AuthRule;
@@ -56,8 +56,8 @@ export function checkPolicy(where: string, policy: Partial<RoutePolicy> | undefi
   if (!policy) throw new Error(`route ${where} has no policy: every route declares auth, cors, body, stream, caps and metric (src/server/policy.ts)`);
   const missing = POLICY_KEYS.filter((k) => policy[k] === undefined);
   if (missing.length > 0) throw new Error(`route ${where}: its policy does not declare ${missing.join(", ")}`);
-  if (policy.stream === "live" && !policy.caps!.includes("subscriptions") && !policy.caps!.includes("health_watches")) {
-    throw new Error(`route ${where}: a live reader must count against a cap (subscriptions or health_watches)`);
+  if (policy.stream === "live" && !policy.caps!.includes("subscriptions") && !policy.caps!.includes("unauthenticated_streams")) {
+    throw new Error(`route ${where}: a live reader must count against a cap (subscriptions or unauthenticated_streams)`);
   }
 }
 

@@ -53,7 +53,7 @@ export function applies(route: PipelineRoute, p: Protection): true | string {
       return policy.body === "stream" ? "a streaming request: each message is bounded by MAX_BODY_BYTES and the call by its window (test/listener-limits.test.ts)" : true;
     case "subscription_cap":
       if (policy.stream !== "live") return "not a live reader";
-      return policy.caps.includes("subscriptions") ? true : "health Watch: its own cap MAX_UNAUTHENTICATED_STREAMS (test/unauthenticated-streams.test.ts)";
+      return policy.caps.includes("subscriptions") ? true : "health Watch: the unauthenticated streams' own cap, MAX_UNAUTHENTICATED_STREAMS (test/unauthenticated-streams.test.ts)";
     default:
       return true;
   }

@@ -1,7 +1,7 @@
 /**
  * Each RPC's policy, by service: the event services need a key, the admin service its ADMIN_TOKEN,
  * health and reflection nothing. Server streams are live readers (subscription slots; health
- * Watch its own cap); client and bidi streams are producers whose body is the stream. An RPC of a
+ * Watch and reflection the unauthenticated streams' cap); client and bidi streams are producers whose body is the stream. An RPC of a
  * service not listed here is a start-up error.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
@@ -28,7 +28,9 @@ export function rpcPolicy(maxBodyBytes: number): (service: DescService, method: 
     const live = method.methodKind === "server_streaming";
     const producer = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
     const caps: Cap[] = ["inflight_bytes"];
-    if (live) caps.push(service.typeName === Health.typeName ? "health_watches" : "subscriptions");
+    // Streams that need no key (health Watch, reflection) have their own cap (src/server/unauthenticated.ts).
+    if (auth === "none" && (live || producer)) caps.push("unauthenticated_streams");
+    else if (live) caps.push("subscriptions");
     return {
       auth,
       cors: "listed",
