@@ -9,7 +9,8 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { toConnectError } from "../api/common.js";
+import { toConnectError } from "../api/errors.js";
+import { HEADER } from "./http/wire.js";
 
 /** Where an error was caught (the metric's label). */
 export type Where = "request" | "rpc" | "stream" | "background" | "socket" | "process";
@@ -79,7 +80,7 @@ export const REQUEST_PARSE_ERROR = /^parse binary: /;
  */
 export function boundaryInterceptor(sink: ErrorSink): Interceptor {
   return (next) => async (req) => {
-    const fields = (): Record<string, unknown> => ({ requestId: (req.header.get("x-request-id") ?? randomUUID()).slice(0, 128), rpc: `${req.service.typeName}/${req.method.name}` });
+    const fields = (): Record<string, unknown> => ({ requestId: (req.header.get(HEADER.requestId) ?? randomUUID()).slice(0, 128), rpc: `${req.service.typeName}/${req.method.name}` });
     const settle = (err: unknown): ConnectError => {
       // An undecodable request message in a stream: the caller's error (see rpc-adapter.ts).
       if (err instanceof ConnectError && err.code === Code.Internal && REQUEST_PARSE_ERROR.test(err.rawMessage)) return new ConnectError(err.rawMessage, Code.InvalidArgument);

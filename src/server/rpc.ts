@@ -15,6 +15,7 @@ import type { TerminalUseApi } from "../api/terminaluse.js";
 import { AdminService } from "../../gen/admin/v1/admin_pb.js";
 import type { StreamsApi } from "../api/streams.js";
 import { PROJECT } from "./auth.js";
+import { HEADER } from "./http/wire.js";
 
 export const SERVICES: readonly DescService[] = [StreamService, EventsService, ExecutionEventsService, SailhouseService, TaskEventsService, AdminService];
 
@@ -74,7 +75,7 @@ export function registerRpc(router: ConnectRouter, d: RpcDeps): void {
   });
   const admin = <T>(ctx: HandlerContext, run: () => Promise<T>): Promise<T> =>
     unary(async () => {
-      d.admin.authorize(ctx.requestHeader.get("authorization"));
+      d.admin.authorize(ctx.requestHeader.get(HEADER.authorization));
       return run();
     });
   router.service(AdminService, {
