@@ -6,6 +6,7 @@
  * says why. A new route is covered as soon as it is in the table. Meanwhile another client must get
  * /healthz within 5 s, and the event-loop delay of the process serving is measured and printed.
  */
+import net from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
@@ -15,7 +16,7 @@ import type { PipelineRoute } from "../../src/server/pipeline.js";
 import { MongoStore } from "../../src/store/mongo/index.js";
 import { startTestMongo, type TestMongo } from "../support/mongo.js";
 import { TcpProxy } from "../support/proxy.js";
-import { metricValue, rawHttp } from "../support/raw.js";
+import { eventually, metricValue, rawHttp } from "../support/raw.js";
 import { startTestServer } from "../support/server.js";
 import { storeFactories } from "../support/stores.js";
 
@@ -26,8 +27,13 @@ const EVIL = "http://evil.example";
 
 const ADMIN = "admin-matrix";
 
-type Protection = "no_key" | "wrong_key" | "key_revoked_mid_stream" | "cookie_cross_site" | "foreign_origin_auth_on" | "foreign_origin_auth_off" | "host_rebinding" | "over_limit_body" | "subscription_cap" | "metrics_label";
-export const PROTECTIONS: readonly Protection[] = ["no_key", "wrong_key", "key_revoked_mid_stream", "cookie_cross_site", "foreign_origin_auth_on", "foreign_origin_auth_off", "host_rebinding", "over_limit_body", "subscription_cap", "metrics_label"];
+type Protection = "no_key" | "wrong_key" | "key_revoked_mid_stream" | "cookie_cross_site" | "foreign_origin_auth_on" | "foreign_origin_auth_off" | "host_rebinding" | "over_limit_body" | "budget_exhausted" | "subscription_cap" | "metrics_label";
+export const PROTECTIONS: readonly Protection[] = ["no_key", "wrong_key", "key_revoked_mid_stream", "cookie_cross_site", "foreign_origin_auth_on", "foreign_origin_auth_off", "host_rebinding", "over_limit_body", "budget_exhausted", "subscription_cap", "metrics_label"];
+
+/** The budget row: the instance's bytes in flight (MAX_INFLIGHT_BYTES), a hog holding most of it, and each probe's body. */
+const BUDGET = { limit: 1024 * 1024, hog: 900_000, probe: 200_000 } as const;
+/** What a probe's body must pass: what the hog leaves of the budget, with room. */
+const BUDGET_LEFT = BUDGET.limit - BUDGET.hog + 20_000;
 
 /**
  * A valid request for each live RPC (a server stream needs a real one to stay open). A live RPC
@@ -54,6 +60,10 @@ export function applies(route: PipelineRoute, p: Protection): true | string {
       return policy.auth === "key" ? true : "no key to revoke (health Watch)";
     case "over_limit_body":
       return policy.body === "stream" ? "a streaming request: each message is bounded by MAX_BODY_BYTES and the call by its window (test/listener-limits.test.ts)" : true;
+    case "budget_exhausted":
+      if (policy.body === "stream") return "a streaming request: each message counts while it is read, and the call is bounded by its window (test/listener-limits.test.ts)";
+      if (route.method !== "POST" && route.method !== "PUT") return "no request body to hold: its answer is bounded by the queued-bytes budget (test/unsent-budget.test.ts)";
+      return policy.body >= BUDGET_LEFT + 2_000 ? true : `a body limit (${policy.body} bytes) below what is left of the budget: the over-limit row refuses it first`;
     case "subscription_cap":
       if (policy.stream !== "live") return "not a live reader";
       return policy.caps.includes("subscriptions") ? true : "health Watch: the unauthenticated streams' own cap, MAX_UNAUTHENTICATED_STREAMS (test/unauthenticated-streams.test.ts)";
@@ -63,7 +73,8 @@ export function applies(route: PipelineRoute, p: Protection): true | string {
 }
 
 /** Protections proved by their own suites on every surface (not re-run here), and where. */
-export const ELSEWHERE: Readonly<Record<string, string>> = {  "budget exhausted": "test/listener-limits.test.ts (in-flight bytes), test/unsent-budget.test.ts (queued response bytes)",
+export const ELSEWHERE: Readonly<Record<string, string>> = {
+  "budget exhausted (queued response bytes)": "test/unsent-budget.test.ts; the in-flight bytes budget is the budget_exhausted row here",
   "store outage (delivery resumes, nothing acked is lost)": "test/outage.test.ts; here: every unary route during an outage answers in bound, never 500",
   "byte-bounded response": "test/response-bytes.test.ts, test/list-streams.test.ts",
 };
@@ -142,7 +153,7 @@ describe.each(storeFactories)("protection × surface matrix ($name store)", (fac
   afterAll(async () => {
     delay.disable();
     console.log(
-      `[matrix ${factory.name}] ${on?.routes.length} routes × ${PROTECTIONS.length} protections: ${Object.entries(applied).map(([p, n]) => `${p}=${n}`).join(", ")}; event-loop delay p50 ${(delay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${(delay.max / 1e6).toFixed(1)} ms`,
+      `[matrix ${factory.name}] ${on?.routes.length} routes × ${PROTECTIONS.length} protections: ${Object.entries(applied).map(([p, n]) => (p === "budget_exhausted" ? `${p}: its own row below` : `${p}=${n}`)).join(", ")}; event-loop delay p50 ${(delay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${(delay.max / 1e6).toFixed(1)} ms`,
     );
     await on?.close();
     await off?.close();
@@ -339,5 +350,51 @@ describe("protection × surface matrix: store outage (mongo store; the memory st
     await healthy(app);
     console.log(`[matrix mongo outage] ${routes.length} routes probed during the outage: ${unavailable} answered unavailable, the rest refused the request before the store (4xx), none 500`);
     await proxy.restore();
+  });
+});
+
+describe.each(storeFactories)("protection × surface matrix: the instance's budget of bytes in flight ($name store)", (factory) => {
+  let app: App;
+  beforeAll(async () => {
+    app = await startTestServer({ store: await factory.make(), env: { MAX_INFLIGHT_BYTES: String(BUDGET.limit), REQUEST_TIMEOUT_MS: "60000" } });
+  }, 120_000);
+  afterAll(async () => {
+    await app?.close();
+    await factory.teardown();
+  });
+
+  it("with the budget taken, every route with a request body answers capacity in its dialect, and takes bodies again once it is given back", async () => {
+    // A slow upload holds most of the budget: its bytes are read and it never finishes.
+    const hog = net.connect(app.port, "127.0.0.1");
+    hog.on("error", () => {});
+    await new Promise<void>((r) => hog.on("connect", () => r()));
+    hog.write(`POST /api/v1/events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: ${BUDGET.hog + 1000}\r\n\r\n{"topic":"t","events":[{"data":"${"x".repeat(BUDGET.hog)}`);
+    let refused = 0;
+    try {
+      // Held once the hog's bytes are read: a canary body past what is left is then refused.
+      const canary = () => fetch(`${app.url}/api/v1/events/publish`, { method: "POST", headers: { "x-project-id": "acme", "content-type": "application/json" }, body: JSON.stringify({ topic: "canary", events: [{ data: "c".repeat(BUDGET.probe) }] }) }).then((r) => r.status);
+      await eventually(async () => (await canary()) === 503, 30_000, "the hog's bytes held (a canary refused)");
+      for (const route of app.routes) {
+        if (applies(route, "budget_exhausted") !== true) continue;
+        const p = probe(route, { task_id: "m1", name: "matrix-s" }, { "x-project-id": "acme" });
+        // A body past what is left of the budget (JSON-shaped where the route reads JSON; bytes for Durable Streams).
+        const filler = "y".repeat(Math.min(BUDGET.probe, (route.policy.body as number) - 1_000));
+        const json = JSON.stringify({ filler });
+        // Server-streaming RPCs take one enveloped message (Connect streaming: flags, length, JSON).
+        const envelope = (): Buffer => Buffer.concat([Buffer.from([0, ...[24, 16, 8, 0].map((b) => (Buffer.byteLength(json) >>> b) & 0xff)]), Buffer.from(json)]);
+        const body = route.errors === "text" ? filler : route.errors === "rpc" && route.policy.stream !== "unary" ? envelope() : json;
+        const headers = route.errors === "text" ? { ...p.headers, "content-type": "text/plain" } : route.errors === "rpc" ? p.headers : { ...p.headers, "content-type": "application/json" };
+        await expectRefused(app, route, { ...p, headers, body: body! }, "capacity", "budget exhausted");
+        refused++;
+      }
+      await healthy(app);
+    } finally {
+      hog.destroy();
+    }
+    expect(refused).toBeGreaterThan(20);
+    // Given back: the same large body is taken again (a publish on the first JSON path).
+    const publish = () => fetch(`${app.url}/api/v1/events/publish`, { method: "POST", headers: { "x-project-id": "acme", "content-type": "application/json" }, body: JSON.stringify({ topic: "budget", events: [{ data: "z".repeat(BUDGET.probe) }] }) }).then((r) => r.status);
+    await eventually(async () => (await publish()) === 200, 30_000, "the budget given back (a large publish taken)");
+    console.log(`[matrix ${factory.name} budget] ${refused} routes with a body answered capacity while MAX_INFLIGHT_BYTES=${BUDGET.limit} was taken`);
   });
 });
