@@ -139,18 +139,21 @@ export function createPipeline(table: RouteTable, o: PipelineOptions): (req: Req
       return;
     }
     const route = "route" in found ? found.route : found.methods[0]!;
-    const log = o.log.child({ requestId, method, route: route.path });
+    // The request's logger (with redaction, made per child) only once something is logged: most
+    // requests log nothing at the default level.
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= o.log.child({ requestId, method, route: route.path }));
     const started = performance.now();
     res.once("finish", () => {
       // The metric bounds the method to a fixed set (requestLabels); the template is the route's.
       o.requests.inc({ route: `${method} ${route.policy.metric}`, status: String(res.statusCode) });
-      log.debug({ status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+      if (o.log.isLevelEnabled("debug")) log().debug({ status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
     });
     void run(req, res, url, found, route, requestId, log, o).catch((err: unknown) => o.errors.caught("request", err, { requestId, path: url.pathname }));
   };
 }
 
-async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<RouteTable["match"]>>, route: PipelineRoute, requestId: string, log: Logger, o: PipelineOptions): Promise<void> {
+async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<RouteTable["match"]>>, route: PipelineRoute, requestId: string, log: () => Logger, o: PipelineOptions): Promise<void> {
   const abort = new AbortController();
   res.once("close", () => abort.abort());
   const header = (n: string): string | undefined => headerOf(req, n);
@@ -164,7 +167,20 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
     res.once("close", () => reader.release());
     return reader;
   };
-  const call = (): Call => ({ req, res, url, params, route, project, requestId, log, signal: abort.signal, openReader });
+  const call = (): Call => ({
+    req,
+    res,
+    url,
+    params,
+    route,
+    project,
+    requestId,
+    get log() {
+      return log();
+    },
+    signal: abort.signal,
+    openReader,
+  });
   try {
     const hostRefused = o.origins.hostRefusal(header(HEADER.authority) ?? header(HEADER.host));
     if (hostRefused) throw hostRefused;
@@ -202,7 +218,7 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
     if (route.errors === "rpc") {
       // Refused before the call: answered in the call's protocol without reading its body.
       const c = classify(err, o.errorQuoteBytes);
-      log.debug({ code: c.connect.code }, "call refused");
+      if (o.log.isLevelEnabled("debug")) log().debug({ code: c.connect.code }, "call refused");
       return refuseRpc(req, res, c.connect.code, c.connect.rawMessage);
     }
     return fail(req, res, route.errors, err, log, o, url);
@@ -217,10 +233,10 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
 }
 
 /** Renders an error through the one table, in the route's dialect; a reply already started just ends. */
-function fail(req: Req, res: Res, dialect: Exclude<ErrorDialect, "rpc">, err: unknown, log: Logger, o: PipelineOptions, url: URL): void {
+function fail(req: Req, res: Res, dialect: Exclude<ErrorDialect, "rpc">, err: unknown, log: () => Logger, o: PipelineOptions, url: URL): void {
   const reply = dialect === "text" ? textReply(err) : errorReply(dialect, err, o.errorQuoteBytes);
   if (reply.status >= 500 && reply.status !== 503) o.errors.caught("request", err, { method: req.method, path: url.pathname, status: reply.status });
-  else log.debug({ status: reply.status, error: "json" in reply ? reply.json : reply.text }, "request rejected");
+  else if (o.log.isLevelEnabled("debug")) log().debug({ status: reply.status, error: "json" in reply ? reply.json : reply.text }, "request rejected");
   if (res.headersSent || res.destroyed) {
     // A stream that already started ends here (SSE: the client sees the end and may resume).
     if (!res.writableEnded && !res.destroyed) res.end();
