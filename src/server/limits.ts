@@ -15,6 +15,17 @@ export function busyError(limitBytes: number): ConnectError {
 }
 
 /**
+ * Where a tracked request keeps its byte counter, for readers that take the body's chunks from
+ * `data` events instead of an iterator (src/server/http/body.ts): `take(n)` counts a chunk, or
+ * refuses it (false) when the instance is at its budget.
+ */
+export const INFLIGHT = Symbol("inflight bytes");
+export interface InflightCounter {
+  take(n: number): boolean;
+  readonly limit: number;
+}
+
+/**
  * Bytes of request bodies read and not yet answered, for the whole instance. A request's bytes
  * count from the moment they are read until its response closes, so they cover both the body
  * being read and the publish it became while it waits for the store. Bodies of streaming-request
@@ -49,6 +60,21 @@ export class InflightBytes {
   track(req: Req, streaming: boolean, onBusy: () => void): () => void {
     let held = 0;
     const self = this;
+    /** Counts a chunk read from the body; false (after onBusy) when it would pass the budget. */
+    const take = (n: number): boolean => {
+      if (streaming) {
+        // The previous chunk has been handled: only the chunk being read counts.
+        self.give(held);
+        held = 0;
+      }
+      if (!self.take(n)) {
+        onBusy();
+        return false;
+      }
+      held += n;
+      return true;
+    };
+    (req as unknown as Record<symbol, InflightCounter>)[INFLIGHT] = { take, limit: this.limit };
     // Readers reach the body through either entry: `for await` ([Symbol.asyncIterator]) or
     // Readable#iterator(options), which connect-node 2.3 uses. Both are wrapped, so whichever
     // reads the body is counted.
@@ -69,14 +95,9 @@ export class InflightBytes {
             held = 0;
           }
           const r = await it.next();
-          if (!r.done) {
-            const n = (r.value as Buffer).length;
-            if (!self.take(n)) {
-              onBusy();
-              await it.return?.();
-              throw busyError(self.limit);
-            }
-            held += n;
+          if (!r.done && !take((r.value as Buffer).length)) {
+            await it.return?.();
+            throw busyError(self.limit);
           }
           return r;
         },
