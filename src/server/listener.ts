@@ -21,6 +21,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { ErrorSink } from "./boundary.js";
 import { sendJson } from "./http/reply.js";
+import { targetOf } from "./http/wire.js";
 import type { Req, Res } from "./sse.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -87,14 +88,25 @@ export function badTarget(req: Req): string | undefined {
   const authority = h2 ? ((req as http2.Http2ServerRequest).authority ?? req.headers.host) : req.headers.host;
   if (!authority) return "missing Host header";
   try {
-    new URL(target, "http://localhost");
-    // connect-node builds the request URL from the authority and the path like this.
-    new URL(target.split("?", 2)[0]!, `http://${authority}`);
+    // Parsed once for the whole request: the pipeline routes on this parse (targetOf).
+    targetOf(req);
+    // connect-node builds the request URL from the authority and the path like this. With the
+    // path valid (above), that URL fails only on the authority, so a connection's last good
+    // authority (HTTP/1.1 keep-alive, HTTP/2 streams: the same Host on every request) is not
+    // parsed again.
+    const conn: object | undefined = h2 ? (req as http2.Http2ServerRequest).stream.session : req.socket;
+    if (!conn || goodAuthority.get(conn) !== authority) {
+      new URL(target.split("?", 2)[0]!, `http://${authority}`);
+      if (conn) goodAuthority.set(conn, authority);
+    }
   } catch {
     return "malformed request target or Host header";
   }
   return undefined;
 }
+
+/** Per connection: the authority whose URL last parsed (badTarget). */
+const goodAuthority = new WeakMap<object, string>();
 
 /** What the listener knows of one connection: its open requests/streams, how many need no key, how to close it. */
 interface Conn {

@@ -18,7 +18,7 @@ import { classify, errorReply, HttpError, isBusy, textReply, type Dialect } from
 import type { Auth } from "./auth.js";
 import { credentialOf } from "./auth.js";
 import { decodeParam, type ErrorSink } from "./boundary.js";
-import { claimedProject, HEADER, headerOf } from "./http/wire.js";
+import { claimedProject, HEADER, headerOf, targetOf } from "./http/wire.js";
 import { sendJson, sendText } from "./http/reply.js";
 import type { LiveReader, LiveReaders } from "./limits.js";
 import { checkPolicy, OriginRule, type RoutePolicy } from "./policy.js";
@@ -127,8 +127,8 @@ const UNMATCHED = "unmatched";
 
 export function createPipeline(table: RouteTable, o: PipelineOptions): (req: Req, res: Res) => void {
   return (req, res) => {
-    // The listener has already refused targets the URL parser rejects (400); parsed once, here.
-    const url = new URL(req.url ?? "/", "http://localhost");
+    // The listener has already refused targets the URL parser rejects (400), and kept its parse.
+    const url = targetOf(req);
     const method = req.method ?? "GET";
     const requestId = (headerOf(req, HEADER.requestId) ?? randomUUID()).slice(0, 128);
     res.setHeader(HEADER.requestId, requestId);

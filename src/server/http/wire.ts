@@ -59,3 +59,12 @@ export function headerOf(req: Req, name: string): string | undefined {
 export function claimedProject(header: (name: string) => string | undefined, query?: URLSearchParams): string | undefined {
   return header(HEADER.projectId) ?? header(HEADER.projectIdAlias) ?? (query?.get(QUERY_PROJECT) || undefined);
 }
+
+/** Where the listener keeps the request target it parsed (src/server/listener.ts badTarget). */
+const TARGET = Symbol("parsed target");
+
+/** The request target parsed once: the listener's parse when it made one, else parsed here. */
+export function targetOf(req: Req): URL {
+  const r = req as unknown as Record<symbol, URL | undefined>;
+  return (r[TARGET] ??= new URL(req.url ?? "/", "http://localhost"));
+}
