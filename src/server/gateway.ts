@@ -158,12 +158,15 @@ class Turns {
 const LARGE_BODY = 256 * 1024;
 const largeBodies = new Turns();
 
+/** Strict UTF-8 (one decoder: decode() without `stream` keeps no state between calls). */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Reads the whole body (at most maxBytes) and parses it as JSON; dialect-shaped errors otherwise. */
 async function readJson(req: Req, maxBytes: number, timeoutMs: number, dialect: Dialect, maxValues: number, takeTurn: () => Promise<void>): Promise<unknown> {
   const raw = await readBody(req, maxBytes, timeoutMs);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(raw);
+    text = strictUtf8.decode(raw);
   } catch {
     if (dialect === "fastapi") throw new HttpError(422, "body is not valid UTF-8", [{ loc: ["body"], msg: "Input is not valid UTF-8", type: "json_invalid" }]);
     throw new HttpError(400, "request body is not valid UTF-8");
