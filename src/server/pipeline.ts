@@ -215,13 +215,16 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
     }
   } catch (err) {
     abort.abort();
-    if (route.errors === "rpc") {
+    // A method the RPC path does not serve is an HTTP answer (405 with Allow), as connect's own
+    // router gives it: no RPC protocol was spoken, so there is no Connect code to map (501 would
+    // read as a server fault).
+    if (route.errors === "rpc" && !(err instanceof HttpError && err.status === 405)) {
       // Refused before the call: answered in the call's protocol without reading its body.
       const c = classify(err, o.errorQuoteBytes);
       if (o.log.isLevelEnabled("debug")) log().debug({ code: c.connect.code }, "call refused");
       return refuseRpc(req, res, c.connect.code, c.connect.rawMessage);
     }
-    return fail(req, res, route.errors, err, log, o, url);
+    return fail(req, res, route.errors === "rpc" ? "error" : route.errors, err, log, o, url);
   }
   try {
     await route.serve(call());
