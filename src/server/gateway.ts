@@ -11,6 +11,7 @@ import { errorReply, HttpError, type Dialect } from "../api/errors.js";
 import { messageToJson, queryToJson } from "../api/json.js";
 import { MAX_JSON_DEPTH, MAX_JSON_VALUES, scanJsonText } from "../core/json.js";
 import { readBody } from "./http/body.js";
+import { ABORTED, following } from "./http/abort.js";
 import { sendJson } from "./http/reply.js";
 import { HEADER } from "./http/wire.js";
 import type { RouteDoc } from "./openapi.js";
@@ -103,8 +104,7 @@ export function jsonRoutes(surface: Surface, routes: readonly Route[], d: Gatewa
 }
 
 async function serve(route: Route, policy: RoutePolicy, call: Call, d: GatewayOptions): Promise<void> {
-  const abort = new AbortController();
-  call.signal.addEventListener("abort", () => abort.abort(), { once: true });
+  const abort = following(call.signal);
   let release: (() => void) | undefined;
   try {
     const takeTurn = async (): Promise<void> => {
@@ -128,7 +128,7 @@ async function serve(route: Route, policy: RoutePolicy, call: Call, d: GatewayOp
       sendJson(call.res, result.status, result.json, result.headers);
     }
   } catch (err) {
-    abort.abort();
+    abort.abort(ABORTED);
     throw err;
   } finally {
     release?.();

@@ -18,6 +18,7 @@ import { classify, errorReply, HttpError, isBusy, textReply, type Dialect } from
 import type { Auth } from "./auth.js";
 import { credentialOf } from "./auth.js";
 import { decodeParam, type ErrorSink } from "./boundary.js";
+import { ABORTED } from "./http/abort.js";
 import { claimedProject, HEADER, headerOf, targetOf } from "./http/wire.js";
 import { sendJson, sendText } from "./http/reply.js";
 import type { LiveReader, LiveReaders } from "./limits.js";
@@ -155,7 +156,7 @@ export function createPipeline(table: RouteTable, o: PipelineOptions): (req: Req
 
 async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<RouteTable["match"]>>, route: PipelineRoute, requestId: string, log: () => Logger, o: PipelineOptions): Promise<void> {
   const abort = new AbortController();
-  res.once("close", () => abort.abort());
+  res.once("close", () => abort.abort(ABORTED));
   const header = (n: string): string | undefined => headerOf(req, n);
   const method = req.method ?? "GET";
   let project: string | undefined;
@@ -214,7 +215,7 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
       project = await o.auth.project(credential, claimedProject(header, method === "GET" ? url.searchParams : undefined));
     }
   } catch (err) {
-    abort.abort();
+    abort.abort(ABORTED);
     // A method the RPC path does not serve is an HTTP answer (405 with Allow), as connect's own
     // router gives it: no RPC protocol was spoken, so there is no Connect code to map (501 would
     // read as a server fault).
@@ -229,7 +230,7 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
   try {
     await route.serve(call());
   } catch (err) {
-    abort.abort();
+    abort.abort(ABORTED);
     if (route.errors === "rpc") throw err;
     fail(req, res, route.errors, err, log, o, url);
   }

@@ -13,6 +13,7 @@ import { DsError, H, LOG_PREFIX, STREAM_PREFIX, type DurableApi, type DsReply, t
 import { classify } from "../../api/errors.js";
 import { isIdentifier } from "../../core/names.js";
 import { readBody } from "../http/body.js";
+import { ABORTED, following } from "../http/abort.js";
 import { HEADER, headerOf } from "../http/wire.js";
 import type { LiveReader } from "../limits.js";
 import type { Call, PipelineRoute } from "../pipeline.js";
@@ -88,8 +89,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): Pipeline
     const { req, res, url } = call;
     for (const [k, v] of Object.entries(PROTOCOL_HEADERS)) res.setHeader(k, v);
     const method = req.method ?? "GET";
-    const abort = new AbortController();
-    call.signal.addEventListener("abort", () => abort.abort(), { once: true });
+    const abort = following(call.signal);
     let revokedBy: unknown;
     const name = call.params["name"]!;
     // `__ds` is the protocol's reserved control namespace (subscriptions, not served here).
@@ -112,7 +112,7 @@ export function durableRoutes(api: DurableApi, d: DurableRouteOptions): Pipeline
       // A long-poll waiting for data is woken to answer 401; an SSE stream ends with an error event (send).
       void reader.revoked.then((err) => {
         revokedBy = err;
-        if (!res.headersSent) abort.abort();
+        if (!res.headersSent) abort.abort(ABORTED);
       });
     }
     const body = method === "PUT" || method === "POST" ? await readBody(req, call.route.policy.body as number, d.bodyTimeoutMs) : Buffer.alloc(0);
