@@ -148,7 +148,7 @@ export function createPipeline(table: RouteTable, o: PipelineOptions): (req: Req
     res.once("finish", () => {
       // The metric bounds the method to a fixed set (requestLabels); the template is the route's.
       o.requests.inc({ route: `${method} ${route.policy.metric}`, status: String(res.statusCode) });
-      if (o.log.isLevelEnabled("debug")) log().debug({ status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+      debug(o, log, { status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
     });
     void run(req, res, url, found, route, requestId, log, o).catch((err: unknown) => o.errors.caught("request", err, { requestId, path: url.pathname }));
   };
@@ -222,7 +222,7 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
     if (route.errors === "rpc" && !(err instanceof HttpError && err.status === 405)) {
       // Refused before the call: answered in the call's protocol without reading its body.
       const c = classify(err, o.errorQuoteBytes);
-      if (o.log.isLevelEnabled("debug")) log().debug({ code: c.connect.code }, "call refused");
+      debug(o, log, { code: c.connect.code }, "call refused");
       return refuseRpc(req, res, c.connect.code, c.connect.rawMessage);
     }
     return fail(req, res, route.errors === "rpc" ? "error" : route.errors, err, log, o, url);
@@ -236,11 +236,16 @@ async function run(req: Req, res: Res, url: URL, found: NonNullable<ReturnType<R
   }
 }
 
+/** A debug line on the request's logger, which is made only if the line is written. */
+function debug(o: PipelineOptions, log: () => Logger, fields: object, msg: string): void {
+  if (o.log.isLevelEnabled("debug")) log().debug(fields, msg);
+}
+
 /** Renders an error through the one table, in the route's dialect; a reply already started just ends. */
 function fail(req: Req, res: Res, dialect: Exclude<ErrorDialect, "rpc">, err: unknown, log: () => Logger, o: PipelineOptions, url: URL): void {
   const reply = dialect === "text" ? textReply(err) : errorReply(dialect, err, o.errorQuoteBytes);
   if (reply.status >= 500 && reply.status !== 503) o.errors.caught("request", err, { method: req.method, path: url.pathname, status: reply.status });
-  else if (o.log.isLevelEnabled("debug")) log().debug({ status: reply.status, error: "json" in reply ? reply.json : reply.text }, "request rejected");
+  else debug(o, log, { status: reply.status, error: "json" in reply ? reply.json : reply.text }, "request rejected");
   if (res.headersSent || res.destroyed) {
     // A stream that already started ends here (SSE: the client sees the end and may resume).
     if (!res.writableEnded && !res.destroyed) res.end();
