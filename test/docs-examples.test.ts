@@ -106,6 +106,8 @@ function bash(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; t
       clearTimeout(timer);
       done({ code, stdout, stderr, timedOut });
     });
+    // A block that exits without reading its input closes the pipe first: not an error of the test.
+    child.stdin.on("error", () => {});
     child.stdin.end(opts.input ?? "");
   });
 }
