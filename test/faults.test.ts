@@ -185,14 +185,13 @@ describe("fault injection through a wire-protocol proxy: mongo", () => {
 
   async function proxiedStores(faults: (instance: number) => ((cmd: WireCommand) => WireFault) | undefined, dbName: string): Promise<Store[]> {
     mongo ??= await startTestMongo();
-    const target = new URL(mongo.uri.replace("mongodb://", "http://"));
     const stores: Store[] = [];
     for (let i = 0; i < 2; i++) {
-      const proxy = new TcpProxy(target.hostname, Number(target.port));
+      const proxy = TcpProxy.toMongo(mongo.uri);
       proxy.faults = faults(i);
       await proxy.start();
       proxies.push(proxy);
-      const store = new MongoStore({ uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, dbName, watch: "poll", pollIntervalMs: 20, serverSelectionTimeoutMs: 1000, operationTimeoutMs: 2000 });
+      const store = new MongoStore({ uri: proxy.mongoUri, dbName, watch: "poll", pollIntervalMs: 20, serverSelectionTimeoutMs: 1000, operationTimeoutMs: 2000 });
       await store.init();
       stores.push(store);
     }

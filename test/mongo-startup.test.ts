@@ -105,14 +105,13 @@ describe("start-up problems and change streams", () => {
 
   it("w:majority that cannot be confirmed answers 503 within the operation timeout, outcome unknown (never hangs)", async () => {
     mongo ??= await startTestMongo();
-    const target = new URL(mongo.uri.replace("mongodb://", "http://"));
-    const proxy = new TcpProxy(target.hostname, Number(target.port));
+    const proxy = TcpProxy.toMongo(mongo.uri);
     proxies.push(proxy);
     // A server that takes every insert but never answers: what a primary waiting for an
     // unreachable majority looks like from the client.
     proxy.faults = (cmd) => (cmd.name === "insert" && cmd.collection === "events" ? { stallMs: 60_000 } : undefined);
     await proxy.start();
-    const store = new MongoStore({ uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, dbName: db(), watch: "poll", operationTimeoutMs: 800 });
+    const store = new MongoStore({ uri: proxy.mongoUri, dbName: db(), watch: "poll", operationTimeoutMs: 800 });
     await store.init();
     const log = new EventLog(store, { holeTimeoutMs: 300 });
     try {
@@ -131,13 +130,12 @@ describe("start-up problems and change streams", () => {
 
   it("follows other instances' appends with a change stream filtered to followed streams, and reopens it when it closes", async () => {
     mongo ??= await startTestMongo();
-    const target = new URL(mongo.uri.replace("mongodb://", "http://"));
-    const proxy = new TcpProxy(target.hostname, Number(target.port));
+    const proxy = TcpProxy.toMongo(mongo.uri);
     proxies.push(proxy);
     await proxy.start();
     const dbName = db();
     const logs: string[] = [];
-    const watching = new MongoStore({ uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, dbName, watch: "changestream", serverSelectionTimeoutMs: 1000, log: (m) => logs.push(m), warn: (m) => logs.push(m) });
+    const watching = new MongoStore({ uri: proxy.mongoUri, dbName, watch: "changestream", serverSelectionTimeoutMs: 1000, log: (m) => logs.push(m), warn: (m) => logs.push(m) });
     const writer = new MongoStore({ uri: mongo.uri, dbName, watch: "poll" });
     await watching.init();
     await writer.init();

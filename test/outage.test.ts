@@ -30,8 +30,7 @@ describe("MongoDB outage", () => {
   let app: App;
   beforeAll(async () => {
     mongo = await startTestMongo();
-    const target = new URL(mongo.uri.replace("mongodb://", "http://"));
-    proxy = new TcpProxy(target.hostname, Number(target.port));
+    proxy = TcpProxy.toMongo(mongo.uri);
     await proxy.start();
   });
   afterAll(async () => {
@@ -41,7 +40,7 @@ describe("MongoDB outage", () => {
   });
 
   it("fails publishes fast while the database is away and loses no acknowledged event", async () => {
-    const store = new MongoStore({ uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, dbName: `outage_${Date.now()}`, serverSelectionTimeoutMs: 1000, watch: "poll", pollIntervalMs: 50 });
+    const store = new MongoStore({ uri: proxy.mongoUri, dbName: `outage_${Date.now()}`, serverSelectionTimeoutMs: 1000, watch: "poll", pollIntervalMs: 50 });
     app = await startTestServer({ store, env: { HOLE_TIMEOUT_MS: "500" } });
     const topic = `outage-${Date.now()}`;
     const stream = { kind: StreamKind.TOPIC, key: topic };
@@ -108,7 +107,7 @@ describe("MongoDB outage", () => {
     if (!ok) {
       const { MongoClient } = await import("mongodb");
       const direct = new MongoClient(mongo.uri, { serverSelectionTimeoutMS: 2000 });
-      const viaProxy = new MongoClient(`mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, { serverSelectionTimeoutMS: 2000 });
+      const viaProxy = new MongoClient(proxy.mongoUri, { serverSelectionTimeoutMS: 2000 });
       const probe = async (c: InstanceType<typeof MongoClient>) => c.db("x").command({ ping: 1 }).then(() => "ok", (e: unknown) => String(e));
       lastFailure += ` | direct: ${await probe(direct)} | fresh client via proxy: ${await probe(viaProxy)}`;
       await direct.close();
@@ -143,7 +142,7 @@ describe("MongoDB outage", () => {
     });
 
     it("answers 503 / unavailable (never 500) on every path that needs the database while it is away", async () => {
-      const viaProxy = (db: string) => new MongoStore({ uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, dbName: db, serverSelectionTimeoutMs: 1000, operationTimeoutMs: 3000, watch: "poll", pollIntervalMs: 50 });
+      const viaProxy = (db: string) => new MongoStore({ uri: proxy.mongoUri, dbName: db, serverSelectionTimeoutMs: 1000, operationTimeoutMs: 3000, watch: "poll", pollIntervalMs: 50 });
       const dbName = `outage_ports_${Date.now()}`;
       // Auth off (dialect paths name their project) and a second instance with API keys (the key port).
       const open = await startTestServer({ store: viaProxy(dbName), workerIntervalMs: 60_000 });

@@ -312,10 +312,9 @@ describe("protection × surface matrix: store outage (mongo store; the memory st
   let app: App;
   beforeAll(async () => {
     mongo = await startTestMongo();
-    const target = new URL(mongo.uri.replace("mongodb://", "http://"));
-    proxy = new TcpProxy(target.hostname, Number(target.port));
+    proxy = TcpProxy.toMongo(mongo.uri);
     await proxy.start();
-    const store = new MongoStore({ uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, dbName: `matrix_outage_${Date.now()}`, serverSelectionTimeoutMs: 1000, operationTimeoutMs: 2000, watch: "poll", pollIntervalMs: 50 });
+    const store = new MongoStore({ uri: proxy.mongoUri, dbName: `matrix_outage_${Date.now()}`, serverSelectionTimeoutMs: 1000, operationTimeoutMs: 2000, watch: "poll", pollIntervalMs: 50 });
     app = await startTestServer({ store });
   }, 120_000);
   afterAll(async () => {

@@ -15,8 +15,7 @@ export class CommandCounter {
   #total = 0;
 
   constructor(uri: string) {
-    const target = new URL(uri.replace("mongodb://", "http://"));
-    this.proxy = new TcpProxy(target.hostname, Number(target.port));
+    this.proxy = TcpProxy.toMongo(uri);
     this.proxy.faults = (cmd) => {
       this.#count(cmd);
       return undefined;
@@ -25,7 +24,7 @@ export class CommandCounter {
 
   async start(): Promise<string> {
     await this.proxy.start();
-    return `mongodb://127.0.0.1:${this.proxy.port}/?directConnection=true`;
+    return this.proxy.mongoUri;
   }
 
   #count(cmd: WireCommand): void {

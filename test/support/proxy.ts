@@ -69,6 +69,17 @@ export class TcpProxy {
     private readonly targetPort: number,
   ) {}
 
+  /** A proxy to the MongoDB server of `uri` (mongodb://host:port/...), not yet started. */
+  static toMongo(uri: string): TcpProxy {
+    const target = new URL(uri.replace("mongodb://", "http://"));
+    return new TcpProxy(target.hostname, Number(target.port));
+  }
+
+  /** The connection string that reaches the server through this proxy (once started). */
+  get mongoUri(): string {
+    return `mongodb://127.0.0.1:${this.port}/?directConnection=true`;
+  }
+
   async start(port = 0): Promise<void> {
     const server = net.createServer((client) => {
       const upstream = net.connect(this.targetPort, this.targetHost);
