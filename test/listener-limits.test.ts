@@ -163,8 +163,8 @@ describe("bytes of requests in flight", () => {
     hog.on("error", () => {});
     await new Promise<void>((r) => hog.on("connect", () => r()));
     hog.write(`POST /api/v1/events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: 1000000\r\n\r\n{"topic":"t","events":[{"data":"${"x".repeat(700_000)}`);
-    // Let the server read what was sent.
-    await new Promise((r) => setTimeout(r, 300));
+    // The server has read what was sent (a request sent before could take its share first).
+    await eventually(async () => (await metricValue(app, "inflight_bytes")) >= 700_000, 10_000, "the hog's bytes held");
     // JSON path: 503 in the dialect's shape.
     const body = JSON.stringify({ topic: "t", events: [{ data: "y".repeat(500_000) }] });
     const res = await rawHttp(app, `POST /api/v1/events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 5000);
@@ -181,6 +181,7 @@ describe("bytes of requests in flight", () => {
     // Small requests still pass, and everything passes once the hog goes away.
     expect(await stillServing(app)).toBeLessThan(1000);
     hog.destroy();
+    await eventually(async () => (await metricValue(app, "inflight_bytes")) === 0, 5000, "the hog's bytes given back");
     await eventually(async () => (await rpc.publish({ stream: { kind: StreamKind.TOPIC, key: "t" }, events: [{ eventType: "big", data: { kind: { case: "stringValue", value: "z".repeat(500_000) } } }] }, { headers: { "x-project-id": "acme" } }).then(() => true, () => false)), 5000, "budget given back");
     const metrics = await (await fetch(`${app.url}/metrics`)).text();
     expect(metrics).toMatch(/limited_total\{limit="inflight_bytes"\} [1-9]/);

@@ -182,6 +182,7 @@ export async function startApp(cfg: Config, opts: AppOptions = {}): Promise<App>
     return true;
   }, cfg.healthCacheMs);
   const inflight = new InflightBytes(cfg.maxInflightBytes);
+  metrics.watchInflight(() => inflight.used);
   // Every live reader on every surface takes a subscription slot and is held by its key.
   const liveReaders = new LiveReaders(new SubscriptionLimits(cfg.maxSubscriptionsPerProject, cfg.maxSubscriptions), auth, () => metrics.limited.inc({ limit: "subscriptions" }));
   metrics.watchLiveReaders(() => liveReaders.limits.open);

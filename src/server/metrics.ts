@@ -41,6 +41,7 @@ export class Metrics implements LogObserver {
   #log: EventLog | undefined;
   #liveReaders: () => number = () => 0;
   #unsent: () => number = () => 0;
+  #inflight: () => number = () => 0;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -69,6 +70,7 @@ export class Metrics implements LogObserver {
     this.#gauge("subscribers", "Live subscribers (RPC streams and SSE) on this instance", () => self.#log?.stats.subscribers ?? 0);
     this.#gauge("live_readers", "Live readers holding a subscription slot, on every surface (RPC streams, SSE, Durable Streams long-polls)", () => self.#liveReaders());
     this.#gauge("unsent_bytes", "Response bytes queued in this instance for clients that have not taken them yet (all responses; bounded by MAX_UNSENT_BYTES)", () => self.#unsent());
+    this.#gauge("inflight_bytes", "Request body bytes read and not yet answered on this instance (bounded by MAX_INFLIGHT_BYTES)", () => self.#inflight());
     new Counter({
       name: "holes_skipped_total",
       help: "Sequences taken by a publisher that never stored them, skipped by readers after the hole timeout",
@@ -109,6 +111,11 @@ export class Metrics implements LogObserver {
   /** Where the live_readers gauge reads its count. */
   watchLiveReaders(count: () => number): void {
     this.#liveReaders = count;
+  }
+
+  /** Where the inflight_bytes gauge reads the instance's total. */
+  watchInflight(bytes: () => number): void {
+    this.#inflight = bytes;
   }
 
   /** Where the unsent_bytes gauge reads the instance's total. */

@@ -370,9 +370,12 @@ describe.each(storeFactories)("protection × surface matrix: the instance's budg
     hog.write(`POST /api/v1/events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Project-ID: acme\r\nContent-Length: ${BUDGET.hog + 1000}\r\n\r\n{"topic":"t","events":[{"data":"${"x".repeat(BUDGET.hog)}`);
     let refused = 0;
     try {
-      // Held once the hog's bytes are read: a canary body past what is left is then refused.
-      const canary = () => fetch(`${app.url}/api/v1/events/publish`, { method: "POST", headers: { "x-project-id": "acme", "content-type": "application/json" }, body: JSON.stringify({ topic: "canary", events: [{ data: "c".repeat(BUDGET.probe) }] }) }).then((r) => r.status);
-      await eventually(async () => (await canary()) === 503, 30_000, "the hog's bytes held (a canary refused)");
+      // Held once the server has read the hog's bytes (the gauge counts them). A request sent before
+      // that could take its share first and have the hog refused, so nothing else is sent until then.
+      let held = 0;
+      await eventually(async () => (held = await metricValue(app, "inflight_bytes")) >= BUDGET.hog, 30_000, () => `the hog's ${BUDGET.hog} bytes held (inflight_bytes ${held})`);
+      const canary = await fetch(`${app.url}/api/v1/events/publish`, { method: "POST", headers: { "x-project-id": "acme", "content-type": "application/json" }, body: JSON.stringify({ topic: "canary", events: [{ data: "c".repeat(BUDGET.probe) }] }) });
+      expect(canary.status, await canary.text()).toBe(503);
       for (const route of app.routes) {
         if (applies(route, "budget_exhausted") !== true) continue;
         const p = probe(route, { task_id: "m1", name: "matrix-s" }, { "x-project-id": "acme" });

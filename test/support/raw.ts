@@ -82,10 +82,10 @@ export function h2Request(session: http2.ClientHttp2Session, headers: http2.Outg
 }
 
 /** Resolves when `fn` returns true, checked every 20 ms; fails after timeoutMs. */
-export async function eventually(fn: () => boolean | Promise<boolean>, timeoutMs = 5000, what = "condition"): Promise<void> {
+export async function eventually(fn: () => boolean | Promise<boolean>, timeoutMs = 5000, what: string | (() => string) = "condition"): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${typeof what === "function" ? what() : what} not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
