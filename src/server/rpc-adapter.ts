@@ -50,10 +50,16 @@ function fixGrpcFields(h: Headers | undefined): void {
   if (h && h.get("grpc-status") === INTERNAL && isParseMessage(h.get("grpc-message"))) h.set("grpc-status", INVALID);
 }
 
+/** Envelope flags of the frames that can carry an error: Connect end-stream (0x02), gRPC-Web trailers (0x80). */
+const END_FRAMES = 0x02 | 0x80;
+
 /** One enveloped message (flags, length, payload) rewritten by `fix` when it is an end/trailer frame. */
 function fixEnvelopes(chunk: Uint8Array, fix: (flags: number, payload: string) => string | undefined): Uint8Array {
   if (chunk.length < 5) return chunk;
   const flags = chunk[0]!;
+  // Every message of every stream passes here: only the last frame is decoded (decoding each
+  // message's bytes as text was an eighth of the server's CPU delivering to 100 subscribers).
+  if ((flags & END_FRAMES) === 0) return chunk;
   const len = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength).getUint32(1);
   if (len !== chunk.length - 5) return chunk;
   const replaced = fix(flags, utf8.decode(chunk.subarray(5)));
