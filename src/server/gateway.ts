@@ -28,7 +28,6 @@ export interface RouteRequest {
   query: URLSearchParams;
   headers: Req["headers"];
   ctx: CallContext;
-  abort: AbortController;
   /** The parsed JSON body (read and size-checked before the handler runs, for POST/PUT). */
   body: unknown;
 }
@@ -104,17 +103,20 @@ export function jsonRoutes(surface: Surface, routes: readonly Route[], d: Gatewa
 }
 
 async function serve(route: Route, policy: RoutePolicy, call: Call, d: GatewayOptions): Promise<void> {
-  const abort = following(call.signal);
+  // An SSE stream ends its source itself (a revoked key, a failed write) while the reply may still
+  // be open: it has a controller of its own. A unary reply's work ends with the reply, and an error
+  // aborts the pipeline's controller (call.signal) before it is answered.
+  const abort = policy.stream === "live" ? following(call.signal) : undefined;
   let release: (() => void) | undefined;
   try {
     const takeTurn = async (): Promise<void> => {
       release = await largeBodies.acquire();
     };
     const body = policy.body === 0 ? undefined : await readJson(call.req, policy.body as number, d.bodyTimeoutMs, route.dialect, d.maxJsonValues ?? MAX_JSON_VALUES, takeTurn);
-    const ctx: CallContext = { signal: abort.signal, ...(call.project ? { project: call.project } : {}) };
-    const result = await route.handle({ params: call.params, query: call.url.searchParams, headers: call.req.headers, ctx, abort, body });
+    const ctx: CallContext = { signal: abort?.signal ?? call.signal, ...(call.project ? { project: call.project } : {}) };
+    const result = await route.handle({ params: call.params, query: call.url.searchParams, headers: call.req.headers, ctx, body });
     if ("sse" in result) {
-      if (policy.stream !== "live") throw new Error(`route ${route.method} ${route.path} answered SSE but its policy is not a live reader`);
+      if (!abort) throw new Error(`route ${route.method} ${route.path} answered SSE but its policy is not a live reader`);
       // Nothing is read from the log before the stream is iterated, so a refused one costs nothing.
       const reader = call.openReader();
       await streamSse(call.req, call.res, abort, untilRevoked(result.sse, reader), {
@@ -128,7 +130,7 @@ async function serve(route: Route, policy: RoutePolicy, call: Call, d: GatewayOp
       sendJson(call.res, result.status, result.json, result.headers);
     }
   } catch (err) {
-    abort.abort(ABORTED);
+    abort?.abort(ABORTED);
     throw err;
   } finally {
     release?.();
