@@ -62,7 +62,17 @@ export class Metrics implements LogObserver {
     });
     this.#delivered = new Counter({ name: "events_delivered_total", help: "Events delivered to subscribers", registers: [this.registry] });
     const requests = new Counter({ name: "http_requests_total", help: "Requests on the documented JSON paths, by route and status", labelNames: ["route", "status"], registers: [this.registry] });
-    this.requests = { inc: (labels) => requests.inc(requestLabels(labels.route, labels.status)) };
+    // One child per bounded label pair, kept: prom-client hashes a label object on every inc.
+    const children = new Map<string, { inc(): void }>();
+    this.requests = {
+      inc: (labels) => {
+        const bounded = requestLabels(labels.route, labels.status);
+        const key = `${bounded.route}\n${bounded.status}`;
+        let child = children.get(key);
+        if (!child) children.set(key, (child = requests.labels(bounded)));
+        child.inc();
+      },
+    };
     this.cut = new Counter({ name: "responses_cut_total", help: "Responses (mostly subscriptions) cut off because the client stopped reading: stalled too long, too much unsent, or the slowest when the instance's unsent-bytes budget is full", labelNames: ["reason"], registers: [this.registry] });
     this.errorsCaught = new Counter({ name: "errors_caught_total", help: "Errors caught by an error boundary (request, rpc, stream, background, socket, process); each is also logged once", labelNames: ["where"], registers: [this.registry] });
     this.limited = new Counter({ name: "limited_total", help: "Requests, streams or connections refused or cut by a limit, by limit", labelNames: ["limit"], registers: [this.registry] });
