@@ -94,15 +94,20 @@ for (const factory of storeFactories) {
       const s: StreamId = { project: "p", kind: "durable", key: `log-${++n}` };
       expect(await base.reserve(s, 2)).toBe(2);
       expect(await base.isClosed(s)).toBe(false);
+      expect(await base.streamInfo(s)).toMatchObject({ head: 2, closed: false });
       expect(await base.reserve(s, 1, { close: true })).toBe(3); // the final append closes it in the same step
       expect(await base.isClosed(s)).toBe(true);
+      // One read of the record: the head with the close is the final one (what readers go by).
+      expect(await base.streamInfo(s)).toMatchObject({ head: 3, closed: true });
       await expect(base.reserve(s, 1)).rejects.toBeInstanceOf(StreamClosedError);
       expect(await base.closeStream(s)).toBe(3);
       expect(await base.head(s)).toBe(3);
       expect(await base.reopenStream(s)).toBe(3);
+      expect(await base.streamInfo(s)).toMatchObject({ head: 3, closed: false });
       expect(await base.reserve(s, 1)).toBe(4);
       const fresh: StreamId = { project: "p", kind: "durable", key: `log-${++n}` };
       expect(await base.closeStream(fresh)).toBe(0);
+      expect(await base.streamInfo(fresh)).toMatchObject({ head: 0, closed: true });
       await expect(base.reserve(fresh, 1)).rejects.toBeInstanceOf(StreamClosedError);
     });
 

@@ -10,6 +10,8 @@ export interface StreamInfo {
   head: number;
   floor: number;
   expireAt?: Date;
+  /** Whether the stream is closed, from the same read as `head` (so a closed stream's head is its final sequence). */
+  closed: boolean;
 }
 
 /**
@@ -84,8 +86,9 @@ export interface Store {
   /** The last sequence handed out for the stream (0 when it does not exist). */
   head(stream: StreamId): Promise<number>;
   /**
-   * The stream record: last sequence handed out, `floor` (sequences up to it are gone: purged or
-   * expired) and its expiry. Undefined when the stream does not exist.
+   * The stream record, in one read: last sequence handed out, `floor` (sequences up to it are
+   * gone: purged or expired), its expiry and whether it is closed. Undefined when the stream does
+   * not exist.
    */
   streamInfo(stream: StreamId): Promise<StreamInfo | undefined>;
   /**

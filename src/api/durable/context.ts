@@ -131,9 +131,12 @@ export function durableContext(deps: DurableDeps) {
     if (src && src.softDeleted && src.refCount <= 0) await retire(src);
   }
 
+  /**
+   * The stream's tail position and closed state, from one read (log.tail): when closed, the
+   * position is the final one, so a reader there holds everything before the close.
+   */
   async function tailOf(m: DurableMeta): Promise<{ position: number; closed: boolean }> {
-    const id = logOf(m);
-    const [head, closed] = await Promise.all([log.head(id), log.isClosed(id)]);
+    const { head, closed } = await log.tail(logOf(m));
     return { position: Math.max(0, head - m.base), closed };
   }
 

@@ -206,52 +206,63 @@ export function durableReads(ctx: DurableContext) {
       let first = true;
       let lastFrame = nowMs();
       let read = true;
-      while (!r.signal.aborted) {
-        const w = log.watch(id);
-        let waited = false;
-        try {
-          if (read) {
-            const page = await readAfter(m, position);
-            const tail = await tailOf(m);
-            const atTail = page.upToDate && page.next >= tail.position;
-            const closed = tail.closed && atTail;
-            const reason = closed ? await closeReasonOf(m) : undefined;
-            if (page.events.length > 0) {
-              const b = body(m, page.events);
-              const payload = base64 ? b.toString("base64") : b.toString("utf8");
-              yield `event: data\n${sseData(payload)}\n\n` + control(m, page.next, cursorIn, page.upToDate, closed, reason);
-              lastFrame = nowMs();
-            } else if (first || closed) {
-              yield control(m, page.next, cursorIn, page.upToDate, closed, reason);
+      /** The watch for the next round, when taken before a look at the tail (see below). */
+      let next: ReturnType<typeof log.watch> | undefined;
+      try {
+        while (!r.signal.aborted) {
+          const w = next ?? log.watch(id);
+          next = undefined;
+          let waited = false;
+          try {
+            if (read) {
+              const page = await readAfter(m, position);
+              const tail = await tailOf(m);
+              const atTail = page.upToDate && page.next >= tail.position;
+              const closed = tail.closed && atTail;
+              const reason = closed ? await closeReasonOf(m) : undefined;
+              if (page.events.length > 0) {
+                const b = body(m, page.events);
+                const payload = base64 ? b.toString("base64") : b.toString("utf8");
+                yield `event: data\n${sseData(payload)}\n\n` + control(m, page.next, cursorIn, page.upToDate, closed, reason);
+                lastFrame = nowMs();
+              } else if (first || closed) {
+                yield control(m, page.next, cursorIn, page.upToDate, closed, reason);
+                lastFrame = nowMs();
+              }
+              first = false;
+              const advanced = page.next > position;
+              position = page.next;
+              if (closed) return;
+              if (tail.closed && !advanced && (await passTrailing(m, position, tail.position))) continue;
+              // More to read now; a page that could not advance stands at an append in flight: wait for it.
+              if (!page.upToDate && advanced) continue;
+            }
+            const left = end - nowMs();
+            if (left <= 0) return;
+            waited = true;
+            read = true;
+            if ((await w.wait(Math.min(left, CLOSE_CHECK_MS))) || r.signal.aborted) continue;
+            // Not woken for a second. Appends anywhere wake this wait, but a close made on another
+            // instance does not: look at the tail (one look per stream and second on this instance,
+            // shared by its readers), so every reader sees a stop from anywhere within about a second.
+            // The next round's watch is taken before the look: an append or close here while the
+            // look is in flight (or after the shared look was taken) wakes that round's wait, where
+            // with a watch taken after the look it would wake nobody and wait for the next look.
+            next = log.watch(id);
+            const t = await sharedTail(m);
+            if (t.closed || t.position > position) continue;
+            read = false;
+            if (nowMs() - lastFrame >= config.longPollTimeoutMs) {
+              // Idle: a control event keeps the connection (and proxies) alive and repeats the position.
+              yield control(m, position, cursorIn, true, false);
               lastFrame = nowMs();
             }
-            first = false;
-            const advanced = page.next > position;
-            position = page.next;
-            if (closed) return;
-            if (tail.closed && !advanced && (await passTrailing(m, position, tail.position))) continue;
-            // More to read now; a page that could not advance stands at an append in flight: wait for it.
-            if (!page.upToDate && advanced) continue;
+          } finally {
+            if (!waited) w.cancel();
           }
-          const left = end - nowMs();
-          if (left <= 0) return;
-          waited = true;
-          read = true;
-          if ((await w.wait(Math.min(left, CLOSE_CHECK_MS))) || r.signal.aborted) continue;
-          // Not woken for a second. Appends anywhere wake this wait, but a close made on another
-          // instance does not: look at the tail (one look per stream and second on this instance,
-          // shared by its readers), so every reader sees a stop from anywhere within about a second.
-          const t = await sharedTail(m);
-          if (t.closed || t.position > position) continue;
-          read = false;
-          if (nowMs() - lastFrame >= config.longPollTimeoutMs) {
-            // Idle: a control event keeps the connection (and proxies) alive and repeats the position.
-            yield control(m, position, cursorIn, true, false);
-            lastFrame = nowMs();
-          }
-        } finally {
-          if (!waited) w.cancel();
         }
+      } finally {
+        next?.cancel();
       }
     }
     return { status: 200, headers, sse: frames() };

@@ -125,6 +125,17 @@ export class EventLog {
   }
 
   /**
+   * The last sequence handed out and whether the stream is closed, from one read of the stream
+   * record. Never head() and isClosed() side by side for this: they are two reads, and a closing
+   * append that lands between them pairs the head from before it with the close, so a reader at
+   * that head would be told "closed" without the final append.
+   */
+  async tail(stream: StreamId): Promise<{ head: number; closed: boolean }> {
+    const info = await this.#ctx.store.streamInfo(stream);
+    return { head: info?.head ?? 0, closed: info?.closed === true };
+  }
+
+  /**
    * Something to wait on for "the stream changed" (an append or a close, here or, for appends,
    * on another instance): take it before reading, then wait if the read found nothing new, so no
    * wake-up is lost. `wait` resolves true when woken, false on timeout; `cancel` when not waiting.

@@ -229,7 +229,7 @@ export class MemoryStore implements Store {
   async streamInfo(stream: StreamId): Promise<StreamInfo | undefined> {
     const s = this.#streams.get(streamName(stream));
     if (!s) return undefined;
-    return { head: s.head, floor: s.base, ...(s.expireAt ? { expireAt: s.expireAt } : {}) };
+    return { head: s.head, floor: s.base, ...(s.expireAt ? { expireAt: s.expireAt } : {}), closed: s.closed === true };
   }
 
   async head(stream: StreamId): Promise<number> {

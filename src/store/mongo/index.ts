@@ -402,7 +402,7 @@ export class MongoStore implements Store {
   async streamInfo(stream: StreamId): Promise<StreamInfo | undefined> {
     const doc = await this.#m.read(() => this.#counters.findOne({ _id: streamName(stream) }, { ...this.#m.readOptions }));
     if (!doc) return undefined;
-    return { head: num(doc.seq), floor: num(doc.floor), ...(doc.expire_at ? { expireAt: doc.expire_at } : {}) };
+    return { head: num(doc.seq), floor: num(doc.floor), ...(doc.expire_at ? { expireAt: doc.expire_at } : {}), closed: doc.closed === true };
   }
 
   async #view(name: string): Promise<View> {
