@@ -9,7 +9,7 @@
 // Then the documented JSON publish paths of every dialect under wrk, next to a bare node:http
 // server answering 201 (bench/wrk.mjs; wrk is Debian's package: apt-get install -y wrk; skipped
 // with a note when it is missing or with --no-wrk).
-// Writes bench/results.md and bench/results.json.
+// Last, issue 20's targets as ratios (bench/targets.mjs). Writes bench/results.md and bench/results.json.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -50,7 +50,16 @@ appendRss(rssFile);
 fs.rmSync(path.dirname(rssFile), { recursive: true, force: true });
 // Also after a failed workload (the harness still wrote its report): the two parts are independent.
 if (!noWrk && harnessReported()) await appendWrk();
+if (harnessReported()) await appendTargets();
 process.exit(r.status ?? 1);
+
+/** Issue 20's targets as ratios (bench/targets.mjs), last in the report and on stdout. */
+async function appendTargets() {
+  const { targetsMarkdown } = await import('./targets.mjs');
+  const md = targetsMarkdown(JSON.parse(fs.readFileSync(path.join(ROOT, 'bench/results.json'), 'utf8')));
+  fs.appendFileSync(path.join(ROOT, 'bench/results.md'), md);
+  console.log(md);
+}
 
 /**
  * The shared harness is read-only and ships without its clients (NATS, ioredis): it runs from a
