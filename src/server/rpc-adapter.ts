@@ -17,7 +17,9 @@
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
-import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { encodeEnvelope, type UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { endStreamFlag } from "@connectrpc/connect/protocol-connect";
+import { trailerFlag } from "@connectrpc/connect/protocol-grpc-web";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { REQUEST_PARSE_ERROR, type ErrorSink } from "./boundary.js";
 import { PROJECT } from "./auth.js";
@@ -50,8 +52,8 @@ function fixGrpcFields(h: Headers | undefined): void {
   if (h && h.get("grpc-status") === INTERNAL && isParseMessage(h.get("grpc-message"))) h.set("grpc-status", INVALID);
 }
 
-/** Envelope flags of the frames that can carry an error: Connect end-stream (0x02), gRPC-Web trailers (0x80). */
-const END_FRAMES = 0x02 | 0x80;
+/** Envelope flags of the frames that can carry an error: Connect end-stream, gRPC-Web trailers. */
+const END_FRAMES = endStreamFlag | trailerFlag;
 
 /** One enveloped message (flags, length, payload) rewritten by `fix` when it is an end/trailer frame. */
 function fixEnvelopes(chunk: Uint8Array, fix: (flags: number, payload: string) => string | undefined): Uint8Array {
@@ -64,17 +66,12 @@ function fixEnvelopes(chunk: Uint8Array, fix: (flags: number, payload: string) =
   if (len !== chunk.length - 5) return chunk;
   const replaced = fix(flags, utf8.decode(chunk.subarray(5)));
   if (replaced === undefined) return chunk;
-  const payload = encoder.encode(replaced);
-  const out = new Uint8Array(5 + payload.length);
-  out[0] = flags;
-  new DataView(out.buffer).setUint32(1, payload.length);
-  out.set(payload, 5);
-  return out;
+  return encodeEnvelope(flags, encoder.encode(replaced));
 }
 
-/** Connect end-stream message (flag 0x02) and gRPC-Web trailers (flag 0x80) of an undecodable request. */
+/** Connect end-stream message and gRPC-Web trailers of an undecodable request. */
 function fixFrame(flags: number, payload: string): string | undefined {
-  if (flags & 0x02) {
+  if (flags & endStreamFlag) {
     try {
       const end = JSON.parse(payload) as { error?: { code?: string; message?: string } };
       if (end.error?.code === "internal" && REQUEST_PARSE_ERROR.test(end.error.message ?? "")) {
@@ -85,7 +82,7 @@ function fixFrame(flags: number, payload: string): string | undefined {
       return undefined;
     }
   }
-  if (flags & 0x80 && /grpc-status: ?13\r\n/.test(payload)) {
+  if (flags & trailerFlag && /grpc-status: ?13\r\n/.test(payload)) {
     const msg = /grpc-message: ?([^\r\n]*)/.exec(payload)?.[1] ?? null;
     if (isParseMessage(msg)) return payload.replace(/grpc-status: ?13\r\n/, `grpc-status: ${INVALID}\r\n`);
   }

@@ -12,6 +12,8 @@
  *   listener is full (src/server/listener.ts), so they never make a keyed client's connection wait.
  */
 import { Code } from "@connectrpc/connect";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import { codeToHttpStatus, codeToString, endStreamFlag } from "@connectrpc/connect/protocol-connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -31,28 +33,6 @@ export function pathOf(target: string | undefined): string {
   return (target ?? "").split("?", 2)[0]!;
 }
 
-/** Connect's name for a code ("resource_exhausted"), as its end-stream message and unary bodies spell it. */
-function connectCodeName(code: Code): string {
-  return Code[code]!.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
-}
-
-/** The HTTP status of a Connect unary error, by code (the Connect protocol's table). */
-const CONNECT_STATUS: Partial<Record<Code, number>> = {
-  [Code.Canceled]: 499,
-  [Code.InvalidArgument]: 400,
-  [Code.DeadlineExceeded]: 504,
-  [Code.NotFound]: 404,
-  [Code.AlreadyExists]: 409,
-  [Code.PermissionDenied]: 403,
-  [Code.ResourceExhausted]: 429,
-  [Code.FailedPrecondition]: 400,
-  [Code.Aborted]: 409,
-  [Code.OutOfRange]: 400,
-  [Code.Unimplemented]: 501,
-  [Code.Unavailable]: 503,
-  [Code.Unauthenticated]: 401,
-};
-
 /**
  * Answers an RPC with an error before it reaches the router, in its protocol: gRPC and gRPC-Web
  * as a trailers-only response, the Connect streaming protocol as an end-stream message, Connect
@@ -66,19 +46,15 @@ export function refuseRpc(req: Req, res: Res, code: Code, message: string): void
     res.end();
     return;
   }
-  const error = { code: connectCodeName(code), message };
+  const error = { code: codeToString(code), message };
   if (type.startsWith("application/connect+")) {
-    const payload = Buffer.from(JSON.stringify({ error }));
-    const envelope = Buffer.alloc(5 + payload.length);
-    envelope[0] = 0x02; // end of stream
-    envelope.writeUInt32BE(payload.length, 1);
-    payload.copy(envelope, 5);
+    const envelope = encodeEnvelope(endStreamFlag, Buffer.from(JSON.stringify({ error })));
     res.writeHead(200, { "content-type": type, "content-length": String(envelope.length) });
     res.end(envelope);
     return;
   }
   const body = JSON.stringify(error);
-  res.writeHead(CONNECT_STATUS[code] ?? 500, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
+  res.writeHead(codeToHttpStatus(code), { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
   res.end(body);
 }
 
