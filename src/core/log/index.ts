@@ -120,15 +120,11 @@ export class EventLog {
     return this.#ctx.store.setIncarnation(stream, inc, holding);
   }
 
-  isClosed(stream: StreamId): Promise<boolean> {
-    return this.#ctx.store.isClosed(stream);
-  }
-
   /**
    * The last sequence handed out and whether the stream is closed, from one read of the stream
-   * record. Never head() and isClosed() side by side for this: they are two reads, and a closing
-   * append that lands between them pairs the head from before it with the close, so a reader at
-   * that head would be told "closed" without the final append.
+   * record. Never the store's head() and isClosed() side by side for this: they are two reads,
+   * and a closing append that lands between them pairs the head from before it with the close,
+   * so a reader at that head would be told "closed" without the final append.
    */
   async tail(stream: StreamId): Promise<{ head: number; closed: boolean }> {
     const info = await this.#ctx.store.streamInfo(stream);
