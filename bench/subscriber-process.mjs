@@ -21,6 +21,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
+import { encodeEnvelope } from '@connectrpc/connect/protocol';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 
@@ -98,9 +99,7 @@ function dataJsonOf(msg) {
 async function subscribeWire(id, url, stream) {
   const abort = new AbortController();
   subs.set(id, abort);
-  const request = Buffer.from(toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { stream: { kind: StreamKind.TOPIC, key: stream }, view: EventView.COMPACT })));
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(request.length, 1);
+  const request = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { stream: { kind: StreamKind.TOPIC, key: stream }, view: EventView.COMPACT }));
   const session = http2.connect(url);
   session.on('error', () => {});
   let live = false;
@@ -140,7 +139,7 @@ async function subscribeWire(id, url, stream) {
       });
       call.on('error', reject);
       call.on('close', () => (status === undefined || status === '0' || abort.signal.aborted ? resolve() : reject(new Error(`grpc-status ${status}: ${message}`))));
-      call.end(Buffer.concat([head, request]));
+      call.end(encodeEnvelope(0, request));
     });
   } catch (err) {
     if (!abort.signal.aborted) process.stderr.write(`subscriber ${id} ended: ${err}\n`);
